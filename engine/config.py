@@ -1,0 +1,78 @@
+"""Config dataclasses: one per network, serialised whole into the checkpoint's JSON.
+
+Every model config derives from ``Config`` so that loading, overriding and saving reject
+unknown keys and wrong types the same way everywhere (a typo in a checkpoint or on the
+command line is an error, not a silently ignored setting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Self
+
+from .errors import MotionError
+
+
+@dataclasses.dataclass
+class Config:
+    """Base of every model and training config."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> Self:
+        """Build from a JSON dict; unknown keys or wrong types raise ``MotionError``."""
+        if not isinstance(data, dict):
+            raise MotionError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise MotionError(f"{where}: unknown {cls.__name__} keys {unknown}")
+        hints = typing.get_type_hints(cls)
+        values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> Self:
+        """A copy with ``overrides`` applied, checked like ``from_dict``."""
+        merged = self.to_dict()
+        merged.update(overrides)
+        return type(self).from_dict(merged, where=f"{type(self).__name__} override")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, where)
+            except MotionError:
+                continue
+        raise MotionError(f"{where}: {value!r} is not {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise MotionError(f"{where}: expected null, got {value!r}")
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        return hint.from_dict(value, where=where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise MotionError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+            return value
+        raise MotionError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
