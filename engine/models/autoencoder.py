@@ -1,0 +1,218 @@
+"""Causal convolutional motion autoencoder (MoLingo's VAE / SAE, SPEC 3.1).
+
+Maps normalised HumanML3D features (B, F, 263) to a short sequence of continuous latents
+(B, F / 4, 16) and back. Every convolution is padded on the left only, so the model is
+causal at the granularity of one latent step: latent n sees frames up to 4n + 3 (the end
+of its own window) and never later ones, and output frames 4n .. 4n + 3 are decoded from
+latents 0 .. n only. Changing frame t therefore leaves every latent and every output frame
+of the blocks before t's block unchanged; this lets a clip be extended without touching
+what was already generated.
+
+No normalisation layers (the reference has none: batch statistics would leak across
+clips and time). The semantic head projects latents into the text encoder's space for the
+SAE's semantic-alignment loss (computed in ``training/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import Config
+from ..errors import MotionError
+
+LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the VAE's log-variance (reference value)
+
+
+@dataclass
+class AutoencoderConfig(Config):
+    """Sizes of the motion autoencoder; saved whole in the checkpoint."""
+
+    feature_dim: int = 263  # HumanML3D features per frame
+    width: int = 256  # channels of every conv layer (paper: 1024)
+    depth: int = 3  # ResNet blocks per down/up stage
+    dilation_growth: int = 3  # dilations 1, 3, 9 inside a stage: wide context, few layers
+    down_t: int = 2  # number of x2 temporal down stages: 2 -> 4x (paper's best)
+    latent_dim: int = 16  # latent channels per step (paper: more dims hurt)
+    variational: bool = True  # VAE (mean, logvar) or plain deterministic AE
+    text_dim: int = 384  # width of the text encoder the semantic head aligns to
+    semantic_hidden: int = 256  # hidden width of the semantic projection head
+
+    @classmethod
+    def tiny(cls) -> AutoencoderConfig:
+        """For unit tests: seconds on a CPU."""
+        return cls(width=32, depth=2, text_dim=32, semantic_hidden=32)
+
+    @classmethod
+    def small(cls) -> AutoencoderConfig:
+        """The shipped size: 4.8 M parameters, of which the decoder (all that generation
+        needs) is 2.4 M."""
+        return cls()
+
+    @classmethod
+    def base(cls) -> AutoencoderConfig:
+        """Between shipped and paper size, for a longer training run."""
+        return cls(width=512)
+
+    @classmethod
+    def large(cls) -> AutoencoderConfig:
+        """Paper size (width 1024): 70.4 M parameters (the paper quotes about 73 M)."""
+        return cls(width=1024, semantic_hidden=1024)
+
+
+@dataclass
+class LatentDistribution:
+    """The encoder's output: a diagonal Gaussian per latent step (or a point for a plain AE).
+
+    mean, logvar: (B, N, C); ``logvar`` is None for a plain autoencoder.
+    """
+
+    mean: Tensor
+    logvar: Tensor | None = None
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        """Reparameterised draw ``mean + std * eps`` (the mean itself for a plain AE)."""
+        if self.logvar is None:
+            return self.mean
+        eps = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def kl(self) -> Tensor:
+        """Elementwise KL to the standard normal (B, N, C); zeros for a plain AE."""
+        if self.logvar is None:
+            return torch.zeros_like(self.mean)
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+
+
+class CausalConv1d(nn.Conv1d):
+    """Conv1d on (B, C, T) padded on the left only, so output t sees inputs <= t.
+
+    For a strided conv the left padding is ``dilation * (kernel - 1) + 1 - stride``: output
+    j then covers inputs up to ``stride * j + stride - 1``, the last frame of its own
+    window, and a length divisible by the stride shrinks exactly by the stride.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1):
+        super().__init__(cin, cout, kernel, stride=stride, dilation=dilation)
+        self.left_pad = dilation * (kernel - 1) + 1 - stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(F.pad(x, (self.left_pad, 0)))
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(SiLU(dilated causal conv3(SiLU(x)))): a residual unit of the stacks."""
+
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.conv1 = CausalConv1d(width, width, 3, dilation=dilation)
+        self.conv2 = nn.Conv1d(width, width, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+def resnet_stack(width: int, depth: int, growth: int, reverse: bool = False) -> nn.Sequential:
+    """``depth`` ResBlocks with dilations growth**0, growth**1, ... (reversed in the decoder)."""
+    dilations = [growth**i for i in range(depth)]
+    if reverse:
+        dilations = dilations[::-1]
+    return nn.Sequential(*(ResBlock(width, d) for d in dilations))
+
+
+class CausalEncoder(nn.Module):
+    """(B, D, F) -> (B, out, F / 2**down_t)."""
+
+    def __init__(self, cfg: AutoencoderConfig, out_dim: int):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [CausalConv1d(cfg.feature_dim, w, 3), nn.SiLU()]
+        for _ in range(cfg.down_t):
+            layers.append(CausalConv1d(w, w, 4, stride=2))
+            layers.append(resnet_stack(w, cfg.depth, cfg.dilation_growth))
+        layers.append(CausalConv1d(w, out_dim, 3))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class CausalDecoder(nn.Module):
+    """(B, latent, N) -> (B, D, N * 2**down_t); nearest x2 upsampling keeps it causal."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, w, 3), nn.SiLU()]
+        for _ in range(cfg.down_t):
+            layers.append(resnet_stack(w, cfg.depth, cfg.dilation_growth, reverse=True))
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            layers.append(CausalConv1d(w, w, 3))
+        layers += [CausalConv1d(w, w, 3), nn.SiLU(), CausalConv1d(w, cfg.feature_dim, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class MotionAutoencoder(nn.Module):
+    """Causal conv VAE/AE between normalised features (B, F, 263) and latents (B, F/4, 16)."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        out = 2 * cfg.latent_dim if cfg.variational else cfg.latent_dim
+        self.encoder = CausalEncoder(cfg, out)
+        self.decoder = CausalDecoder(cfg)
+        # SAE head: latent -> text space; used only by the semantic-alignment loss.
+        self.semantic_head = nn.Sequential(
+            nn.Linear(cfg.latent_dim, cfg.semantic_hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.semantic_hidden, cfg.text_dim),
+        )
+
+    @property
+    def downsample(self) -> int:
+        """Feature frames per latent step (4 by default)."""
+        return 2**self.cfg.down_t
+
+    def encode(self, x: Tensor) -> LatentDistribution:
+        """x (B, F, feature_dim), F a multiple of ``downsample`` -> latents (B, F/down, C)."""
+        if x.dim() != 3 or x.shape[-1] != self.cfg.feature_dim:
+            raise MotionError(
+                f"autoencoder input must be (batch, frames, {self.cfg.feature_dim}), "
+                f"got {tuple(x.shape)}"
+            )
+        if x.shape[1] == 0 or x.shape[1] % self.downsample:
+            raise MotionError(
+                f"autoencoder input has {x.shape[1]} frames; "
+                f"expected a positive multiple of {self.downsample}"
+            )
+        h = self.encoder(x.transpose(1, 2)).transpose(1, 2)  # (B, N, out)
+        if not self.cfg.variational:
+            return LatentDistribution(h)
+        mean, logvar = h.chunk(2, dim=-1)
+        return LatentDistribution(mean, logvar.clamp(*LOGVAR_RANGE))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z (B, N, latent_dim) -> features (B, N * downsample, feature_dim)."""
+        if z.dim() != 3 or z.shape[-1] != self.cfg.latent_dim:
+            raise MotionError(
+                f"latents must be (batch, steps, {self.cfg.latent_dim}), got {tuple(z.shape)}"
+            )
+        return self.decoder(z.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Reconstruction (B, F, feature_dim).
+
+        A VAE samples its latents in training mode (with ``generator``) and decodes the
+        mean in eval mode, so evaluation is deterministic.
+        """
+        dist = self.encode(x)
+        z = dist.sample(generator) if self.training else dist.mean
+        return self.decode(z)

@@ -1,0 +1,246 @@
+"""MLA-Gen: a full-sequence flow-matching DiT over AE latents with motion-language alignment.
+
+Backbone (ACMDM-S): ``depth`` pre-norm blocks of RoPE self-attention and a SwiGLU MLP, RMSNorm
+with q/k norm, both sub-layers AdaLN-modulated (shift, scale, gate) by a condition vector.
+MLA-Gen (Gu et al. 2026) adds three things, all inside ``forward``:
+
+- Memory slots (global motion priors): ``memory_slots`` learnable vectors shared by all
+  layers. We append them as extra keys/values to every layer's self-attention (projected by
+  that layer's own key/value weights, no RoPE since they have no position). One softmax
+  over frames and slots lets each frame decide how much to retrieve from the priors versus
+  from other frames; it is the paper's "hidden features as queries, memory as keys and
+  values" read-out without a second attention per layer (no parameters beyond the slots).
+- Local alignment: cross-attention from the embedded motion frames (queries) to the text
+  tokens (keys/values, padding masked), giving a per-frame text condition ``c_local``. The
+  AdaLN condition is ``time + global(pooled text) + w * c_local`` per frame, with
+  ``w = local_weight`` (0.2), or ``local_weight_uncond`` in the unconditional CFG branch
+  (``weak_local``), where the global condition comes from the null prompt but the local
+  tokens stay the real prompt's (the paper keeps "moderate local constraints" there).
+- Sink-mask: the start token (index 0) is removed from that cross-attention, the remaining
+  weights renormalised (its logit is masked before the softmax), once the flow time passes
+  the threshold. The paper's time runs 0 = noise -> 1 = data (SiT/ACMDM convention) and masks
+  "when the timestep exceeds 0.2", i.e. for the later sampling rounds. Our time runs the other
+  way (t = 1 noise -> 0 data), so the mask is on where the sampling progress ``1 - t`` exceeds
+  ``sink_mask_threshold``: for t < 0.8 with the default 0.2. It depends only on ``t``, so
+  training and sampling apply it alike.
+
+``last_attention`` keeps the last call's cross-attention maps ``(B, heads, N, L)`` (detached)
+for SinkRatio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import Config
+from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, gate, modulate
+
+if TYPE_CHECKING:
+    from ..text_encoder import TextEncoding
+
+
+@dataclass
+class MLAGenConfig(Config):
+    """Sizes and MLA-Gen settings; saved whole in the checkpoint."""
+
+    latent_dim: int = 16  # AE latent channels per step (C)
+    text_dim: int = 384  # text encoder width (tokens and pooled)
+    width: int = 512
+    depth: int = 8
+    heads: int = 8
+    mlp_ratio: float = 4.0  # SwiGLU hidden = 2/3 * mlp_ratio * width (ACMDM / LLaMA sizing)
+    memory_slots: int = 16  # learnable global motion priors; 0 disables them
+    local_weight: float = 0.2  # weight of the local (cross-attention) condition
+    local_weight_uncond: float = 0.1  # its weight in the unconditional CFG branch
+    sink_mask: bool = True  # mask the start token late in sampling (off for encoders without one)
+    sink_mask_threshold: float = 0.2  # in sampling progress 1 - t (paper's time)
+    rope_base: float = 10000.0
+
+    @classmethod
+    def tiny(cls) -> MLAGenConfig:
+        """For tests: a few thousand parameters per block, runs in milliseconds on a CPU."""
+        return cls(text_dim=24, width=32, depth=2, heads=4, memory_slots=4)
+
+    @classmethod
+    def small(cls) -> MLAGenConfig:
+        """Default shipped size: 6.0 M parameters, 23 MiB in float32 (fits the 40 MB budget
+        beside the AE decoder)."""
+        return cls(width=224, depth=6, heads=4)
+
+    @classmethod
+    def base(cls) -> MLAGenConfig:
+        """The paper's MLA-Gen-S / ACMDM-S size: 8 layers, width 512, 8 heads."""
+        return cls()
+
+
+def rope_tables(n: int, head_dim: int, base: float, like: Tensor) -> tuple[Tensor, Tensor]:
+    """1D rotary tables for positions ``0..n-1``: cos, sin ``(n, head_dim)``."""
+    half = head_dim // 2
+    freqs = base ** (-torch.arange(half, device=like.device, dtype=torch.float32) / half)
+    angles = torch.arange(n, device=like.device, dtype=torch.float32)[:, None] * freqs  # (n, half)
+    angles = torch.cat([angles, angles], dim=-1)  # (n, head_dim)
+    return angles.cos().to(like.dtype), angles.sin().to(like.dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` (B, H, N, Dh) by position: pairs (i, i + Dh/2) turn by their angle."""
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
+class MemorySelfAttention(nn.Module):
+    """Self-attention over frames with RoPE and q/k RMSNorm; memory slots as extra keys."""
+
+    def __init__(self, config: MLAGenConfig):
+        super().__init__()
+        self.heads = config.heads
+        self.head_dim = config.width // config.heads
+        self.rope_base = config.rope_base
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.out = nn.Linear(config.width, config.width)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, H, n, Dh)
+
+    def forward(self, x: Tensor, memory: Tensor | None, frame_mask: Tensor | None) -> Tensor:
+        """x (B, N, W); memory (S, W) or None; frame_mask (B, N) True = real -> (B, N, W)."""
+        b, n, w = x.shape
+        q, k, v = (self._split(part) for part in self.qkv(x).chunk(3, dim=-1))
+        q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = rope_tables(n, self.head_dim, self.rope_base, q)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keep = None if frame_mask is None else frame_mask.bool()  # (B, N)
+        if memory is not None:
+            # Only the key/value rows of the projection apply to the slots (no queries).
+            mkv = F.linear(memory, self.qkv.weight[w:], self.qkv.bias[w:])  # (S, 2W)
+            mk, mv = (self._split(part[None]).expand(b, -1, -1, -1) for part in mkv.chunk(2, -1))
+            k = torch.cat([k, self.k_norm(mk)], dim=2)  # (B, H, N + S, Dh)
+            v = torch.cat([v, mv], dim=2)
+            if keep is not None:
+                slots = keep.new_ones(b, memory.shape[0])
+                keep = torch.cat([keep, slots], dim=1)  # (B, N + S)
+        mask = None if keep is None else keep[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, N, Dh)
+        return self.out(out.transpose(1, 2).reshape(b, n, w))
+
+
+class MLAGenBlock(nn.Module):
+    """AdaLN DiT block: RMSNorm -> (memory) self-attention -> RMSNorm -> SwiGLU, gated."""
+
+    def __init__(self, config: MLAGenConfig):
+        super().__init__()
+        width = config.width
+        self.norm1 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
+        self.attn = MemorySelfAttention(config)
+        self.norm2 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
+        self.mlp = SwiGLU(width, int(2 / 3 * config.mlp_ratio * width))
+        self.ada = AdaLNModulation(width, width, 6)
+
+    def forward(
+        self, x: Tensor, cond: Tensor, memory: Tensor | None, frame_mask: Tensor | None
+    ) -> Tensor:
+        """x (B, N, W), cond (B, N, W) per-frame condition -> (B, N, W)."""
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(cond)
+        x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask), g1)
+        return x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
+
+
+class MLAGen(nn.Module):
+    """Velocity network ``v(x_t, t, text)`` of MLA-Gen (see the module docstring)."""
+
+    def __init__(self, config: MLAGenConfig):
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.x_embed = nn.Linear(config.latent_dim, width)
+        self.t_embed = TimestepEmbedder(width)
+        self.global_embed = nn.Linear(config.text_dim, width)
+        self.local_attn = Attention(width, config.heads, context_dim=config.text_dim, qk_norm=True)
+        self.memory = None
+        if config.memory_slots > 0:
+            self.memory = nn.Parameter(torch.randn(config.memory_slots, width) * 0.02)
+        self.blocks = nn.ModuleList(MLAGenBlock(config) for _ in range(config.depth))
+        self.final_norm = nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
+        self.final_ada = AdaLNModulation(width, width, 2)
+        self.final = nn.Linear(width, config.latent_dim)
+        nn.init.zeros_(self.final.weight)  # start by predicting zero velocity
+        nn.init.zeros_(self.final.bias)
+        self.last_attention: Tensor | None = None
+
+    def sink_keep(self, t: Tensor, length: int) -> Tensor:
+        """Cross-attention keys allowed by the sink-mask: (B, 1, 1, L) bool.
+
+        Token 0 is dropped for rows whose progress ``1 - t`` exceeds the threshold.
+        """
+        keep = torch.ones(t.shape[0], 1, 1, length, dtype=torch.bool, device=t.device)
+        if self.config.sink_mask:
+            keep[:, 0, 0, 0] = (1.0 - t) <= self.config.sink_mask_threshold
+        return keep
+
+    def local_condition(self, h: Tensor, t: Tensor, text: TextEncoding) -> Tensor:
+        """Per-frame text condition from frame embeddings h (B, N, W) -> (B, N, W)."""
+        keep = self.sink_keep(t, text.tokens.shape[1])
+        tokens = text.tokens.to(h.dtype)
+        local, weights = self.local_attn(
+            h, tokens, key_mask=text.mask, attn_mask=keep, need_weights=True
+        )
+        self.last_attention = weights.detach()  # (B, H, N, L)
+        return local
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        text: TextEncoding,
+        *,
+        weak_local: bool | Tensor = False,
+        local_text: TextEncoding | None = None,
+        frame_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Predict the flow velocity ``noise - data`` at ``x_t``.
+
+        Args:
+            x_t: noisy latents (B, N, C).
+            t: flow times (B,), 1 = noise, 0 = data.
+            text: gives the global condition (``pooled``) and, unless ``local_text`` is
+                given, the tokens for local alignment.
+            weak_local: True (or a (B,) bool per row) for the unconditional CFG branch: the
+                local condition is weighted by ``local_weight_uncond`` instead of
+                ``local_weight``.
+            local_text: tokens for local alignment when they differ from ``text`` (the
+                unconditional branch: null prompt globally, real prompt locally).
+            frame_mask: (B, N) bool, True = real frame, for padded training batches.
+
+        Returns:
+            velocity (B, N, C).
+        """
+        local_text = text if local_text is None else local_text
+        h = self.x_embed(x_t)  # (B, N, W)
+        weight = self._local_weight(weak_local, h)  # (B, 1, 1)
+        cond = self.t_embed(t.to(h.dtype)) + self.global_embed(text.pooled.to(h.dtype))  # (B, W)
+        cond = cond[:, None, :] + weight * self.local_condition(h, t, local_text)  # (B, N, W)
+        x = h
+        for block in self.blocks:
+            x = block(x, cond, self.memory, frame_mask)
+        shift, scale = self.final_ada(cond)
+        return self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, C)
+
+    def _local_weight(self, weak_local: bool | Tensor, like: Tensor) -> Tensor:
+        """Per-row local-condition weight (B, 1, 1)."""
+        weak = torch.as_tensor(weak_local, device=like.device).expand(like.shape[0])
+        strong = torch.full_like(weak, self.config.local_weight, dtype=like.dtype)
+        soft = torch.full_like(strong, self.config.local_weight_uncond)
+        return torch.where(weak, soft, strong)[:, None, None]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,1 @@
+"""Sampling: ODE solvers, guidance and the generators' sampling loops (no networks here)."""
