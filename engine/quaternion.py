@@ -13,8 +13,6 @@ import numpy as np
 
 Array = Any  # np.ndarray or torch.Tensor
 
-_EPS = 1e-9
-
 
 def _is_torch(x: Array) -> bool:
     return type(x).__module__.startswith("torch")
@@ -47,7 +45,9 @@ def _cross(a: Array, b: Array) -> Array:
 
 def _norm(x: Array) -> Array:
     """Euclidean norm over the last axis, keeping it."""
-    return ((x * x).sum(-1, keepdims=True) if not _is_torch(x) else (x * x).sum(-1, keepdim=True)) ** 0.5
+    if _is_torch(x):
+        return (x * x).sum(-1, keepdim=True) ** 0.5
+    return (x * x).sum(-1, keepdims=True) ** 0.5
 
 
 def _like(values: Array, x: Array) -> Array:
@@ -67,8 +67,8 @@ def _trig(x: Array, name: str) -> Array:
 
 
 def qnormalize(q: Array) -> Array:
-    """(..., 4) -> unit quaternions."""
-    return q / (_norm(q) + _EPS)
+    """(..., 4) -> unit quaternions (exactly unit: an added epsilon would bias the length)."""
+    return _unit(q)
 
 
 def qinv(q: Array) -> Array:
@@ -100,32 +100,56 @@ def qrot(q: Array, v: Array) -> Array:
 
 
 def qbetween(v0: Array, v1: Array) -> Array:
-    """Shortest-arc rotation taking direction v0 to v1, (..., 3) -> (..., 4).
+    """Shortest-arc rotation taking direction v0 to v1, (..., 3) -> (..., 4) (broadcasting).
 
     Where v0 and v1 are opposite the shortest arc is not unique; the reference formula then
     returns a zero quaternion (the "character faces away" failure), so a half turn about an
     axis perpendicular to v0 is used instead (about Y whenever v0 lies in the floor plane).
+    The half turn is taken only within a few rounding errors of exactly opposite: the
+    formula stays accurate closer to opposite than a fixed tolerance would allow.
     """
-    v0 = v0 / (_norm(v0) + _EPS)
-    v1 = v1 / (_norm(v1) + _EPS)
+    v0, v1 = _broadcast(_unit(v0), _unit(v1))
     w = 1.0 + (v0 * v1).sum(-1)[..., None]
     q = _cat([w, _cross(v0, v1)], w)
     # Half-turn axis: Y while v0 lies off the vertical (a pure heading change), else X x v0.
     y_axis = _like([0.0, 1.0, 0.0], v0) + 0 * v0
     x_cross = _cross(_like([1.0, 0.0, 0.0], v0) + 0 * v0, v0)
-    off_vertical = (v0[..., 1:2] ** 2) < 1.0 - 1e-6
-    axis = _where(off_vertical & ((v0[..., 1:2] ** 2) < 1e-12), y_axis, x_cross / (_norm(x_cross) + _EPS))
-    axis = _where(off_vertical & ((v0[..., 1:2] ** 2) >= 1e-12), _perp(v0), axis)
+    vertical = v0[..., 1:2] ** 2
+    off_vertical = vertical < 1.0 - 1e-6
+    axis = _where(off_vertical & (vertical < 1e-12), y_axis, _unit(x_cross))
+    axis = _where(off_vertical & (vertical >= 1e-12), _perp(v0), axis)
     flip = _cat([0 * w, axis], w)
-    opposite = w < 1e-6
-    return qnormalize(_where(opposite, flip, q))
+    q = _where(w < 16 * _dtype_eps(w), flip, q)
+    return q / _norm(q)  # |q| >= 16 eps here, so no epsilon that would bias the length
+
+
+def _unit(v: Array) -> Array:
+    """v / |v| over the last axis, exact for nonzero v and 0 for zero vectors."""
+    n = _norm(v)
+    return v / _where(n > 0, n, 1.0 + 0 * n)
+
+
+def _broadcast(a: Array, b: Array) -> tuple[Array, Array]:
+    if _is_torch(a):
+        import torch
+
+        return torch.broadcast_tensors(a, b)
+    return np.broadcast_arrays(a, b)
+
+
+def _dtype_eps(x: Array) -> float:
+    if _is_torch(x):
+        import torch
+
+        return torch.finfo(x.dtype).eps
+    return float(np.finfo(x.dtype).eps)
 
 
 def _perp(v: Array) -> Array:
     """A unit vector perpendicular to unit vectors v (..., 3)."""
     helper = _like([0.0, 1.0, 0.0], v) + 0 * v
     c = _cross(helper, v)
-    return c / (_norm(c) + _EPS)
+    return _unit(c)
 
 
 def _where(cond: Array, a: Array, b: Array) -> Array:
@@ -178,8 +202,8 @@ def matrix_to_quat(m: Array) -> Array:
                 m[..., 0, 2] + m[..., 2, 0]], m00),
         _stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22,
                 m[..., 1, 2] + m[..., 2, 1]], m00),
-        _stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                1 - m00 - m11 + m22], m00),
+        _stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
+                m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], m00),
     ]  # fmt: skip
     traces = _stack([m00 + m11 + m22, m00 - m11 - m22, -m00 + m11 - m22, -m00 - m11 + m22], m00)
     if _is_torch(m):
@@ -205,9 +229,9 @@ def quat_to_cont6d(q: Array) -> Array:
 def cont6d_to_matrix(d6: Array) -> Array:
     """(..., 6) -> (..., 3, 3) by Gram-Schmidt, the inverse of ``quat_to_cont6d``."""
     a, b = d6[..., 0:3], d6[..., 3:6]
-    x = a / (_norm(a) + _EPS)
+    x = _unit(a)
     z = _cross(x, b)
-    z = z / (_norm(z) + _EPS)
+    z = _unit(z)
     y = _cross(z, x)
     if _is_torch(d6):
         import torch
