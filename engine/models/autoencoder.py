@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import register_model
 from ..config import Config
 from ..errors import MotionError
 
@@ -160,12 +161,13 @@ class CausalDecoder(nn.Module):
         return self.net(z)
 
 
+@register_model(AutoencoderConfig)
 class MotionAutoencoder(nn.Module):
     """Causal conv VAE/AE between normalised features (B, F, 263) and latents (B, F/4, 16)."""
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         out = 2 * cfg.latent_dim if cfg.variational else cfg.latent_dim
         self.encoder = CausalEncoder(cfg, out)
         self.decoder = CausalDecoder(cfg)
@@ -179,13 +181,13 @@ class MotionAutoencoder(nn.Module):
     @property
     def downsample(self) -> int:
         """Feature frames per latent step (4 by default)."""
-        return 2**self.cfg.down_t
+        return 2**self.config.down_t
 
     def encode(self, x: Tensor) -> LatentDistribution:
         """x (B, F, feature_dim), F a multiple of ``downsample`` -> latents (B, F/down, C)."""
-        if x.dim() != 3 or x.shape[-1] != self.cfg.feature_dim:
+        if x.dim() != 3 or x.shape[-1] != self.config.feature_dim:
             raise MotionError(
-                f"autoencoder input must be (batch, frames, {self.cfg.feature_dim}), "
+                f"autoencoder input must be (batch, frames, {self.config.feature_dim}), "
                 f"got {tuple(x.shape)}"
             )
         if x.shape[1] == 0 or x.shape[1] % self.downsample:
@@ -194,16 +196,16 @@ class MotionAutoencoder(nn.Module):
                 f"expected a positive multiple of {self.downsample}"
             )
         h = self.encoder(x.transpose(1, 2)).transpose(1, 2)  # (B, N, out)
-        if not self.cfg.variational:
+        if not self.config.variational:
             return LatentDistribution(h)
         mean, logvar = h.chunk(2, dim=-1)
         return LatentDistribution(mean, logvar.clamp(*LOGVAR_RANGE))
 
     def decode(self, z: Tensor) -> Tensor:
         """z (B, N, latent_dim) -> features (B, N * downsample, feature_dim)."""
-        if z.dim() != 3 or z.shape[-1] != self.cfg.latent_dim:
+        if z.dim() != 3 or z.shape[-1] != self.config.latent_dim:
             raise MotionError(
-                f"latents must be (batch, steps, {self.cfg.latent_dim}), got {tuple(z.shape)}"
+                f"latents must be (batch, steps, {self.config.latent_dim}), got {tuple(z.shape)}"
             )
         return self.decoder(z.transpose(1, 2)).transpose(1, 2)
 

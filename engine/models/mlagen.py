@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import register_model
 from ..config import Config
 from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, gate, modulate
 
@@ -153,6 +154,7 @@ class MLAGenBlock(nn.Module):
         return x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
 
 
+@register_model(MLAGenConfig)
 class MLAGen(nn.Module):
     """Velocity network ``v(x_t, t, text)`` of MLA-Gen (see the module docstring)."""
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import register_model
 from ..config import Config
 from ..errors import MotionError
 from .layers import AdaLNModulation, TimestepEmbedder, TransformerBlock, modulate
@@ -208,12 +209,13 @@ class FlowHead(nn.Module):
         return self.out(modulate(self.norm(h), shift, scale))
 
 
+@register_model(MoLingoConfig)
 class MoLingo(nn.Module):
     """Masked autoregressive transformer with a rectified-flow head."""
 
     def __init__(self, cfg: MoLingoConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         cross = cfg.conditioning == "cross_attention"
         w = cfg.width
         self.text_adapter = TextAdapter(cfg) if cross else None
@@ -261,9 +263,9 @@ class MoLingo(nn.Module):
                 end (excluded as keys of self-attention); None = all real.
         """
         b, n, c = tokens.shape
-        if n > self.cfg.max_tokens or c != self.cfg.latent_dim:
+        if n > self.config.max_tokens or c != self.config.latent_dim:
             raise MotionError(
-                f"MoLingo takes up to {self.cfg.max_tokens} tokens of {self.cfg.latent_dim} "
+                f"MoLingo takes up to {self.config.max_tokens} tokens of {self.config.latent_dim} "
                 f"channels, got {tuple(tokens.shape)}"
             )
         memory = text if isinstance(text, TextMemory) else self.adapt_text(text)

@@ -137,7 +137,7 @@ def sample_mar(
         guidance_mode: "linear" (MAR schedule, default) or "constant"; see the module doc.
         progress: optional ``callable(step, total)`` after each AR step (raise to cancel).
     """
-    cfg = model.cfg
+    cfg = model.config
     batch = text.tokens.shape[0]
     device = text.tokens.device
     dtype = next(model.parameters()).dtype

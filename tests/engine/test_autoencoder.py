@@ -27,7 +27,7 @@ def test_shapes_and_downsample():
     assert dist.mean.shape == (3, 10, 16) and dist.logvar.shape == (3, 10, 16)
     assert model.decode(dist.mean).shape == (3, 40, 263)
     assert model(x).shape == (3, 40, 263)
-    assert model.semantic_head(dist.mean).shape == (3, 10, model.cfg.text_dim)
+    assert model.semantic_head(dist.mean).shape == (3, 10, model.config.text_dim)
 
 
 def test_plain_autoencoder_has_no_logvar_and_three_stages_downsample_8():

@@ -35,7 +35,7 @@ def test_shapes(conditioning):
     tokens = torch.randn(3, 10, 16)
     mask = torch.rand(3, 10) < 0.5
     z = model(tokens, mask, fake_text(3, 7))
-    assert z.shape == (3, 10, model.cfg.width)
+    assert z.shape == (3, 10, model.config.width)
     assert model.velocity(tokens, torch.rand(3), z).shape == (3, 10, 16)
     assert model.velocity(tokens[0], torch.rand(10), z[0]).shape == (10, 16)
 
@@ -106,7 +106,7 @@ def test_adaln_token_uses_pooled_text_only():
 @torch.no_grad()
 def test_velocity_is_per_token_and_time_broadcasts():
     model = make_model()
-    x, z = torch.randn(2, 5, 16), torch.randn(2, 5, model.cfg.width)
+    x, z = torch.randn(2, 5, 16), torch.randn(2, 5, model.config.width)
     t = torch.tensor([0.3, 0.8])
     v = model.velocity(x, t, z)
     per_token = model.velocity(x.reshape(10, 16), t.repeat_interleave(5), z.reshape(10, -1))

@@ -1,0 +1,378 @@
+"""Checkpoints: a folder with one ``config.json`` and sharded safetensors weights.
+
+``config.json`` holds everything needed to rebuild the models (each one's class name and
+config), the text encoder config, the feature normaliser, fps, skeleton and the licence and
+attribution of the training data; the weights are ``model-0000i-of-0000N.safetensors`` shards
+of at most 16 MiB plus ``model.safetensors.index.json`` (tensor name -> shard), the layout
+transformers uses. Tensors are named ``<model name>.<parameter>``. Nothing is ever unpickled.
+
+A model class makes itself loadable with one line: ``@register_model(MoLingoConfig)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import skeleton as _skeleton
+from .config import Config
+from .errors import MotionError
+from .hub import resolve_folder
+from .text_encoder import TextEncoderConfig
+from .weights import (
+    INDEX_FILE,
+    MAX_SHARD_BYTES,
+    few,
+    gather_tensors,
+    read_json,
+    read_weights,
+    write_json,
+    write_sharded,
+)
+
+FORMAT_NAME = "kinetext-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILES = (CONFIG_FILE, INDEX_FILE, "*.safetensors", "README.md", "LICENSE*")
+# Model modules that register their classes when imported; loading imports the ones that exist
+# so that a checkpoint loads without the caller importing its model modules first.
+BUILTIN_MODEL_MODULES = ("models.autoencoder", "models.molingo", "models.mlagen")
+
+MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register_model(config_class: type[Config]) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator making a model loadable from checkpoints by its class name.
+
+    The class must be built as ``cls(config)`` and keep the config as ``self.config``.
+    """
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        known = MODEL_REGISTRY.get(cls.__name__)
+        if known is not None and known.__qualname__ + known.__module__ != (
+            cls.__qualname__ + cls.__module__
+        ):
+            raise ValueError(f"two model classes named {cls.__name__}: {known} and {cls}")
+        cls.config_class = config_class
+        MODEL_REGISTRY[cls.__name__] = cls
+        return cls
+
+    return decorate
+
+
+@dataclasses.dataclass
+class SkeletonInfo(Config):
+    """The skeleton the features describe (SMPL's 22 joints for HumanML3D)."""
+
+    joint_names: list[str]
+    parents: list[int]
+    offsets: list[list[float]]  # (J, 3) metres, rest pose
+
+    @classmethod
+    def canonical(cls) -> SkeletonInfo:
+        offsets = np.asarray(_skeleton.CANONICAL_OFFSETS, dtype=np.float64).tolist()
+        return cls(list(_skeleton.JOINT_NAMES), list(_skeleton.PARENTS), offsets)
+
+
+@dataclasses.dataclass
+class CheckpointConfig(Config):
+    """The contents of ``config.json``."""
+
+    format: str
+    format_version: int
+    models: dict[str, Any]  # name -> {"class": class name, "config": {...}}
+    text_encoder: TextEncoderConfig
+    mean: list[float]  # (D,) feature mean, D = 263 for HumanML3D
+    std: list[float]  # (D,)
+    fps: int
+    skeleton: SkeletonInfo
+    license: str  # licence of the training data the weights derive from
+    attribution: str
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint: models in eval mode on the requested device, and their context."""
+
+    path: Path
+    models: dict[str, nn.Module]
+    configs: dict[str, Config]
+    text_encoder: TextEncoderConfig
+    mean: np.ndarray  # (D,) float32
+    std: np.ndarray  # (D,) float32
+    fps: int
+    skeleton: SkeletonInfo
+    license: str
+    attribution: str
+    metadata: dict[str, Any]
+
+
+# ---- saving --------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    folder: str | Path,
+    models: Mapping[str, nn.Module],
+    *,
+    text_encoder: TextEncoderConfig,
+    normalizer_mean: Any,
+    normalizer_std: Any,
+    fps: int,
+    license: str,
+    attribution: str,
+    metadata: dict[str, Any] | None = None,
+    skeleton: SkeletonInfo | None = None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``models`` and their context to ``folder``, atomically.
+
+    Everything is written to a hidden folder beside ``folder`` first and renamed into place
+    only once complete, so a failed save leaves an existing checkpoint untouched. ``dtype``
+    casts floating-point tensors (e.g. ``torch.bfloat16`` to halve the download). A tensor
+    larger than ``max_shard_bytes`` gets a shard of its own.
+    """
+    folder = Path(folder)
+    header = _checkpoint_config(
+        models, text_encoder, normalizer_mean, normalizer_std, fps, license, attribution,
+        metadata or {}, skeleton or SkeletonInfo.canonical(),
+    )  # fmt: skip
+    tensors = gather_tensors(models, dtype)
+    _check_replaceable(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        partial.mkdir()
+        write_json(partial / CONFIG_FILE, header.to_dict())
+        write_sharded(partial, tensors, max_shard_bytes)
+        _swap_in(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _checkpoint_config(
+    models: Mapping[str, nn.Module],
+    text_encoder: TextEncoderConfig,
+    mean: Any,
+    std: Any,
+    fps: int,
+    license: str,
+    attribution: str,
+    metadata: dict[str, Any],
+    skeleton: SkeletonInfo,
+) -> CheckpointConfig:
+    """Validate what ``save_checkpoint`` was given and gather it into a config."""
+    if not models:
+        raise MotionError("save_checkpoint: no models given")
+    entries = {name: _model_entry(name, model) for name, model in models.items()}
+    mean = np.asarray(mean, dtype=np.float32)  # (D,)
+    std = np.asarray(std, dtype=np.float32)  # (D,)
+    if mean.ndim != 1 or mean.shape != std.shape:
+        raise MotionError(f"normaliser mean {mean.shape} and std {std.shape} must be equal 1-D")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise MotionError("normaliser mean/std must be finite and std positive")
+    if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
+        raise MotionError(f"fps must be a positive whole number, got {fps!r}")
+    for label, text in (("license", license), ("attribution", attribution)):
+        if not isinstance(text, str) or not text.strip():
+            raise MotionError(f"save_checkpoint: {label} of the training data must be given")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise MotionError(f"checkpoint metadata is not plain JSON: {error}") from error
+    return CheckpointConfig(
+        FORMAT_NAME, FORMAT_VERSION, entries, text_encoder, mean.tolist(), std.tolist(), fps,
+        skeleton, license, attribution, metadata,
+    )  # fmt: skip
+
+
+def _model_entry(name: str, model: nn.Module) -> dict[str, Any]:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+        raise MotionError(f"model name {name!r} must be an identifier (it prefixes tensor names)")
+    config = getattr(model, "config", None)
+    if not isinstance(config, Config):
+        raise MotionError(f"model {name!r} ({type(model).__name__}) has no Config as .config")
+    if getattr(type(model), "config_class", None) is not type(config):
+        raise MotionError(
+            f"model {name!r}: {type(model).__name__} is not registered for {type(config).__name__}"
+            f" (decorate it with @register_model({type(config).__name__}))"
+        )
+    return {"class": type(model).__name__, "config": config.to_dict()}
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to overwrite anything but an empty folder or a kinetext checkpoint."""
+    if folder.is_file():
+        raise MotionError(f"{folder}: is a file; a checkpoint is a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        fmt = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != FORMAT_NAME:
+        raise MotionError(f"{folder}: not empty and not a kinetext checkpoint; refusing to replace")
+
+
+def _swap_in(partial: Path, folder: Path) -> None:
+    """Rename the complete ``partial`` folder to ``folder``, replacing an old checkpoint."""
+    if not folder.exists():
+        partial.rename(folder)
+        return
+    old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+    folder.rename(old)
+    try:
+        partial.rename(folder)
+    except BaseException:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+
+def load_checkpoint(
+    path_or_repo_id: str | Path,
+    revision: str | None = None,
+    device: str | torch.device = "cpu",
+    model_classes: Mapping[str, type[nn.Module]] | None = None,
+) -> Checkpoint:
+    """Load a checkpoint folder (or Hub id) and rebuild its models from their configs.
+
+    ``model_classes`` (class name -> class with ``config_class``) adds to or overrides the
+    registry. Every problem raises ``MotionError`` naming the file and what is wrong.
+    """
+    folder = resolve_folder(path_or_repo_id, revision, allow_patterns=CHECKPOINT_FILES)
+    header = read_checkpoint_config(folder)
+    where = folder / CONFIG_FILE
+    classes = {**_registered_models(), **(model_classes or {})}
+    models, configs = {}, {}
+    for name, entry in header.models.items():
+        configs[name], models[name] = _build_model(name, entry, classes, where)
+    weights, sources = read_weights(folder)
+    _check_weights(models, weights, sources, folder)
+    for name, model in models.items():
+        prefix = f"{name}."
+        model.load_state_dict(
+            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        )
+        model.to(device).eval()
+    return Checkpoint(
+        folder, models, configs, header.text_encoder, np.asarray(header.mean, np.float32),
+        np.asarray(header.std, np.float32), header.fps, header.skeleton, header.license,
+        header.attribution, header.metadata,
+    )  # fmt: skip
+
+
+def read_checkpoint_config(folder: str | Path) -> CheckpointConfig:
+    """Read and check ``folder/config.json`` without touching the weights."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MotionError(f"{folder}: no such checkpoint folder")
+    data = read_json(folder / CONFIG_FILE, "checkpoint config")
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise MotionError(f"{folder / CONFIG_FILE}: not a kinetext checkpoint (format {found!r})")
+    version = data.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise MotionError(f"{folder / CONFIG_FILE}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise MotionError(
+            f"{folder / CONFIG_FILE}: format version {version} was made by a newer kinetext "
+            f"(this one reads up to version {FORMAT_VERSION}): update kinetext"
+        )
+    required = [f.name for f in dataclasses.fields(CheckpointConfig) if f.name != "metadata"]
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise MotionError(f"{folder / CONFIG_FILE}: missing keys {missing}")
+    header = CheckpointConfig.from_dict(data, where=str(folder / CONFIG_FILE))
+    for key in ("models", "metadata"):
+        if not isinstance(getattr(header, key), dict):
+            raise MotionError(f"{folder / CONFIG_FILE}: {key} must be an object")
+    _check_header_values(header, folder / CONFIG_FILE)
+    return header
+
+
+def _check_header_values(header: CheckpointConfig, where: Path) -> None:
+    if len(header.mean) != len(header.std):
+        raise MotionError(f"{where}: mean has {len(header.mean)} values but std {len(header.std)}")
+    if header.fps <= 0:
+        raise MotionError(f"{where}: fps must be positive, got {header.fps}")
+    bones = header.skeleton
+    if not len(bones.joint_names) == len(bones.parents) == len(bones.offsets) or any(
+        len(offset) != 3 for offset in bones.offsets
+    ):
+        raise MotionError(f"{where}: skeleton needs one name, parent and 3-D offset per joint")
+
+
+def _registered_models() -> dict[str, type[nn.Module]]:
+    """The registry, after importing the built-in model modules that exist."""
+    for module in BUILTIN_MODEL_MODULES:
+        full = f"{__package__}.{module}"
+        try:
+            importlib.import_module(full)
+        except ModuleNotFoundError as error:
+            if error.name is None or not (full + ".").startswith(error.name + "."):
+                raise
+    return dict(MODEL_REGISTRY)
+
+
+def _build_model(
+    name: str, entry: Any, classes: Mapping[str, type[nn.Module]], where: Path
+) -> tuple[Config, nn.Module]:
+    if not isinstance(entry, dict) or set(entry) != {"class", "config"}:
+        raise MotionError(f"{where}: models.{name} must be {{'class': ..., 'config': {{...}}}}")
+    cls = classes.get(entry["class"]) if isinstance(entry["class"], str) else None
+    if cls is None:
+        raise MotionError(
+            f"{where}: models.{name} has unknown model class {entry['class']!r} "
+            f"(known: {sorted(classes)}); it may need a newer kinetext"
+        )
+    if not isinstance(getattr(cls, "config_class", None), type):
+        raise MotionError(f"{where}: models.{name}: {cls.__name__} has no config_class")
+    config = cls.config_class.from_dict(entry["config"], where=f"{where}: models.{name}.config")
+    try:
+        return config, cls(config)
+    except (ValueError, TypeError, AssertionError) as error:
+        raise MotionError(
+            f"{where}: models.{name}: cannot build {cls.__name__}: {error}"
+        ) from error
+
+
+def _check_weights(
+    models: Mapping[str, nn.Module],
+    weights: Mapping[str, Tensor],
+    sources: Mapping[str, str],
+    folder: Path,
+) -> None:
+    """Missing, unexpected and mis-shaped tensors, each named with where it was looked for."""
+    expected = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
+    missing = expected.keys() - weights.keys()
+    if missing:
+        raise MotionError(f"{folder}: the weight files lack tensors {few(missing)}")
+    unexpected = sorted(weights.keys() - expected.keys())
+    if unexpected:
+        raise MotionError(
+            f"{folder / sources[unexpected[0]]}: unexpected tensors {few(unexpected)} "
+            "(no model in config.json has them)"
+        )
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            raise MotionError(
+                f"{folder / sources[name]}: tensor {name} has shape {tuple(weights[name].shape)}, "
+                f"but the model built from config.json expects {tuple(tensor.shape)}"
+            )

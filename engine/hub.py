@@ -1,0 +1,120 @@
+"""Resolve a local folder or a Hugging Face repo id to a folder on disk.
+
+Checkpoints and text encoders are both "a folder of files". A user names one either by a
+path (a checkpoint they trained, a model copied onto an offline machine) or by a Hub repo id
+(``owner/name``), which ``huggingface_hub`` downloads once into its cache. Everything after
+this module only ever sees a local folder, so loading code has one path to test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import MotionError
+
+# The Hub's rule for a model id: one slash, letters, digits, "-", "_" and "."; no "--" or ".."
+# (those are reserved by the cache layout), at most 96 characters.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
+_MAX_REPO_ID_CHARS = 96
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a Hub model id ``owner/name``."""
+    return (
+        len(text) <= _MAX_REPO_ID_CHARS
+        and _REPO_ID.fullmatch(text) is not None
+        and "--" not in text
+        and ".." not in text
+    )
+
+
+def hub_offline() -> bool:
+    """Whether Hub access is switched off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``).
+
+    Read at call time as well as through ``huggingface_hub.constants`` (which reads it once at
+    import), so that setting the variable later, e.g. inside Blender, still takes effect.
+    """
+    from huggingface_hub import constants
+
+    from_env = any(
+        os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+    return bool(constants.HF_HUB_OFFLINE) or from_env
+
+
+def resolve_folder(
+    path_or_repo_id: str | os.PathLike[str],
+    revision: str | None = None,
+    allow_patterns: Sequence[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The local folder for ``path_or_repo_id``, downloading it from the Hub if needed.
+
+    An existing local folder is returned as is (``revision`` is then ignored). Anything else
+    must look like a Hub repo id and is fetched with ``huggingface_hub.snapshot_download``
+    (only files matching ``allow_patterns``, into ``cache_dir`` or the Hub's default cache).
+    Offline, a repo already in the cache still resolves; one that is not raises
+    ``MotionError`` saying it needs network access or a local folder.
+    """
+    text = os.fspath(path_or_repo_id)
+    if not text.strip():
+        raise MotionError(
+            "no checkpoint or model given: pass a folder path or a Hub id 'owner/name'"
+        )
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise MotionError(f"{path}: is a file, expected a folder (or a Hub id 'owner/name')")
+    if not looks_like_repo_id(text):
+        raise MotionError(
+            f"{text}: no such folder (and it is not a Hub id of the form 'owner/name')"
+        )
+    return _download(text, revision, allow_patterns, cache_dir)
+
+
+def _download(
+    repo_id: str,
+    revision: str | None,
+    allow_patterns: Sequence[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
+) -> Path:
+    """``snapshot_download`` with its errors turned into one ``MotionError`` each."""
+    import huggingface_hub
+    from huggingface_hub.utils import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = hub_offline()
+    where = f"{repo_id}" + (f" (revision {revision})" if revision else "")
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id=repo_id,
+            revision=revision,
+            allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
+            cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
+            local_files_only=offline,
+        )
+    except RevisionNotFoundError as error:
+        raise MotionError(f"{where}: the Hub has no revision {revision!r} of this repo") from error
+    except RepositoryNotFoundError as error:
+        raise MotionError(
+            f"{repo_id}: no such local folder, and no Hub repo by that id (or it is private or "
+            "gated: log in with `hf auth login`)"
+        ) from error
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
+        reason = "Hub access is switched off (HF_HUB_OFFLINE)" if offline else str(error)
+        raise MotionError(
+            f"{where}: no such local folder, and it could not be fetched from the Hugging Face "
+            f"Hub ({reason.splitlines()[0] if reason else type(error).__name__}). Downloading "
+            "needs network access; offline, pass the path of a local folder instead"
+        ) from error
+    return Path(folder)

@@ -1,0 +1,334 @@
+"""Text to motion in one call: ``generate(prompts, seconds=..., seed=...) -> Motion``.
+
+The pipeline owns what sits around the sampling loops: checking the request, loading (and
+keeping) the checkpoint and its text encoder, choosing lengths that the autoencoder can
+decode, seeding, and turning latents back into features and joint positions. The loops
+themselves live in ``engine.sampling`` (``sample_mar`` for MoLingo, ``sample_flow`` for
+MLA-Gen) and know nothing of any of this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import MotionError
+from .features import recover_from_ric
+from .motion import Motion
+from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+GENERATORS = ("molingo", "mlagen")
+MAX_FRAMES = 196  # HumanML3D's longest clip (9.8 s at 20 fps)
+DEFAULT_SECONDS = 4.0
+MAX_VARIATIONS = 16
+MAX_STEPS = 1000
+GUIDANCE_RANGE = (1.0, 20.0)
+# Sampling defaults per generator (the papers' settings); a checkpoint may override them in
+# metadata["sampling"], e.g. {"guidance": 4.5} after tuning.
+SAMPLING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "molingo": {"guidance": 5.5, "steps": 32, "ar_steps": 16, "method": "euler"},
+    "mlagen": {"guidance": 4.0, "steps": 100, "mode": "sink_ctrl", "method": "euler"},
+}
+
+Progress = Callable[[int, int], None]
+
+
+def generate(
+    prompts: str | Sequence[str],
+    *,
+    seconds: float | None = None,
+    frames: int | None = None,
+    seed: int = 0,
+    guidance: float | None = None,
+    steps: int | None = None,
+    variations: int = 1,
+    checkpoint: str | Path | Checkpoint | None = None,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    generator: str | None = None,
+) -> Motion:
+    """Generate ``variations`` clips per prompt, all of one length.
+
+    Args:
+        prompts: one prompt or a list of them.
+        seconds / frames: the clip length (give one; default 4 s), from 1 s to the model's
+            maximum (9.8 s), rounded to whole latent steps (4 frames); the rounding is
+            reported in ``diagnostics["length_note"]``.
+        seed: fixes everything random: the same seed and inputs give the same motion.
+        guidance, steps: guidance scale and ODE steps (None: the checkpoint's defaults).
+        variations: clips per prompt (different noise, adjacent in the result).
+        checkpoint: a folder, a Hub id ``owner/name``, a loaded ``Checkpoint``, or None for
+            the one embedded in the package.
+        device: "auto" (CUDA, then Apple MPS, then CPU) or a torch device.
+        progress: ``callable(step, total)`` after each sampling step (raise to cancel).
+        generator: "molingo" or "mlagen" when the checkpoint holds both (None: its default).
+    """
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+    prompts = _check_prompts(prompts)
+    variations = _check_int("variations", variations, 1, MAX_VARIATIONS)
+    seed = _check_int("seed", seed, 0, 2**63 - 1)
+    torch_device = resolve_device(device)
+    if isinstance(checkpoint, Checkpoint):
+        ckpt = checkpoint
+    else:
+        ckpt = _cached_checkpoint(checkpoint, torch_device)
+    name = _choose_generator(ckpt, generator)
+    settings = _sampling_settings(ckpt, name, guidance, steps)
+    down = ckpt.models["autoencoder"].downsample
+    length = plan_length(seconds, frames, ckpt.fps, down, _max_frames(ckpt, name, down))
+    encoder = load_text_encoder(ckpt.text_encoder, torch_device)
+    _check_text_dim(ckpt, name, encoder)
+    times["load"] = time.perf_counter() - clock
+
+    # no_grad, not inference_mode: the text encoder caches what it computes here, and a
+    # training script that previews samples must still be able to backpropagate through it.
+    with torch.no_grad():
+        clock = time.perf_counter()
+        text = encoder.encode(prompts).repeat_interleave(variations)
+        null = encoder.null(1)
+        times["encode"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        rng = torch.Generator(device=torch_device).manual_seed(seed)
+        model = ckpt.models[name].to(torch_device)
+        latents, sink = _sample(name, model, text, null, length.tokens, settings, rng, progress)
+        times["sample"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        features, joints = decode_latents(ckpt, latents)
+        times["decode"] = time.perf_counter() - clock
+
+    diagnostics = {
+        "generator": name,
+        "frames": length.frames,
+        "seconds": length.frames / ckpt.fps,
+        "requested_frames": length.requested,
+        "length_note": length.note,
+        "seed": seed,
+        **settings,
+        "sink_ratio": sink,
+        "device": str(torch_device),
+        "timings": {k: round(v, 4) for k, v in times.items()},
+    }
+    return Motion(
+        joints=joints.cpu().numpy().astype(np.float32),
+        features=features.cpu().numpy().astype(np.float32),
+        fps=ckpt.fps,
+        prompts=[p for p in prompts for _ in range(variations)],
+        diagnostics=diagnostics,
+    )
+
+
+# ---- the request ---------------------------------------------------------------------------
+
+
+def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise MotionError("no prompt given: pass a sentence such as 'a person walks forward'")
+    return [validate_prompt(p, i) for i, p in enumerate(prompts, start=1)]
+
+
+def _check_int(label: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise MotionError(f"{label} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise MotionError(f"{label} must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def _check_float(label: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise MotionError(f"{label} must be a number, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise MotionError(f"{label} must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Length:
+    """A planned clip length: ``tokens`` latent steps of ``frames`` frames in all."""
+
+    tokens: int
+    frames: int
+    requested: float  # frames asked for (seconds * fps), before rounding
+    note: str | None  # what the rounding changed; None when the request was met exactly
+
+
+def plan_length(
+    seconds: float | None, frames: int | None, fps: int, down: int, max_frames: int
+) -> Length:
+    """Turn a requested length into whole latent steps of ``down`` frames.
+
+    At least one second (rounded up to a whole step), at most ``max_frames`` (rounded down);
+    anything outside that range, or not a number, raises ``MotionError`` saying the range.
+    """
+    if seconds is not None and frames is not None:
+        raise MotionError("give the length as seconds or as frames, not both")
+    low, high = fps, max_frames
+    span = f"{low / fps:g} to {high / fps:g} seconds ({low} to {high} frames at {fps} fps)"
+    if frames is not None:
+        requested = float(_check_int("frames", frames, low, high))
+    else:
+        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.number)):
+            raise MotionError(f"seconds must be a number, got {seconds!r}")
+        requested = float(seconds) * fps
+        if not (math.isfinite(requested) and low - 1e-6 <= requested <= high + 1e-6):
+            raise MotionError(f"length {seconds} s is outside {span}")
+    tokens = math.floor(requested / down + 0.5)
+    tokens = min(max(tokens, math.ceil(low / down)), high // down)
+    note = None
+    if abs(tokens * down - requested) > 1e-6:
+        note = (
+            f"asked for {requested / fps:.2f} s ({requested:g} frames); made "
+            f"{tokens * down / fps:.2f} s ({tokens * down} frames): lengths are whole "
+            f"latent steps of {down} frames"
+        )
+    return Length(tokens, tokens * down, requested, note)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> CUDA, else Apple MPS, else CPU; a named device must exist."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise MotionError(
+            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'"
+        ) from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise MotionError("device 'cuda' is not available here: use 'auto' or 'cpu'")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise MotionError("device 'mps' is not available here: use 'auto' or 'cpu'")
+    return chosen
+
+
+# ---- the checkpoint ------------------------------------------------------------------------
+
+
+_LOADED: dict[tuple[str, str], tuple[int, Checkpoint]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _cached_checkpoint(source: str | Path | None, device: torch.device) -> Checkpoint:
+    """Load once per (source, device); a local folder is reloaded when it was re-saved."""
+    if source is None:
+        if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+            raise MotionError(
+                "no trained checkpoint ships with this kinetext yet: pass one with "
+                "--checkpoint PATH_OR_HUB_ID (a folder written by kinetext-train, or a "
+                "Hugging Face id 'owner/name'); in Python, generate(..., checkpoint=...)"
+            )
+        source = DEFAULT_CHECKPOINT
+    config = Path(source).expanduser() / "config.json"
+    stamp = config.stat().st_mtime_ns if config.is_file() else 0
+    key = (str(source), str(device))
+    with _LOADED_LOCK:
+        hit = _LOADED.get(key)
+        if hit is None or hit[0] != stamp:
+            _LOADED.clear()  # one checkpoint at a time: they can be large
+            _LOADED[key] = (stamp, load_checkpoint(source, device=device))
+        return _LOADED[key][1]
+
+
+def _choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:
+    present = [g for g in GENERATORS if g in ckpt.models]
+    if "autoencoder" not in ckpt.models or not present:
+        raise MotionError(
+            f"{ckpt.path}: a generation checkpoint needs an 'autoencoder' and a 'molingo' or "
+            f"'mlagen' model; it has {sorted(ckpt.models)}"
+        )
+    if wanted is None:
+        wanted = ckpt.metadata.get("generator", present[0])
+    if wanted not in present:
+        raise MotionError(f"{ckpt.path}: no generator {wanted!r}; it has {present}")
+    return wanted
+
+
+def _sampling_settings(
+    ckpt: Checkpoint, name: str, guidance: float | None, steps: int | None
+) -> dict[str, Any]:
+    settings = {**SAMPLING_DEFAULTS[name], **ckpt.metadata.get("sampling", {})}
+    if guidance is not None:
+        settings["guidance"] = guidance
+    if steps is not None:
+        settings["steps"] = steps
+    settings["guidance"] = _check_float("guidance", settings["guidance"], *GUIDANCE_RANGE)
+    settings["steps"] = _check_int("steps", settings["steps"], 1, MAX_STEPS)
+    return settings
+
+
+def _max_frames(ckpt: Checkpoint, name: str, down: int) -> int:
+    limit = int(ckpt.metadata.get("max_frames", MAX_FRAMES))
+    if name == "molingo":  # its positional table caps the token count
+        limit = min(limit, ckpt.configs[name].max_tokens * down)
+    return limit
+
+
+def _check_text_dim(ckpt: Checkpoint, name: str, encoder: TextEncoder) -> None:
+    expected = ckpt.configs[name].text_dim
+    if encoder.dim != expected:
+        raise MotionError(
+            f"{ckpt.path}: {name} expects {expected}-dim text features but its text encoder "
+            f"{ckpt.text_encoder.name!r} gives {encoder.dim}"
+        )
+
+
+def decode_latents(ckpt: Checkpoint, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents (N, tokens, C) -> denormalised features (N, F, 263) and joints (N, F, 22, 3)."""
+    autoencoder = ckpt.models["autoencoder"].to(latents.device)
+    normalised = autoencoder.decode(latents)  # (N, F, 263)
+    mean = torch.as_tensor(ckpt.mean, device=latents.device)
+    std = torch.as_tensor(ckpt.std, device=latents.device)
+    features = normalised.float() * std + mean  # (N, F, 263)
+    return features, recover_from_ric(features)
+
+
+# ---- sampling ------------------------------------------------------------------------------
+
+
+def _sample(
+    name: str,
+    model: torch.nn.Module,
+    text: Any,
+    null: Any,
+    tokens: int,
+    settings: dict[str, Any],
+    rng: torch.Generator,
+    progress: Progress | None,
+) -> tuple[torch.Tensor, list[float] | None]:
+    """Latents (N, tokens, C) from the chosen generator, and MLA-Gen's SinkRatio per clip."""
+    if name == "molingo":
+        from .sampling.mar import sample_mar
+
+        guided = settings["guidance"] != 1.0
+        latents = sample_mar(
+            model, text, null if guided else None, tokens,
+            ar_steps=settings["ar_steps"], flow_steps=settings["steps"],
+            guidance=settings["guidance"], method=settings["method"], generator=rng,
+            progress=progress,
+        )  # fmt: skip
+        return latents, None
+    from .sampling.flow import sample_flow
+
+    result = sample_flow(
+        model, text, null, tokens, steps=settings["steps"], guidance=settings["guidance"],
+        mode=settings["mode"], method=settings["method"], generator=rng, progress=progress,
+    )  # fmt: skip
+    return result.latents, [round(float(r), 4) for r in result.sink_ratio]

@@ -1,0 +1,167 @@
+"""generate(): a tiny random checkpoint with both generators, shapes, seeds, lengths, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.errors import MotionError
+from engine.features import recover_from_ric
+from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+from engine.models.mlagen import MLAGen, MLAGenConfig
+from engine.models.molingo import MoLingo, MoLingoConfig
+from engine.pipeline import DEFAULT_CHECKPOINT, generate, plan_length
+from engine.text_encoder import TextEncoderConfig
+
+TEXT_DIM = 384  # the bundled MiniLM
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """A checkpoint folder of untrained tiny models: an autoencoder and both generators."""
+    torch.manual_seed(0)
+    mlagen = MLAGen(MLAGenConfig.tiny().replace(text_dim=TEXT_DIM))
+    torch.nn.init.normal_(mlagen.final.weight, std=0.1)  # untrained: non-zero velocity
+    models = {
+        "autoencoder": MotionAutoencoder(AutoencoderConfig.tiny().replace(text_dim=TEXT_DIM)),
+        "molingo": MoLingo(MoLingoConfig.tiny().replace(text_dim=TEXT_DIM)),
+        "mlagen": mlagen,
+    }
+    rng = np.random.default_rng(0)
+    return save_checkpoint(
+        tmp_path_factory.mktemp("pipeline") / "tiny",
+        models,
+        text_encoder=TextEncoderConfig(),
+        normalizer_mean=rng.normal(0, 0.1, 263),
+        normalizer_std=rng.uniform(0.05, 0.2, 263),
+        fps=20,
+        license="random weights, no training data",
+        attribution="kinetext tests",
+    )
+
+
+def _run(checkpoint, generator="molingo", prompts=("a person walks", "a person jumps"), **kwargs):
+    options = {"seconds": 2.0, "steps": 2, "checkpoint": checkpoint, "device": "cpu"}
+    options.update(kwargs)
+    return generate(list(prompts), generator=generator, **options)
+
+
+@pytest.mark.parametrize("generator", ["molingo", "mlagen"])
+def test_shapes_prompts_and_diagnostics(checkpoint, generator):
+    motion = _run(checkpoint, generator, variations=2)
+    assert motion.joints.shape == (4, 40, 22, 3) and motion.joints.dtype == np.float32
+    assert motion.features.shape == (4, 40, 263) and motion.features.dtype == np.float32
+    assert motion.fps == 20 and motion.seconds == 2.0 and len(motion) == 4
+    assert motion.prompts == [
+        "a person walks",
+        "a person walks",
+        "a person jumps",
+        "a person jumps",
+    ]
+    np.testing.assert_allclose(motion.joints, recover_from_ric(motion.features), atol=1e-5)
+    info = motion.diagnostics
+    assert info["generator"] == generator and info["frames"] == 40 and info["length_note"] is None
+    assert set(info["timings"]) == {"load", "encode", "sample", "decode"}
+    if generator == "mlagen":
+        assert len(info["sink_ratio"]) == 4 and all(0 < r <= 1 for r in info["sink_ratio"])
+    else:
+        assert info["sink_ratio"] is None
+
+
+@pytest.mark.parametrize("generator", ["molingo", "mlagen"])
+def test_same_seed_same_motion(checkpoint, generator):
+    first = _run(checkpoint, generator, seed=3, variations=2)
+    again = _run(checkpoint, generator, seed=3, variations=2)
+    other = _run(checkpoint, generator, seed=4, variations=2)
+    assert np.array_equal(first.features, again.features)
+    assert np.array_equal(first.joints, again.joints)
+    assert not np.array_equal(first.features, other.features)
+    assert not np.array_equal(first.features[0], first.features[1])  # variations differ
+
+
+def test_lengths_are_rounded_to_latent_steps_and_reported(checkpoint):
+    motion = _run(checkpoint, seconds=2.1)  # 42 frames -> 10.5 steps -> 11 steps
+    assert motion.num_frames == 44
+    assert "2.10 s" in motion.diagnostics["length_note"]
+    assert "2.20 s (44 frames)" in motion.diagnostics["length_note"]
+    assert _run(checkpoint, seconds=None, frames=196).num_frames == 196
+
+
+@pytest.mark.parametrize(
+    ("seconds", "frames", "expected"),
+    [(1.0, None, 20), (9.8, None, 196), (2.1, None, 44), (2.09, None, 40), (None, 50, 52),
+     (None, 21, 20), (None, 195, 196), (None, None, 80)],
+)  # fmt: skip
+def test_plan_length(seconds, frames, expected):
+    length = plan_length(seconds, frames, fps=20, down=4, max_frames=196)
+    assert length.frames == expected and length.tokens == expected // 4
+    assert (length.note is None) == (length.requested == expected)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "frames", "message"),
+    [
+        (0.5, None, r"0.5 s is outside 1 to 9.8 seconds \(20 to 196 frames at 20 fps\)"),
+        (9.9, None, "outside 1 to 9.8 seconds"),
+        (float("nan"), None, "outside"),
+        ("3", None, "seconds must be a number, got '3'"),
+        (2.0, 40, "not both"),
+        (None, 19, "frames must be between 20 and 196, got 19"),
+        (None, 197, "frames must be between 20 and 196"),
+        (None, 20.5, "frames must be a whole number"),
+    ],
+)
+def test_bad_lengths(checkpoint, seconds, frames, message):
+    with pytest.raises(MotionError, match=message):
+        _run(checkpoint, seconds=seconds, frames=frames)
+
+
+@pytest.mark.parametrize(
+    ("prompts", "message"),
+    [
+        ("", "prompt 1 is empty"),
+        (["a person walks", "kick\x07"], r"prompt 2 contains the control character U\+0007"),
+        (["x" * 1001], "1001 characters long; the limit is 1000"),
+        ([], "no prompt given"),
+    ],
+)
+def test_bad_prompts_fail_before_loading_anything(tmp_path, prompts, message):
+    with pytest.raises(MotionError, match=message):
+        generate(prompts, checkpoint=tmp_path / "missing", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"variations": 0}, "variations must be between 1 and 16"),
+        ({"guidance": 0.5}, "guidance must be between 1 and 20"),
+        ({"steps": 0}, "steps must be between 1 and 1000"),
+        ({"seed": -1}, "seed must be between 0"),
+        ({"device": "quantum"}, "unknown device 'quantum'"),
+        ({"generator": "gpt"}, r"no generator 'gpt'; it has \['molingo', 'mlagen'\]"),
+    ],
+)
+def test_bad_settings(checkpoint, options, message):
+    with pytest.raises(MotionError, match=message):
+        _run(checkpoint, **options)
+
+
+def test_without_a_checkpoint_says_how_to_pass_one():
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        pytest.skip("a default checkpoint ships now")
+    with pytest.raises(
+        MotionError, match="no trained checkpoint ships.*--checkpoint PATH_OR_HUB_ID"
+    ):
+        generate("a person walks", device="cpu")
+
+
+def test_progress_and_loaded_checkpoints(checkpoint):
+    calls = []
+    loaded = load_checkpoint(checkpoint)
+    motion = _run(
+        loaded, "mlagen", steps=3, progress=lambda step, total: calls.append((step, total))
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert np.array_equal(motion.features, _run(checkpoint, "mlagen", steps=3).features)
