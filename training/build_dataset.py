@@ -1,0 +1,430 @@
+"""Build a HumanML3D-layout data set from BVH clips with captions.
+
+    OUT/new_joints/ID.npy       (T, 22, 3) float32 canonical joints (``canonicalize_joints``)
+    OUT/new_joint_vecs/ID.npy   (T-1, 263) float32 features (``joints_to_features``)
+    OUT/texts/ID.txt            ``caption#word/POS ...#0.0#0.0`` lines
+    OUT/Mean.npy, OUT/Std.npy   statistics of the train split, mirrors included
+    OUT/{train,val,test,all}.txt  ids, one a line; ``M<ID>`` is the mirror of ``<ID>``
+    OUT/labels.json             per id: source file, labels, joint frame count, mirror_of
+    OUT/build.json              settings, counts, hours, skipped files with reasons, terms
+    OUT/README.md (+ LICENSE)   what the folder is and the terms of its source data
+
+Ids are the clips' positions in the sorted list of source paths, zero-padded to six
+digits; a clip that cannot be built leaves its id unused, so the other ids never shift.
+Splits are drawn per clip (a clip and its mirror share one) from the seed and each clip's
+path. The build writes ``OUT.partial-<pid>`` beside OUT and renames it into place only when
+it is complete, so an interrupted build leaves no half-written data set; nothing in the
+folder records time, so two builds of the same source are byte-identical.
+"""
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.errors import MotionError
+from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
+from engine.joint_map import JOINT_MAPS, bvh_to_canonical
+from engine.skeleton import FPS
+from training.bandai import LICENSE_NOTE, discover_bandai, looks_like_bandai
+from training.captions import format_text_line, mirror_caption
+from training.sources import (
+    ClipSource,
+    Discovery,
+    Skipped,
+    discover_folder,
+    extract_archive,
+    is_archive,
+)
+
+SPLITS = ("train", "val", "test")
+FORMATS = ("auto", "bandai", "folder")
+TRAINING_FRAMES = (40, 196)
+"""Clip lengths (joint frames at 20 fps) the HumanML3D loaders train on; reported, not cut."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything the output depends on (recorded in build.json). ``workers`` only sets speed."""
+
+    format: str = "auto"
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    map_name: str | None = None
+    workers: int | None = None  # None: one per CPU
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise MotionError(f"unknown format '{self.format}'; choose one of {FORMATS}")
+        split = self.split
+        if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6 or split[0] <= 0:
+            raise MotionError(f"split must be three fractions summing to 1 with train > 0: {split}")
+        if self.map_name is not None and self.map_name not in JOINT_MAPS:
+            known = ", ".join(JOINT_MAPS)
+            raise MotionError(f"unknown joint map '{self.map_name}'; known: {known}")
+
+
+@dataclass(frozen=True)
+class ProcessedClip:
+    """A clip and its mirror, ready to save: joints (T, 22, 3), features (T-1, 263), float32."""
+
+    joints: np.ndarray
+    features: np.ndarray
+    mirror_joints: np.ndarray
+    mirror_features: np.ndarray
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did; ``seconds`` is its wall time, printed but kept out of the folder."""
+
+    out: Path
+    built: int
+    skipped: list[Skipped]
+    clips_per_split: dict[str, int]
+    frames: int
+    hours: float
+    seconds: float
+
+
+def process_clip(path: Path, map_name: str | None) -> ProcessedClip:
+    """Read one BVH and give its canonical joints and features, and those of its mirror.
+
+    The mirror is taken of the canonical joints and canonicalised again, so its bone lengths
+    are the canonical ones too (as HumanML3D re-extracted its "M" copies). Raises MotionError
+    (BVHError for the file itself) on bad input.
+    """
+    joints = bvh_to_canonical(path, map_name)  # (T, 22, 3) metres, Y up, 20 fps
+    canonical = canonicalize_joints(joints)
+    mirrored = mirror_joints(canonical)
+    return ProcessedClip(
+        joints=canonical.astype(np.float32),
+        features=joints_to_features(joints).astype(np.float32),
+        mirror_joints=canonicalize_joints(mirrored).astype(np.float32),
+        mirror_features=joints_to_features(mirrored).astype(np.float32),
+    )
+
+
+Process = Callable[[Path, str | None], ProcessedClip]
+
+
+def _stable_hash(seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest())
+
+
+def assign_splits(
+    clips: Sequence[ClipSource], fractions: Sequence[float], seed: int
+) -> dict[str, str]:
+    """Clip name -> "train" | "val" | "test".
+
+    Clips are ordered by group, then by a hash of (seed, name); walking that order, each clip
+    goes to the split furthest below its share so far. Every split gets its fraction to within
+    one clip, and each group (e.g. a content label) is spread over the splits in proportion.
+    """
+    order = sorted(clips, key=lambda c: (c.group, _stable_hash(seed, c.name)))
+    counts = [0] * len(SPLITS)
+    assignment = {}
+    for i, clip in enumerate(order):
+        deficits = [(i + 1) * f - n for f, n in zip(fractions, counts, strict=True)]
+        k = max(range(len(SPLITS)), key=lambda s: (deficits[s], -s))
+        counts[k] += 1
+        assignment[clip.name] = SPLITS[k]
+    return assignment
+
+
+def _discover(root: Path, settings: BuildSettings) -> tuple[str, Discovery]:
+    fmt = settings.format
+    if fmt == "auto":
+        fmt = "bandai" if looks_like_bandai(root) else "folder"
+    found = discover_bandai(root, settings.seed) if fmt == "bandai" else discover_folder(root)
+    return fmt, found
+
+
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (MotionError, OSError, UnicodeDecodeError)
+"""Errors that mean "this file is bad": it is reported and skipped. Anything else is a bug."""
+
+
+def _run_one(
+    process: Process, map_name: str | None, task: tuple[int, Path]
+) -> tuple[int, ProcessedClip | None, str | None]:
+    index, path = task
+    try:
+        return index, process(path, map_name), None
+    except BAD_INPUT_ERRORS as err:
+        return index, None, str(err) or type(err).__name__
+
+
+@contextlib.contextmanager
+def _clip_results(
+    tasks: list[tuple[int, Path]], process: Process, map_name: str | None, workers: int
+) -> Iterator[Iterator[tuple[int, ProcessedClip | None, str | None]]]:
+    """Results of ``process`` over the tasks, in any order: a pool of ``workers`` processes,
+    or inline for one. Leaving the block (also by an exception) stops the pool."""
+    run = partial(_run_one, process, map_name)
+    if workers <= 1 or len(tasks) <= 1:
+        yield map(run, tasks)
+        return
+    # Biggest files first, small chunks: no worker is left with a long clip at the end.
+    tasks = sorted(tasks, key=lambda task: -_file_size(task[1]))
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers, initializer=_ignore_interrupts) as pool:
+        yield pool.imap_unordered(run, tasks, chunksize=4)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the main process's to handle: it stops the pool and removes the partial
+    folder; workers dying on their own would only print tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # unreadable: the worker reports it
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(array))
+
+
+def _write_clip(root: Path, clip_id: str, joints, features, captions: Sequence[str]) -> None:
+    _save_npy(root / "new_joints" / f"{clip_id}.npy", joints)
+    _save_npy(root / "new_joint_vecs" / f"{clip_id}.npy", features)
+    lines = "".join(format_text_line(c) + "\n" for c in captions)
+    (root / "texts" / f"{clip_id}.txt").write_text(lines, encoding="utf-8")
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _length_summary(frames: list[int]) -> dict:
+    lo, hi = TRAINING_FRAMES
+    return {
+        "total": sum(frames),
+        "min": min(frames, default=0),
+        "median": statistics.median(frames) if frames else 0,
+        "max": max(frames, default=0),
+        f"clips_{lo}_to_{hi}": sum(lo <= f <= hi for f in frames),
+    }
+
+
+def _summary(
+    source: str, fmt: str, settings: BuildSettings, found: Discovery, labels: dict,
+    split_of: dict[str, str], skipped: list[Skipped],
+) -> dict:  # fmt: skip
+    """The build.json record: settings, counts, lengths, label counts, skipped, terms."""
+    originals = {i: e for i, e in labels.items() if e["mirror_of"] is None}
+    frames = [e["frames"] for e in originals.values()]
+    per_split = Counter(split_of[i] for i in originals)
+    label_counts: dict[str, Counter] = {}
+    for entry in originals.values():
+        for key, value in entry["labels"].items():
+            label_counts.setdefault(key, Counter())[value] += 1
+    return {
+        "source": source,
+        "format": fmt,
+        "settings": {
+            "seed": settings.seed,
+            "split": list(settings.split),
+            "map": settings.map_name,
+        },  # fmt: skip
+        "fps": FPS,
+        "clips": {
+            "found": len(found.clips),
+            "built": len(originals),
+            "skipped": len(skipped),
+            "with_mirrors": 2 * len(originals),
+        },  # fmt: skip
+        "splits": {s: {"clips": per_split[s], "with_mirrors": 2 * per_split[s]} for s in SPLITS},
+        "frames": _length_summary(frames),
+        "hours": round(sum(frames) / FPS / 3600, 4),
+        "hours_with_mirrors": round(2 * sum(frames) / FPS / 3600, 4),
+        "labels": {k: dict(sorted(v.items())) for k, v in sorted(label_counts.items())},
+        "skipped": [asdict(s) for s in skipped],
+        "attribution": found.attribution,
+        "licence": LICENSE_NOTE if found.attribution else None,
+    }
+
+
+def _readme(summary: dict) -> str:
+    lines = [
+        "# Motion data set (HumanML3D layout)",
+        "",
+        f"Built by `python -m training build-dataset` from `{summary['source']}` "
+        f"(format {summary['format']}, seed {summary['settings']['seed']}).",
+        f"{summary['clips']['built']} clips ({summary['clips']['with_mirrors']} with mirrors), "
+        f"{summary['hours']} hours at {summary['fps']} fps; build.json has the details.",
+        "",
+        "Layout: new_joints/ID.npy (T, 22, 3), new_joint_vecs/ID.npy (T-1, 263), texts/ID.txt, "
+        "Mean.npy, Std.npy, train/val/test/all.txt, labels.json. `M<ID>` mirrors `<ID>`.",
+    ]
+    if summary["attribution"]:
+        lines += ["", "## Terms", "", summary["attribution"], "", summary["licence"]]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare_out(out: Path) -> Path:
+    """The partial folder to build in; refuses an OUT that is not an earlier build."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or
+                                               (out / "build.json").is_file())):  # fmt: skip
+        raise MotionError(f"{out}: exists and is not a data set built here; not replacing it")
+    partial_dir = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    for sub in ("new_joints", "new_joint_vecs", "texts"):
+        (partial_dir / sub).mkdir(parents=True)
+    return partial_dir
+
+
+def _move_into_place(partial_dir: Path, out: Path) -> None:
+    """Swap the finished folder in; an earlier OUT is removed only once the new one is there."""
+    if not out.exists():
+        os.replace(partial_dir, out)
+        return
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    try:
+        os.replace(partial_dir, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old)
+
+
+@dataclass
+class _Collected:
+    """What the clips that were built add up to, filled in as results arrive."""
+
+    work: Path
+    labels: dict  # id -> labels.json entry
+    split_of: dict[str, str]  # id -> split
+    train: dict[int, tuple[np.ndarray, np.ndarray]]  # clip index -> features, mirror's
+    skipped: list[Skipped]
+
+    def add(self, clip: ClipSource, index: int, clip_id: str, split: str, data: ProcessedClip):
+        mirror_id = "M" + clip_id
+        _write_clip(self.work, clip_id, data.joints, data.features, clip.captions)
+        mirrored = [mirror_caption(c) for c in clip.captions]
+        _write_clip(self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored)
+        self.labels[clip_id] = {"source": clip.name, "frames": len(data.joints),
+                                "labels": clip.labels, "mirror_of": None}  # fmt: skip
+        self.labels[mirror_id] = {
+            "source": clip.name,
+            "frames": len(data.mirror_joints),
+            "labels": {k: mirror_caption(v) for k, v in clip.labels.items()},
+            "mirror_of": clip_id,
+        }
+        self.split_of[clip_id] = self.split_of[mirror_id] = split
+        if split == "train":
+            self.train[index] = (data.features, data.mirror_features)
+
+    def write_tables(self) -> None:
+        """Mean/Std of the train split (in id order, so the sums are reproducible), id lists."""
+        if not self.train:
+            raise MotionError("no clip of the train split could be built")
+        Normalizer.fit([f for i in sorted(self.train) for f in self.train[i]]).save(self.work)
+        for split in SPLITS:
+            chosen = sorted(i for i, s in self.split_of.items() if s == split)
+            _write_lines(self.work / f"{split}.txt", chosen)
+        _write_lines(self.work / "all.txt", sorted(self.labels))
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _build_into(
+    work: Path, root: Path, source: str, settings: BuildSettings, process: Process,
+    progress: bool,
+) -> tuple[dict, list[Skipped]]:  # fmt: skip
+    """Discover, process and write everything into the folder ``work``; return build.json."""
+    fmt, found = _discover(root, settings)
+    if not found.clips:
+        raise MotionError(f"{source}: no buildable BVH clip found (format {fmt})")
+    split_by_name = assign_splits(found.clips, settings.split, settings.seed)
+    width = max(6, len(str(len(found.clips) - 1)))
+    collected = _Collected(work, {}, {}, {}, list(found.skipped))
+    tasks = [(i, clip.path) for i, clip in enumerate(found.clips)]
+    workers = settings.workers or os.cpu_count() or 1
+    with _clip_results(tasks, process, settings.map_name, workers) as results:
+        for index, data, error in tqdm(results, total=len(tasks), unit="clip",
+                                       desc="build-dataset", disable=not progress):  # fmt: skip
+            clip = found.clips[index]
+            if data is None:
+                reason = error.replace(f"{root}{os.sep}", "")
+                collected.skipped.append(Skipped(clip.name, reason))
+                tqdm.write(f"skipped {clip.name}: {reason}")
+            else:
+                collected.add(clip, index, f"{index:0{width}d}", split_by_name[clip.name], data)
+    collected.write_tables()
+    skipped = sorted(collected.skipped, key=lambda s: s.file)
+    summary = _summary(source, fmt, settings, found, collected.labels, collected.split_of, skipped)
+    _write_json(work / "labels.json", collected.labels)
+    _write_json(work / "build.json", summary)
+    (work / "README.md").write_text(_readme(summary), encoding="utf-8")
+    if found.license_file is not None:
+        shutil.copyfile(found.license_file, work / "LICENSE")
+    return summary, skipped
+
+
+def build_dataset(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: BuildSettings | None = None,
+    *,
+    process: Process = process_clip,
+    progress: bool = True,
+) -> BuildReport:
+    """Build the data set of ``source`` (a folder or a tar archive of one) into ``out``.
+
+    ``process`` turns one BVH path into a ``ProcessedClip``; a MotionError or OSError from it
+    skips that file with the message as the reason. On any failure or interruption the
+    partial folder is removed and an existing ``out`` is left as it was.
+    """
+    started = time.perf_counter()
+    settings = settings or BuildSettings()
+    source_path, out = Path(source), Path(out).absolute()
+    if not source_path.exists():
+        raise MotionError(f"{source_path}: no such folder or archive")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = _prepare_out(out)
+    unpacked = None
+    try:
+        root = source_path
+        if is_archive(source_path):
+            unpack_to = out.with_name(f".{out.name}.source-{os.getpid()}")
+            root = unpacked = extract_archive(source_path, unpack_to)
+        elif not source_path.is_dir():
+            raise MotionError(f"{source_path}: not a folder or a tar archive")
+        summary, skipped = _build_into(work, root, str(source), settings, process, progress)
+        _move_into_place(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        if unpacked is not None:
+            shutil.rmtree(unpacked, ignore_errors=True)
+    return BuildReport(
+        out=out,
+        built=summary["clips"]["built"],
+        skipped=skipped,
+        clips_per_split={s: summary["splits"][s]["clips"] for s in SPLITS},
+        frames=summary["frames"]["total"],
+        hours=summary["hours"],
+        seconds=time.perf_counter() - started,
+    )

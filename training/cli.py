@@ -1,0 +1,91 @@
+"""Command line of the training package: ``python -m training COMMAND ...``.
+
+    build-dataset SOURCE OUT [--format auto|bandai|folder] [--seed 0] [--workers N]
+                  [--split 0.8,0.1,0.1] [--map NAME]
+
+Problems with the input (a missing folder, a bad split) print one line naming them and exit
+with status 2; files that cannot be read are listed, skipped and recorded in build.json.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine.errors import MotionError
+from training.build_dataset import FORMATS, BuildSettings, build_dataset
+
+
+def _split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions like 0.8,0.1,0.1: {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "build-dataset",
+        help="BVH clips with captions -> a HumanML3D-layout data set",
+        description="Build new_joints/, new_joint_vecs/, texts/, Mean/Std, splits, labels.json "
+        "and build.json from a folder of BVH files (or a tar archive of one).",
+    )
+    parser.add_argument("source", help="folder (or .tar.xz) holding the BVH files")
+    parser.add_argument("out", help="data set folder to write (replaced once complete)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="bandai: Bandai Namco release; folder: BVH + NAME.txt / "
+        "captions.csv / labels.json; auto: bandai when it looks like it",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="splits and generated captions")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    parser.add_argument(
+        "--split",
+        type=_split,
+        default=(0.8, 0.1, 0.1),
+        help="train,val,test fractions (default 0.8,0.1,0.1)",
+    )
+    parser.add_argument(
+        "--map",
+        dest="map_name",
+        default=None,
+        help="joint map name of engine.joint_map.JOINT_MAPS (default: detect)",
+    )
+    parser.set_defaults(run=_run_build_dataset)
+
+
+def _run_build_dataset(args: argparse.Namespace) -> int:
+    settings = BuildSettings(args.format, args.seed, args.split, args.map_name, args.workers)
+    report = build_dataset(args.source, args.out, settings)
+    splits = ", ".join(f"{k} {v}" for k, v in report.clips_per_split.items())
+    print(
+        f"built {report.built} clips ({2 * report.built} with mirrors: {splits}), "
+        f"{report.frames} frames, {report.hours:.2f} h -> {report.out}"
+    )
+    for skipped in report.skipped:
+        print(f"skipped {skipped.file}: {skipped.reason}")
+    print(f"took {report.seconds:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_build_dataset(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MotionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,169 @@
+"""Where a data set's clips come from: BVH files with their captions and labels.
+
+A source adapter (``discover_folder`` here, ``training.bandai.discover_bandai``) turns a folder
+into a sorted list of ``ClipSource`` plus the files it had to leave out, each with the reason.
+The builder (``training.build_dataset``) only ever sees this list, so a new mocap collection
+needs one adapter and nothing else.
+
+Folder format (``--format folder``): every ``*.bvh`` under the folder, at any depth. A clip's
+captions are gathered, in this order and without repeats, from
+1. ``NAME.txt`` beside ``NAME.bvh``: one caption per line (a HumanML3D line
+   ``caption#tokens#start#end`` is accepted and only its caption is kept);
+2. ``captions.csv`` at the folder root: columns ``file`` (the BVH path relative to the root,
+   or its bare file name) and ``caption``, one row per caption; any further column is a label
+   (e.g. ``content``, ``style``);
+3. ``labels.json`` at the folder root: ``{"walks/clip.bvh": {"captions": [...],
+   "labels": {"content": "walk"}}}``, or just a list of captions per file.
+A clip without any caption is left out and reported.
+"""
+
+import csv
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import MotionError
+
+ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One BVH clip to build, with the text that describes it.
+
+    ``name`` is the path relative to the source root in POSIX form: clips are sorted by it,
+    ids follow that order and ``labels.json`` records it as the clip's source.
+    ``group`` keeps clips of one kind (e.g. one content label) spread over all splits.
+    """
+
+    path: Path
+    name: str
+    captions: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out of the data set and why (an error message naming the problem)."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What an adapter found: the clips to build (sorted by name), the files it left out, and
+    the terms the data comes with (an attribution line, a licence file to ship beside it)."""
+
+    clips: list[ClipSource]
+    skipped: list[Skipped]
+    attribution: str | None = None
+    license_file: Path | None = None
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def extract_archive(archive: Path, into: Path) -> Path:
+    """Unpack a tar archive into the folder ``into`` (created; must not exist) and return it.
+
+    Members that would land outside ``into`` (absolute paths, ``..``, links) are refused by
+    tarfile's "data" filter, so an archive cannot write anywhere else.
+    """
+    into.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        shutil.rmtree(into, ignore_errors=True)
+        raise MotionError(f"{archive}: cannot unpack the archive: {err}") from err
+    return into
+
+
+def bvh_files(root: Path) -> list[Path]:
+    """Every BVH file under ``root`` (any depth, any case of ``.bvh``), sorted by relative path."""
+    found = (p for p in root.rglob("*") if p.suffix.lower() == ".bvh" and p.is_file())
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _sidecar_captions(bvh: Path) -> list[str]:
+    sidecar = bvh.with_suffix(".txt")
+    if not sidecar.is_file():
+        return []
+    lines = sidecar.read_text(encoding="utf-8").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def _read_captions_csv(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """``captions.csv`` -> {file key: (captions, labels)}."""
+    table: dict[str, tuple[list[str], dict[str, str]]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"file", "caption"} <= set(reader.fieldnames):
+            raise MotionError(f"{path}: needs a header with the columns 'file' and 'caption'")
+        for row in reader:
+            captions, labels = table.setdefault(row["file"].strip(), ([], {}))
+            if (row.get("caption") or "").strip():
+                captions.append(row["caption"].strip())
+            for key, value in row.items():
+                if key not in ("file", "caption") and key and (value or "").strip():
+                    labels.setdefault(key, value.strip())
+    return table
+
+
+def _read_labels_json(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """``labels.json`` -> {file key: (captions, labels)}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise MotionError(f"{path}: not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise MotionError(f"{path}: expected an object keyed by BVH file")
+    table = {}
+    for key, entry in data.items():
+        if isinstance(entry, list):
+            entry = {"captions": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("captions", []), list):
+            raise MotionError(f"{path}: entry {key!r} must be a list of captions or an object")
+        labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+        table[key] = ([str(c).strip() for c in entry.get("captions", [])], labels)
+    return table
+
+
+def _lookup(table: dict, name: str) -> tuple[list[str], dict[str, str]]:
+    """A root-table entry by relative path, then by bare file name."""
+    return table.get(name) or table.get(Path(name).name) or ([], {})
+
+
+def discover_folder(root: Path) -> Discovery:
+    """The folder adapter: every BVH under ``root`` with captions from the three places above."""
+    tables = []
+    if (root / "captions.csv").is_file():
+        tables.append(_read_captions_csv(root / "captions.csv"))
+    if (root / "labels.json").is_file():
+        tables.append(_read_labels_json(root / "labels.json"))
+    clips, skipped = [], []
+    for path in bvh_files(root):
+        name = path.relative_to(root).as_posix()
+        captions, labels = _sidecar_captions(path), {}
+        for table in tables:
+            more, more_labels = _lookup(table, name)
+            captions += more
+            labels = {**more_labels, **labels}
+        captions = list(dict.fromkeys(" ".join(c.split()) for c in captions if c.strip()))
+        if not captions:
+            reason = "no caption: add NAME.txt beside it, or a row in captions.csv or labels.json"
+            skipped.append(Skipped(name, reason))
+            continue
+        if any("#" in c for c in captions):
+            skipped.append(Skipped(name, "a caption holds '#', the HumanML3D field separator"))
+            continue
+        group = labels.get("content", "")
+        clips.append(ClipSource(path, name, tuple(captions), labels, group))
+    licence = next((root / n for n in ("LICENSE", "LICENSE.txt", "LICENSE.md")
+                    if (root / n).is_file()), None)  # fmt: skip
+    return Discovery(clips, skipped, license_file=licence)
