@@ -103,11 +103,17 @@ class BuildReport:
 def process_clip(path: Path, map_name: str | None) -> ProcessedClip:
     """Read one BVH and give its canonical joints and features, and those of its mirror.
 
-    The mirror is taken of the canonical joints and canonicalised again, so its bone lengths
-    are the canonical ones too (as HumanML3D re-extracted its "M" copies). Raises MotionError
-    (BVHError for the file itself) on bad input.
+    Raises MotionError (BVHError for the file itself) on bad input.
     """
-    joints = bvh_to_canonical(path, map_name)  # (T, 22, 3) metres, Y up, 20 fps
+    return process_joints(bvh_to_canonical(path, map_name))  # (T, 22, 3) metres, Y up, 20 fps
+
+
+def process_joints(joints: np.ndarray) -> ProcessedClip:
+    """Canonical joints and features of a (T, 22, 3) clip, and those of its mirror.
+
+    The mirror is taken of the canonical joints and canonicalised again, so its bone lengths
+    are the canonical ones too (as HumanML3D re-extracted its "M" copies).
+    """
     canonical = canonicalize_joints(joints)
     mirrored = mirror_joints(canonical)
     return ProcessedClip(

@@ -2,6 +2,8 @@
 
     build-dataset SOURCE OUT [--format auto|bandai|folder] [--seed 0] [--workers N]
                   [--split 0.8,0.1,0.1] [--map NAME]
+    pack-dataset DATASET OUT.npz          a built data set in one small file (joints + texts)
+    unpack-dataset PACK.npz OUT [--workers N]   rebuild the full data set from a pack
 
 Problems with the input (a missing folder, a bad split) print one line naming them and exit
 with status 2; files that cannot be read are listed, skipped and recorded in build.json.
@@ -72,10 +74,38 @@ def _run_build_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pack(commands: argparse._SubParsersAction) -> None:
+    pack = commands.add_parser("pack-dataset", help="a built data set -> one small .npz")
+    pack.add_argument("dataset", help="folder written by build-dataset")
+    pack.add_argument("out", help=".npz file to write")
+    pack.set_defaults(run=_run_pack)
+    unpack = commands.add_parser("unpack-dataset", help="a pack -> the full data set folder")
+    unpack.add_argument("pack", help=".npz written by pack-dataset")
+    unpack.add_argument("out", help="data set folder to write (replaced once complete)")
+    unpack.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    unpack.set_defaults(run=_run_unpack)
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from training.compact import pack_dataset
+
+    out = pack_dataset(args.dataset, args.out)
+    print(f"packed {args.dataset} -> {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def _run_unpack(args: argparse.Namespace) -> int:
+    from training.compact import unpack_dataset
+
+    print(f"unpacked {args.pack} -> {unpack_dataset(args.pack, args.out, args.workers)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_dataset(commands)
+    _add_pack(commands)
     return parser
 
 

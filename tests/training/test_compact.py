@@ -1,0 +1,67 @@
+"""Packing a built data set into one small file and rebuilding it on another machine."""
+
+import numpy as np
+import pytest
+from test_build_dataset import source  # noqa: F401  (fixture)
+
+from engine.errors import MotionError
+from training.build_dataset import BuildSettings, build_dataset
+from training.cli import main
+from training.compact import pack_dataset, unpack_dataset
+
+
+@pytest.fixture
+def built(source, tmp_path):  # noqa: F811
+    out = tmp_path / "built"
+    build_dataset(source, out, BuildSettings(format="folder", workers=1), progress=False)
+    return out
+
+
+def test_pack_is_small_and_unpacks_to_the_same_data_set(built, tmp_path):
+    pack = pack_dataset(built, tmp_path / "set.npz")
+    total = sum(p.stat().st_size for p in built.rglob("*") if p.is_file())
+    assert pack.stat().st_size < total / 4
+    out = unpack_dataset(pack, tmp_path / "again", workers=1)
+    names = sorted(p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    for name in ("train.txt", "val.txt", "test.txt", "all.txt", "labels.json", "build.json"):
+        assert (out / name).read_bytes() == (built / name).read_bytes(), name
+    for path in (built / "texts").iterdir():  # mirrors' captions are derived again
+        assert (out / "texts" / path.name).read_text() == path.read_text()
+    for path in (built / "new_joints").iterdir():
+        np.testing.assert_allclose(
+            np.load(out / "new_joints" / path.name), np.load(path), atol=5e-3
+        )
+    for path in (built / "new_joint_vecs").iterdir():
+        a, b = np.load(out / "new_joint_vecs" / path.name), np.load(path)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a[:, 4:67], b[:, 4:67], atol=5e-3)  # ric positions, metres
+    np.testing.assert_allclose(np.load(out / "Mean.npy"), np.load(built / "Mean.npy"), atol=5e-3)
+
+
+def test_unpacking_twice_gives_identical_files(built, tmp_path):
+    pack = pack_dataset(built, tmp_path / "set.npz")
+    a = unpack_dataset(pack, tmp_path / "a", workers=1)
+    b = unpack_dataset(pack, tmp_path / "b", workers=1)
+    for path in a.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (b / path.relative_to(a)).read_bytes()
+
+
+def test_bad_inputs_are_named(built, tmp_path):
+    with pytest.raises(MotionError, match="not a data set built"):
+        pack_dataset(tmp_path, tmp_path / "x.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a pack")
+    with pytest.raises(MotionError, match="junk.npz"):
+        unpack_dataset(junk, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_packs_and_unpacks(built, tmp_path, capsys):
+    assert main(["pack-dataset", str(built), str(tmp_path / "p.npz")]) == 0
+    assert (
+        main(["unpack-dataset", str(tmp_path / "p.npz"), str(tmp_path / "u"), "--workers", "1"])
+        == 0
+    )
+    assert (tmp_path / "u" / "Mean.npy").is_file()
