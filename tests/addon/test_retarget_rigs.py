@@ -1,0 +1,211 @@
+"""Retargeting onto rigs built here in Blender: other names, rest poses, sizes and axes.
+
+The Mixamo-like rig stands in a T-pose (the clip's skeleton hangs its arms), its bones are
+connected chains with rolls of their own, and it sits in an FBX import's object transform
+(Y-up centimetre armature space turned to Z up, scale 0.01). What is checked is what
+Blender evaluates after ``frame_set``.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+bake_mod = importlib.import_module("kinetext.addon.bake")
+errors = importlib.import_module("kinetext.engine.errors")
+presets = importlib.import_module("kinetext.engine.retarget_presets")
+quaternion = importlib.import_module("kinetext.engine.quaternion")
+rig_pose = importlib.import_module("kinetext.engine.rig_pose")
+skeleton = importlib.import_module("kinetext.engine.skeleton")
+
+NAMES, PARENTS = skeleton.JOINT_NAMES, skeleton.PARENTS
+MIXAMO = {j: "mixamorig:" + b for j, b in presets.PRESETS["mixamo"].bones.items()}
+TAIL_CHILD = {0: 3, 9: 12}
+END_EFFECTORS = (
+    "head",
+    "left_wrist",
+    "right_wrist",
+    "left_ankle",
+    "right_ankle",
+    "left_foot",
+    "right_foot",
+)
+
+
+def rest_joints(lengths: np.ndarray | None = None) -> np.ndarray:
+    """(22, 3) Y-up metres; bone j scaled by lengths[j]; arms turned out into a T-pose."""
+    offsets = skeleton.CANONICAL_OFFSETS * (1.0 if lengths is None else lengths[:, None])
+    one = np.tile([1.0, 0, 0, 0], (1, 22, 1))
+    joints = rig_pose.forward_kinematics(one, np.zeros((1, 3)), PARENTS, offsets)[0]
+    joints[:, 1] -= joints[:, 1].min()
+    for shoulder, chain, sign in ((16, (18, 20), 1.0), (17, (19, 21), -1.0)):
+        turn = quaternion.axis_angle_to_quat(np.array([0.0, 0, 1]), np.array(sign * np.pi / 2))
+        for j in chain:
+            joints[j] = joints[shoulder] + quaternion.qrot(turn, joints[j] - joints[shoulder])
+    return joints
+
+
+def build_rig(context, names: dict, joints: np.ndarray, fbx: bool, root: str | None = None):
+    """An armature with bone names[joint] from each joint to its child; extra end bones.
+
+    fbx: armature space Y-up centimetres under an X+90 degrees, 0.01 scale object (what
+    Blender's FBX importer makes of a Mixamo download); else Z-up metres, identity object.
+    """
+    data = bpy.data.armatures.new("rig")
+    obj = bpy.data.objects.new("rig", data)
+    context.scene.collection.objects.link(obj)
+    to_arm = (lambda p: np.asarray(p) * 100.0) if fbx else (lambda p: np.array([p[0], -p[2], p[1]]))
+    context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    rng = np.random.default_rng(7)
+    made = {}
+    if root:
+        made["root"] = data.edit_bones.new(root)
+        made["root"].head, made["root"].tail = to_arm([0, 0, 0]), to_arm([0, 0, -0.2])
+    for j, name in enumerate(NAMES):
+        kids = [c for c, p in enumerate(PARENTS) if p == j]
+        tail = (
+            joints[TAIL_CHILD.get(j, kids[0])]
+            if kids
+            else joints[j] + (joints[j] - joints[PARENTS[j]]) * 0.5
+        )
+        bone = data.edit_bones.new(names[name])
+        bone.head, bone.tail = to_arm(joints[j]), to_arm(tail)
+        bone.roll = rng.uniform(-np.pi, np.pi)
+        parent = made.get(PARENTS[j], made.get("root"))
+        if parent is not None:
+            bone.parent = parent
+            bone.use_connect = j not in (1, 2, 3, 13, 14) and PARENTS[j] >= 0  # chains connect
+        made[j] = bone
+    end = data.edit_bones.new("mixamorig:HeadTop_End")  # an unmapped leaf, as Mixamo has
+    end.head, end.tail, end.parent = (
+        made[15].tail,
+        made[15].tail + (made[15].tail - made[15].head),
+        made[15],
+    )
+    bpy.ops.object.mode_set(mode="OBJECT")
+    if fbx:
+        obj.rotation_euler = (np.pi / 2, 0, 0)
+        obj.scale = (0.01, 0.01, 0.01)
+    obj.location = (0.5, -0.3, 0.0)
+    context.view_layer.update()
+    return obj
+
+
+def clip(num_frames=20, seed=3) -> np.ndarray:
+    """Rigid canonical joints (T, 22, 3): joints turning, knees and elbows bent, walking."""
+    rng = np.random.default_rng(seed)
+    axes = rng.normal(size=(num_frames, 22, 3))
+    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+    local = quaternion.axis_angle_to_quat(axes, rng.uniform(0, 0.5, size=(num_frames, 22)))
+    x = np.array([1.0, 0, 0])
+    local[:, [4, 5]] = quaternion.axis_angle_to_quat(x, rng.uniform(0.3, 1.0, (num_frames, 2)))
+    local[:, [18, 19]] = quaternion.axis_angle_to_quat(x, -rng.uniform(0.4, 1.4, (num_frames, 2)))
+    t = np.arange(num_frames)
+    root = np.stack([0.02 * t, 0.9 + 0.02 * np.sin(t), 0.05 * t], axis=1)
+    return rig_pose.forward_kinematics(local, root, PARENTS, skeleton.CANONICAL_OFFSETS)
+
+
+def world_heads(context, obj, bone_names, frames) -> np.ndarray:
+    out = np.zeros((len(frames), len(bone_names), 3))
+    for t, frame in enumerate(frames):
+        context.scene.frame_set(frame)
+        for j, name in enumerate(bone_names):
+            out[t, j] = obj.matrix_world @ obj.pose.bones[name].head
+    return out
+
+
+def z_up(p: np.ndarray) -> np.ndarray:
+    return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+
+
+@pytest.fixture
+def scene(empty_scene):
+    empty_scene.scene.render.fps = 20
+    return empty_scene
+
+
+def test_mixamo_t_pose_rig_keeps_end_effectors_on_the_scaled_targets(scene):
+    """Tolerance 1 mm: a rig of the clip's proportions (x1.1) must follow it exactly,
+    whatever its rest pose, bone rolls and object transform."""
+    obj = build_rig(scene, MIXAMO, rest_joints() * 1.1, fbx=True)
+    joints = clip()
+    bake_mod.bake(scene, armature=obj, joints=joints, foot_cleanup=False, action_name="walk")
+    heads = world_heads(scene, obj, [MIXAMO[j] for j in END_EFFECTORS], range(1, 21))
+    want = z_up(joints[:, [NAMES.index(j) for j in END_EFFECTORS]] * 1.1) + np.array(obj.location)
+    assert np.abs(heads - want).max() < 1e-3
+    action = obj.animation_data.action
+    keyed = {
+        f.data_path
+        for f in bake_mod.anim_utils.action_get_channelbag_for_slot(action, action.slots[0]).fcurves
+    }
+    assert not any("HeadTop_End" in p for p in keyed)  # bones past the mapped ones: untouched
+
+
+def test_other_proportions_keep_each_bones_direction_and_scale_the_root_by_leg_length(scene):
+    lengths = np.ones(22)
+    lengths[[4, 5, 7, 8]] = 1.2  # longer legs
+    lengths[[18, 19, 20, 21]] = 0.85  # shorter arms
+    rest = rest_joints(lengths)
+    obj = build_rig(scene, MIXAMO, rest, fbx=False)
+    joints = clip()
+    bake_mod.bake(scene, armature=obj, joints=joints, foot_cleanup=False, action_name="walk")
+    heads = world_heads(scene, obj, [MIXAMO[j] for j in NAMES], range(1, 21))
+    for j, p in enumerate(PARENTS):
+        if p < 0 or p in (0, 9):  # the pelvis and chest are best fits over three children
+            continue
+        want, got = z_up(joints[:, j] - joints[:, p]), heads[:, j] - heads[:, p]
+        cos = (want * got).sum(-1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
+        assert cos.min() > 0.99999, NAMES[j]
+    legs = np.linalg.norm(rest[[5, 8]] - rest[[2, 5]], axis=-1).sum()
+    ratio = legs / np.linalg.norm(skeleton.CANONICAL_OFFSETS[[5, 8]], axis=-1).sum()
+    assert ratio == pytest.approx(1.2)
+    np.testing.assert_allclose(
+        heads[:, 0], z_up(joints[:, 0] * ratio) + np.array(obj.location), atol=1e-5
+    )
+
+
+def test_a_rig_missing_mapped_bones_is_refused_with_their_names(scene):
+    names = {**MIXAMO, "left_wrist": "mixamorig:LeftPalm", "right_foot": "mixamorig:RToe"}
+    obj = build_rig(scene, names, rest_joints(), fbx=True)
+    with pytest.raises(errors.MotionError) as err:
+        bake_mod.bake(scene, armature=obj, joints=clip(4), preset="mixamo")
+    assert "LeftHand (left_wrist)" in str(err.value) and "RightToeBase (right_foot)" in str(
+        err.value
+    )
+    assert obj.animation_data is None and not bpy.data.actions
+    with pytest.raises(errors.MotionError, match="closest, 'mixamo', misses 2"):
+        bake_mod.bake(scene, armature=obj, joints=clip(4))  # detection says the same
+
+
+def test_root_bone_mode_moves_the_unreal_root_over_the_floor(scene):
+    unreal = dict(presets.PRESETS["unreal"].bones)
+    obj = build_rig(scene, unreal, rest_joints(), fbx=False, root="root")
+    joints = clip()
+    action = bake_mod.bake(
+        scene, armature=obj, joints=joints, root_motion="ROOT_BONE", foot_cleanup=False
+    )
+    bag = bake_mod.anim_utils.action_get_channelbag_for_slot(action, action.slots[0])
+    assert {'pose.bones["root"].location', 'pose.bones["pelvis"].location'} <= {
+        f.data_path for f in bag.fcurves
+    }
+    root = world_heads(scene, obj, ["root", "pelvis"], range(1, 21))
+    floor = z_up(joints[:, 0] * np.array([1.0, 0, 1])) + np.array(obj.location)
+    np.testing.assert_allclose(root[:, 0], floor, atol=1e-5)
+    np.testing.assert_allclose(root[:, 1], z_up(joints[:, 0]) + np.array(obj.location), atol=1e-5)
+
+
+def test_a_saved_user_map_is_found_by_name(scene):
+    names = {j: f"os_{i:02d}" for i, j in enumerate(NAMES)}
+    custom = presets.BoneMap("test rig map", names)
+    path = bake_mod.save_user_bone_map(custom)
+    try:
+        assert "test rig map" in bake_mod.user_map_names()
+        obj = build_rig(scene, names, rest_joints(), fbx=False)
+        joints = clip()
+        bake_mod.bake(scene, armature=obj, joints=joints, preset="test rig map", foot_cleanup=False)
+        heads = world_heads(scene, obj, [names["left_wrist"]], range(1, 21))[:, 0]
+        np.testing.assert_allclose(heads, z_up(joints[:, 20]) + np.array(obj.location), atol=1e-5)
+    finally:
+        path.unlink()
