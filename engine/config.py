@@ -26,7 +26,8 @@ class Config:
     def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> Self:
         """Build from a JSON dict; unknown keys or wrong types raise ``MotionError``."""
         if not isinstance(data, dict):
-            raise MotionError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+            kind = type(data).__name__
+            raise MotionError(f"{where}: expected an object for {cls.__name__}, got {kind}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:

@@ -20,7 +20,9 @@ JOINT_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 NUM_JOINTS = len(JOINT_NAMES)
 
-PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+PARENTS: tuple[int, ...] = (
+    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19,
+)  # fmt: skip
 
 KINEMATIC_CHAINS: tuple[tuple[int, ...], ...] = (
     (0, 2, 5, 8, 11),  # right leg
@@ -56,7 +58,10 @@ CANONICAL_OFFSETS = RAW_OFFSETS * BONE_LENGTHS[:, None]
 """(22, 3) rest offsets of each joint from its parent, metres."""
 
 FACE_JOINTS = (2, 1, 17, 16)
-"""right hip, left hip, right shoulder, left shoulder: forward = up x (r - l hips + r - l shoulders)."""
+"""Right hip, left hip, right shoulder, left shoulder.
+
+Frame 0's facing is up x ((r_hip - l_hip) + (r_shoulder - l_shoulder)).
+"""
 FOOT_LEFT = (7, 10)
 FOOT_RIGHT = (8, 11)
 LEG_SCALE_JOINTS = (5, 8)

@@ -4,6 +4,10 @@
                   [--split 0.8,0.1,0.1] [--map NAME]
     pack-dataset DATASET OUT.npz          a built data set in one small file (joints + texts)
     unpack-dataset PACK.npz OUT [--workers N]   rebuild the full data set from a pack
+    train CONFIG [key=value ...] [--resume]     train a model (torchrun for several GPUs)
+    evaluate CHECKPOINT --data ROOT --evaluator PATH   FID, R-precision, ... (20 replications)
+    export RUN [RUN ...] OUT [--bf16]            runs -> an engine checkpoint folder
+    push OUT REPO_ID                             upload a checkpoint to the Hugging Face Hub
 
 Problems with the input (a missing folder, a bad split) print one line naming them and exit
 with status 2; files that cannot be read are listed, skipped and recorded in build.json.
@@ -101,15 +105,42 @@ def _run_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+# Commands whose modules parse their own arguments: name -> (module, function, help).
+DELEGATED = {
+    "train": ("training.trainer", "main_train", "train a model from a config file"),
+    "evaluate": ("training.evaluation.run", "main_evaluate", "score a checkpoint"),
+    "export": ("training.export", "main_export", "training runs -> an engine checkpoint"),
+    "push": ("training.push", "main_push", "upload a checkpoint to the Hugging Face Hub"),
+}
+
+
+def _add_delegated(commands: argparse._SubParsersAction) -> None:
+    for name, (_, _, text) in DELEGATED.items():
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=_run_delegated, delegated=name)
+
+
+def _run_delegated(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, function, _ = DELEGATED[args.delegated]
+    return getattr(importlib.import_module(module), function)(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_dataset(commands)
     _add_pack(commands)
+    _add_delegated(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # the module parses the rest, --help included
+        return _run_delegated(argparse.Namespace(delegated=argv[0], args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,0 +1,426 @@
+"""Operators: generate (background job), cancel, preview, bake, export BVH, list upkeep.
+
+Each operator gathers its inputs, calls one function that does the work, and turns the
+engine's ``MotionError`` into ``self.report({'ERROR'}, ...)`` with the scene left as it was
+(STYLE: io_anim_bvh, rigify). Generation runs to completion when called from a script
+(``execute``) and as a modal operator when pressed in the panel (``invoke``): the engine
+works in a thread, a timer polls its progress, Esc cancels, and only this main thread
+touches Blender data once the clips are in.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import bpy
+from bpy_extras.io_utils import ExportHelper
+
+from ..engine.errors import MotionError
+from ..engine.motion import Motion
+from . import deps, jobs, preferences, results
+from .properties import runtime, set_status, settings
+
+GENERATOR_NAMES = {"AUTO": None, "MOLINGO": "molingo", "MLAGEN": "mlagen"}
+PREVIEW_NAME = "Kinetext Preview"
+TIMER_STEP = 0.1  # seconds between progress updates while a generation runs
+_PANEL = "When not given, the Kinetext panel's value"
+_ARG = {"SKIP_SAVE"}
+
+
+def results_folder() -> Path:
+    return preferences.user_folder() / "results"
+
+
+# ---- generate ------------------------------------------------------------------------------
+
+
+def build_request(op: bpy.types.Operator, context: bpy.types.Context) -> jobs.Request:
+    """A job request from the operator's own arguments, falling back to the panel's settings."""
+    panel = settings(context)
+
+    def value(name: str):  # an argument given to the operator wins over the panel's value
+        return getattr(op, name) if op.properties.is_property_set(name) else getattr(panel, name)
+
+    prompt = value("prompt").strip()
+    if not prompt:
+        raise MotionError("the prompt is empty: type what the character should do")
+    absent = deps.missing()
+    if absent:
+        raise MotionError(deps.missing_message(absent))
+    checkpoint, revision, device = preferences.engine_choice(context)
+    guidance, steps = value("guidance"), value("steps")
+    return jobs.Request(
+        prompt=prompt, seconds=float(value("seconds")), seed=int(value("seed")),
+        variations=int(value("variations")), guidance=float(guidance) if guidance else None,
+        steps=int(steps) if steps else None, generator=GENERATOR_NAMES[value("generator")],
+        checkpoint=checkpoint, revision=revision, device=device,
+        offline=not bpy.app.online_access,
+    )  # fmt: skip
+
+
+def add_variations(context: bpy.types.Context, motion: Motion) -> int:
+    """Store each generated clip and list it in the panel (main thread only); how many."""
+    panel = settings(context)
+    folder = results_folder()
+    first, count = len(panel.variation_list), len(motion)
+    seed = int(motion.diagnostics.get("seed", 0))
+    info = {"length_note": motion.diagnostics.get("length_note"), "seconds": motion.seconds}
+    for i in range(count):
+        clip = results.Clip(
+            motion.joints[i], motion.features[i], motion.fps, motion.prompts[i], seed, info
+        )
+        item = panel.variation_list.add()
+        item.key = results.put(clip, folder)
+        item.prompt, item.seed, item.frames, item.fps = clip.prompt, seed, clip.frames, clip.fps
+        item.name = f"{clip.prompt[:40]} ({i + 1}/{count}, seed {seed})"
+    panel.active_variation = first
+    return count
+
+
+def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
+    """Main thread: turn a finished job into list entries, or report why there are none.
+
+    Whatever happened, the job stops being the current one, so Generate works again.
+    """
+    try:
+        if job.cancelled:
+            set_status(context, "Generation cancelled: nothing was changed")
+            report({"WARNING"}, "Generation cancelled: nothing was changed")
+            return {"CANCELLED"}
+        if job.error is not None:
+            set_status(context, job.error, "ERROR")
+            report({"ERROR"}, job.error)
+            return {"CANCELLED"}
+        count = add_variations(context, job.motion)
+        note = job.motion.diagnostics.get("length_note")
+        message = f"{count} variation(s) of {job.motion.seconds:.1f} s ready"
+        set_status(context, message + (f" ({note})" if note else ""))
+        report({"INFO"}, message)
+        return {"FINISHED"}
+    finally:
+        jobs.end(job)
+        state = runtime(context)
+        state.running, state.progress = False, 0.0
+        _redraw(context)
+
+
+class MOTION_OT_generate(bpy.types.Operator):
+    """Generate motion from the prompt; Blender stays usable while it runs (Esc cancels)"""
+
+    bl_idname = "motion.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER", "UNDO"}
+
+    # Unset arguments take the panel's values (SKIP_SAVE: never remembered between calls).
+    prompt: bpy.props.StringProperty(name="Prompt", description=_PANEL, options=_ARG)
+    seconds: bpy.props.FloatProperty(name="Seconds", default=4.0, description=_PANEL, options=_ARG)
+    seed: bpy.props.IntProperty(name="Seed", min=0, description=_PANEL, options=_ARG)
+    variations: bpy.props.IntProperty(
+        name="Variations", default=1, min=1, description=_PANEL, options=_ARG
+    )
+    guidance: bpy.props.FloatProperty(
+        name="Guidance", min=0.0, description=_PANEL + "; 0: the checkpoint's", options=_ARG
+    )
+    steps: bpy.props.IntProperty(
+        name="Steps", min=0, description=_PANEL + "; 0: the checkpoint's", options=_ARG
+    )
+    generator: bpy.props.EnumProperty(
+        name="Generator", items=[(k, k.title(), "") for k in GENERATOR_NAMES], default="AUTO",
+        description=_PANEL, options=_ARG,
+    )  # fmt: skip
+
+    _job: jobs.Job | None = None
+    _timer: bpy.types.Timer | None = None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = self._begin(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.run()  # from a script: block until done
+        return collect(context, job, self.report)
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        if context.window is None:
+            return self.execute(context)
+        job = self._begin(context)
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        job.start()
+        manager = context.window_manager
+        self._timer = manager.event_timer_add(TIMER_STEP, window=context.window)
+        manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+            set_status(context, "Cancelling...")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        runtime(context).progress = job.progress
+        _redraw(context)
+        if not job.done:
+            return {"PASS_THROUGH"}
+        self._stop_timer(context)
+        return collect(context, job, self.report)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator (file loaded, window closed): stop the worker too."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(5.0)
+            jobs.end(self._job)
+        self._stop_timer(context)
+        runtime(context).running = False
+
+    def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
+        try:
+            job = jobs.begin(build_request(self, context))
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            if not isinstance(error, jobs.Busy):  # keep the running job's status on show
+                set_status(context, str(error), "ERROR")
+            return None
+        state = runtime(context)
+        state.running, state.progress = True, 0.0
+        set_status(context, f"Generating '{job.request.prompt}'...")
+        return job
+
+    def _stop_timer(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class MOTION_OT_cancel_generation(bpy.types.Operator):
+    """Stop the running generation (nothing in the scene changes)"""
+
+    bl_idname = "motion.cancel_generation"
+    bl_label = "Cancel"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not jobs.cancel_current():
+            self.report({"WARNING"}, "No generation is running")
+            return {"CANCELLED"}
+        set_status(context, "Cancelling...")
+        return {"FINISHED"}
+
+
+class MOTION_OT_randomize_seed(bpy.types.Operator):
+    """Pick a new random seed"""
+
+    bl_idname = "motion.randomize_seed"
+    bl_label = "Randomize Seed"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings(context).seed = random.randrange(2**31 - 1)
+        return {"FINISHED"}
+
+
+# ---- using a variation ---------------------------------------------------------------------
+
+
+def variation(context: bpy.types.Context, index: int) -> tuple[object, results.Clip]:
+    """The list entry ``index`` (-1: the active one) and its clip."""
+    panel = settings(context)
+    entries = panel.variation_list
+    index = panel.active_variation if index < 0 else index
+    if not 0 <= index < len(entries):
+        raise MotionError(
+            f"no variation {index + 1}: the list has {len(entries)} (press Generate first)"
+            if entries
+            else "no variations yet: type a prompt and press Generate"
+        )
+    return entries[index], results.get(entries[index].key, results_folder())
+
+
+def target_armature(context: bpy.types.Context, name: str) -> bpy.types.Object:
+    """The armature named ``name``, else the panel's target, else the active armature."""
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None or obj.type != "ARMATURE":
+            raise MotionError(f"no armature object named {name!r} in this file")
+        return obj
+    obj = settings(context).target or context.active_object
+    if obj is None or obj.type != "ARMATURE":
+        raise MotionError(
+            "no armature selected: pick the target armature in the Kinetext panel or select one"
+        )
+    return obj
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+class MOTION_OT_preview(bpy.types.Operator):
+    """Show the variation on the canonical 22-bone skeleton (a new action each time)"""
+
+    bl_idname = "motion.preview"
+    bl_label = "Preview"
+    bl_options = {"REGISTER", "UNDO"}
+
+    variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from . import armature, bake
+
+        try:
+            item, clip = variation(context, self.variation)
+            obj = context.scene.objects.get(PREVIEW_NAME)
+            if obj is None or not armature.is_canonical(obj):
+                obj = armature.create_canonical_armature(context, name=PREVIEW_NAME)
+            previous = _actions_on(obj)
+            action = bake.bake(
+                context, armature=obj, joints=clip.joints, features=clip.features,
+                fps=clip.fps, preset="smplx", root_motion="hips", foot_cleanup=False,
+                action_name=clip.prompt, push_to_nla=False, report=self.report,
+            )  # fmt: skip
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        _forget_previous_preview(obj, previous)
+        _show_clip_range(context, clip)
+        self.report({"INFO"}, f"Previewing '{item.name}' on {obj.name} ({action.name})")
+        return {"FINISHED"}
+
+
+class MOTION_OT_bake(bpy.types.Operator):
+    """Bake the variation onto the armature as a new action (your own keys stay as they are)"""
+
+    bl_idname = "motion.bake"
+    bl_label = "Bake"
+    bl_options = {"REGISTER", "UNDO"}
+
+    # Empty / -1: the panel's choice (armature: the panel's target, else the active one).
+    armature: bpy.props.StringProperty(name="Armature", options={"SKIP_SAVE"})
+    preset: bpy.props.StringProperty(name="Bone map", options={"SKIP_SAVE"})
+    variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from . import bake
+
+        panel = settings(context)
+        try:
+            item, clip = variation(context, self.variation)
+            obj = target_armature(context, self.armature)
+            # bake checks everything before touching the scene and undoes a failed write
+            action = bake.bake(
+                context, armature=obj, joints=clip.joints, features=clip.features,
+                fps=clip.fps, preset=self.preset or panel.preset,
+                root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
+                action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,
+            )  # fmt: skip
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        _show_clip_range(context, clip)
+        self.report({"INFO"}, f"Baked '{item.name}' onto {obj.name} as action '{action.name}'")
+        return {"FINISHED"}
+
+
+class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
+    """Save the variation as a BVH file (the canonical skeleton, metres, Y up)"""
+
+    bl_idname = "motion.export_bvh"
+    bl_label = "Export BVH"
+
+    filename_ext = ".bvh"
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
+    scale: bpy.props.FloatProperty(
+        name="Scale", default=1.0, min=0.001, max=1000.0,
+        description="Units per metre in the file (100 writes centimetres)",
+    )  # fmt: skip
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        entries = settings(context).variation_list
+        index = settings(context).active_variation if self.variation < 0 else self.variation
+        if not self.filepath and 0 <= index < len(entries):
+            self.filepath = bpy.path.clean_name(entries[index].prompt)[:60] + self.filename_ext
+        return ExportHelper.invoke(self, context, event)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..engine.bvh import canonical_bvh, write_bvh
+
+        try:
+            _, clip = variation(context, self.variation)
+            write_bvh(self.filepath, canonical_bvh(clip.joints, clip.fps, scale=self.scale))
+        except (MotionError, OSError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {self.filepath}")
+        return {"FINISHED"}
+
+
+class MOTION_OT_clear_variations(bpy.types.Operator):
+    """Empty the list of variations (undo brings them back)"""
+
+    bl_idname = "motion.clear_variations"
+    bl_label = "Clear Variations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        # The clips stay in the results store: undo restores entries that point at them.
+        settings(context).variation_list.clear()
+        settings(context).active_variation = 0
+        return {"FINISHED"}
+
+
+def _actions_on(obj: bpy.types.Object) -> list[bpy.types.Action]:
+    anim = obj.animation_data
+    if anim is None:
+        return []
+    strips = [s.action for t in anim.nla_tracks for s in t.strips if s.action]
+    return ([anim.action] if anim.action else []) + strips
+
+
+def _forget_previous_preview(obj: bpy.types.Object, previous: list[bpy.types.Action]) -> None:
+    """The preview armature is ours: a new preview replaces its clip rather than stashing it."""
+    anim = obj.animation_data
+    for track in [t for t in anim.nla_tracks if any(s.action in previous for s in t.strips)]:
+        anim.nla_tracks.remove(track)
+    for action in previous:
+        if action.users == 0:
+            bpy.data.actions.remove(action)
+
+
+def _show_clip_range(context: bpy.types.Context, clip: results.Clip) -> None:
+    """Let the timeline cover the baked clip (it starts at the scene's start frame)."""
+    scene = context.scene
+    frames = round(clip.frames * scene.render.fps / (clip.fps * scene.render.fps_base))
+    scene.frame_end = max(scene.frame_end, scene.frame_start + frames - 1)
+
+
+classes = (
+    MOTION_OT_generate,
+    MOTION_OT_cancel_generation,
+    MOTION_OT_randomize_seed,
+    MOTION_OT_preview,
+    MOTION_OT_bake,
+    MOTION_OT_export_bvh,
+    MOTION_OT_clear_variations,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    jobs.cancel_current(wait=5.0)  # a worker must not outlive the add-on's code
+    job = jobs.current()
+    if job is not None:
+        jobs.end(job)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+    results.clear_memory()

@@ -1,0 +1,248 @@
+"""Add-on preferences: dependencies (status, install, an existing folder), checkpoint, device.
+
+Settings that belong to the machine rather than to a .blend file live here: where torch comes
+from, which checkpoint to load and on which device. The Install button runs pip with
+Blender's own Python into the extension's private user folder, and only when Blender's
+online access allows it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import bpy
+import numpy
+
+from ..engine.errors import MotionError
+from . import deps
+
+ADDON_ID = __package__.rpartition(".")[0]  # "bl_ext.<repo>.kinetext" once installed
+
+CHECKPOINT_SOURCES = [
+    ("EMBEDDED", "Embedded", "The checkpoint shipped inside the extension"),
+    ("FOLDER", "Folder", "A checkpoint folder on this computer (config.json + safetensors)"),
+    ("HUB", "Hugging Face", "A Hugging Face Hub repo id 'owner/name', downloaded once"),
+]
+DEVICES = [
+    ("AUTO", "Auto", "CUDA if present, else Apple MPS, else the CPU"),
+    ("CUDA", "CUDA", "An NVIDIA GPU"),
+    ("MPS", "Apple MPS", "The GPU of an Apple silicon Mac"),
+    ("CPU", "CPU", "The processor (slowest, always there)"),
+]
+TORCH_BUILDS = [
+    ("CPU", "CPU", "The smaller torch build without CUDA (about 200 MB)"),
+    ("CUDA", "CUDA", "The torch build for NVIDIA GPUs (several GB)"),
+]
+
+
+def user_folder() -> Path:
+    """The extension's own writable folder (private packages, the clip cache).
+
+    Scripts and tests that import the package directly (not installed as an extension) get
+    a folder inside Blender's session temp folder instead.
+    """
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON_ID, create=True))
+    except ValueError:  # "does not name an extension"
+        folder = Path(bpy.app.tempdir or ".") / "kinetext-user"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def get(context: bpy.types.Context) -> KINETEXT_AP_preferences | None:
+    """This add-on's preferences, or None when it was registered outside the add-on system."""
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def engine_choice(context: bpy.types.Context) -> tuple[str | None, str | None, str]:
+    """(checkpoint folder or Hub id or None, Hub revision or None, device) from preferences."""
+    prefs = get(context)
+    if prefs is None:
+        return None, None, "auto"
+    device = prefs.device.lower()
+    if prefs.checkpoint_source == "FOLDER":
+        folder = bpy.path.abspath(prefs.checkpoint_folder).strip()
+        if not folder:
+            raise MotionError(
+                "no checkpoint folder chosen: set one in Preferences > Add-ons > Kinetext, "
+                "or switch the checkpoint to Embedded"
+            )
+        return folder, None, device
+    if prefs.checkpoint_source == "HUB":
+        repo = prefs.hub_repo.strip()
+        if not repo:
+            raise MotionError(
+                "no Hugging Face repo id given: type one ('owner/name') in Preferences > "
+                "Add-ons > Kinetext, or switch the checkpoint to Embedded"
+            )
+        return repo, prefs.hub_revision.strip() or None, device
+    return None, None, device
+
+
+def _site_packages_changed(self: KINETEXT_AP_preferences, _context: bpy.types.Context) -> None:
+    if self.site_packages.strip():
+        deps.add_to_path(bpy.path.abspath(self.site_packages.strip()))
+
+
+class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    site_packages: bpy.props.StringProperty(
+        name="Existing site-packages",
+        description="A folder that already holds torch and the other packages (another Python's "
+        "site-packages, same Python version as Blender's)",
+        subtype="DIR_PATH",
+        update=_site_packages_changed,
+    )
+    torch_build: bpy.props.EnumProperty(
+        name="Torch build", items=TORCH_BUILDS, default="CPU",
+        description="Which torch the Install button downloads",
+    )  # fmt: skip
+    checkpoint_source: bpy.props.EnumProperty(
+        name="Checkpoint", items=CHECKPOINT_SOURCES, default="EMBEDDED"
+    )
+    checkpoint_folder: bpy.props.StringProperty(
+        name="Folder", subtype="DIR_PATH",
+        description="A checkpoint folder written by kinetext-train",
+    )  # fmt: skip
+    hub_repo: bpy.props.StringProperty(name="Repo id", description="Hub id, e.g. owner/name")
+    hub_revision: bpy.props.StringProperty(
+        name="Revision", description="Branch, tag or commit (empty: the default branch)"
+    )
+    device: bpy.props.EnumProperty(name="Device", items=DEVICES, default="AUTO")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        draw_dependencies(layout.box(), self)
+        box = layout.box()
+        box.label(text="Model", icon="ARMATURE_DATA")
+        box.prop(self, "checkpoint_source", expand=True)
+        if self.checkpoint_source == "FOLDER":
+            box.prop(self, "checkpoint_folder")
+        elif self.checkpoint_source == "HUB":
+            row = box.row()
+            row.prop(self, "hub_repo")
+            row.prop(self, "hub_revision")
+        box.prop(self, "device")
+
+
+_INSTALL: dict[str, deps.InstallJob] = {}  # the one install job of this session, if any
+
+
+def install_plan(build: str) -> tuple[Path, list[list[str]]]:
+    """The folder and the pip commands that would install what is missing now."""
+    target = deps.site_packages_folder(user_folder())
+    commands = deps.install_commands(
+        target, build, deps.missing(), python=sys.executable,
+        numpy_version=numpy.__version__, pip_present=deps.pip_available(),
+    )  # fmt: skip
+    return target, commands
+
+
+class MOTION_OT_install_dependencies(bpy.types.Operator):
+    """Download the missing Python packages with pip into the extension's own folder"""
+
+    bl_idname = "motion.install_dependencies"
+    bl_label = "Install Dependencies"
+
+    _timer = None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = self._prepare(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.work()  # from a script: wait for pip
+        return self._finish(job)
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        job = self._prepare(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.start()
+        self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type != "TIMER" or not _INSTALL["job"].done:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        for area in context.screen.areas if context.screen else ():
+            area.tag_redraw()
+        return self._finish(_INSTALL["job"])
+
+    def _prepare(self, context: bpy.types.Context) -> deps.InstallJob | None:
+        refusal = deps.install_refusal(bpy.app.online_access)
+        running = _INSTALL.get("job")
+        if refusal is None and running is not None and not running.done:
+            refusal = "an installation is already running"
+        if refusal is None and not deps.missing():
+            self.report({"INFO"}, "Every package Kinetext needs is already installed")
+            return None
+        if refusal is not None:
+            self.report({"ERROR"}, refusal)
+            return None
+        prefs = get(context)
+        target, commands = install_plan(prefs.torch_build if prefs else "CPU")
+        target.mkdir(parents=True, exist_ok=True)
+        _INSTALL["job"] = deps.InstallJob(commands)
+        return _INSTALL["job"]
+
+    def _finish(self, job: deps.InstallJob) -> set[str]:
+        if job.error:
+            self.report({"ERROR"}, job.error)
+            return {"CANCELLED"}
+        deps.add_to_path(deps.site_packages_folder(user_folder()))
+        absent = deps.missing()
+        if absent:
+            self.report({"WARNING"}, deps.missing_message(absent))
+        else:
+            self.report({"INFO"}, "Dependencies installed: Kinetext is ready")
+        return {"FINISHED"}
+
+
+def draw_dependencies(box: bpy.types.UILayout, prefs: KINETEXT_AP_preferences) -> None:
+    """What is installed, the Install button (or why it is off) and the folder option."""
+    box.label(text="Python packages", icon="SCRIPTPLUGINS")
+    column = box.column(align=True)
+    for requirement in deps.REQUIREMENTS:
+        present = deps.is_present(requirement)
+        row = column.row()
+        row.label(text=requirement.package, icon="CHECKMARK" if present else "ERROR")
+        row.label(text=requirement.why if not present else "found")
+    refusal = deps.install_refusal(bpy.app.online_access)
+    job = _INSTALL.get("job")
+    row = box.row()
+    row.prop(prefs, "torch_build")
+    row = box.row()
+    row.enabled = refusal is None and (job is None or job.done)
+    row.operator(MOTION_OT_install_dependencies.bl_idname, icon="IMPORT")
+    if job is not None and not job.done:
+        box.label(text="Installing... (this takes a few minutes)", icon="TIME")
+    elif job is not None and job.error:
+        box.label(text=job.error, icon="ERROR")
+    if refusal is not None:
+        box.label(text="Online access is off: installing is disabled", icon="INFO")
+    box.label(text=f"Installs into {deps.site_packages_folder(user_folder())}")
+    box.prop(prefs, "site_packages")
+
+
+classes = (KINETEXT_AP_preferences, MOTION_OT_install_dependencies)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    deps.add_to_path(deps.site_packages_folder(user_folder()))
+    prefs = get(bpy.context)
+    if prefs is not None and prefs.site_packages.strip():
+        deps.add_to_path(bpy.path.abspath(prefs.site_packages.strip()))
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+    deps.remove_added_paths()
+    _INSTALL.clear()

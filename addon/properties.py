@@ -1,0 +1,146 @@
+"""The panel's settings (per scene, saved and undone with the .blend) and the run state.
+
+Prompt, sampling and bake settings belong to the scene: they travel with the file. Progress
+and status live on the window manager: they describe this session's generation, must not be
+undone by Ctrl+Z and are not saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+GENERATORS = [
+    ("AUTO", "Checkpoint default", "The generator the checkpoint names as its default"),
+    ("MOLINGO", "MoLingo", "Masked autoregressive transformer with a rectified flow head"),
+    ("MLAGEN", "MLA-Gen", "Flow matching with memory slots and sink-aware guidance"),
+]
+ROOT_MOTION = [
+    ("IN_PLACE", "In place", "No travel: the character stays over its origin"),
+    ("ROOT_BONE", "Root bone", "Travel goes on the rig's root bone"),
+    ("HIPS", "Hips", "Travel goes on the hips bone"),
+]
+STATUS_LEVELS = [("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")]
+AUTO_PRESET = "AUTO"
+
+_PRESET_ITEMS: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy enum strings
+
+
+def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:
+    """The "Detect" choice, the bone-map presets and the maps the user saved."""
+    from ..engine.retarget import PRESETS, user_map_names
+
+    items = [(AUTO_PRESET, "Detect", "Pick the preset whose bone names the rig has")]
+    items += [(name, _label(name), bone_map.description) for name, bone_map in PRESETS.items()]
+    try:
+        from .bake import user_map_folder  # needs the engine's heavy dependencies
+    except ImportError:
+        user_map_folder = None  # the panel says what is missing; presets still show
+    if user_map_folder is not None:
+        items += [(n, n, "A bone map you saved") for n in user_map_names(user_map_folder())]
+    _PRESET_ITEMS[:] = items
+    return _PRESET_ITEMS
+
+
+def _label(name: str) -> str:
+    return {"smplx": "SMPL-X", "bandai_namco": "Bandai Namco / BVH"}.get(name, name.title())
+
+
+def _is_armature(_self: Any, obj: bpy.types.Object) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class KINETEXT_PG_variation(bpy.types.PropertyGroup):
+    """One generated clip in the list; its arrays live in ``results`` under ``key``."""
+
+    # ``name`` (inherited) is what the list shows: "prompt (seed n)"
+    key: bpy.props.StringProperty(options={"HIDDEN"})
+    prompt: bpy.props.StringProperty(name="Prompt")
+    seed: bpy.props.IntProperty(name="Seed")
+    frames: bpy.props.IntProperty(name="Frames")
+    fps: bpy.props.IntProperty(name="FPS")
+
+
+class KINETEXT_PG_settings(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the character does, e.g. 'a person walks forward "
+        "and waves with the right hand'",
+    )  # fmt: skip
+    seconds: bpy.props.FloatProperty(
+        name="Seconds", default=4.0, min=1.0, max=9.8, step=10, precision=1,
+        description="Clip length (rounded to 0.2 s steps)",
+    )  # fmt: skip
+    variations: bpy.props.IntProperty(
+        name="Variations", default=2, min=1, max=16,
+        description="How many different clips to make from the prompt",
+    )  # fmt: skip
+    seed: bpy.props.IntProperty(
+        name="Seed", default=0, min=0, description="Same seed and settings, same motion"
+    )
+    guidance: bpy.props.FloatProperty(
+        name="Guidance", default=0.0, min=0.0, max=20.0,
+        description="How closely to follow the prompt (0: the checkpoint's own setting; "
+        "otherwise 1 to 20)",
+    )  # fmt: skip
+    steps: bpy.props.IntProperty(
+        name="Steps", default=0, min=0, max=1000,
+        description="Sampling steps (0: the checkpoint's own setting); more is slower",
+    )  # fmt: skip
+    generator: bpy.props.EnumProperty(name="Generator", items=GENERATORS, default="AUTO")
+
+    target: bpy.props.PointerProperty(
+        name="Armature", type=bpy.types.Object, poll=_is_armature,
+        description="The rig to bake onto (empty: the active armature)",
+    )  # fmt: skip
+    preset: bpy.props.EnumProperty(name="Bone map", items=preset_items)
+    root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION, default="HIPS")
+    foot_cleanup: bpy.props.BoolProperty(
+        name="Foot clean-up", default=True,
+        description="Pin each foot while it is planted on the ground",
+    )  # fmt: skip
+    push_to_nla: bpy.props.BoolProperty(
+        name="Push to NLA", default=False,
+        description="Also put the new action on an NLA strip",
+    )  # fmt: skip
+
+    variation_list: bpy.props.CollectionProperty(type=KINETEXT_PG_variation)
+    active_variation: bpy.props.IntProperty(name="Variation", default=0)
+
+
+class KINETEXT_PG_runtime(bpy.types.PropertyGroup):
+    running: bpy.props.BoolProperty(default=False)
+    progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    status: bpy.props.StringProperty(default="")
+    status_level: bpy.props.EnumProperty(items=STATUS_LEVELS, default="INFO")
+
+
+def runtime(context: bpy.types.Context) -> KINETEXT_PG_runtime:
+    return context.window_manager.kinetext
+
+
+def settings(context: bpy.types.Context) -> KINETEXT_PG_settings:
+    return context.scene.kinetext
+
+
+def set_status(context: bpy.types.Context, text: str, level: str = "INFO") -> None:
+    state = runtime(context)
+    state.status = text
+    state.status_level = level
+
+
+classes = (KINETEXT_PG_variation, KINETEXT_PG_settings, KINETEXT_PG_runtime)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.kinetext = bpy.props.PointerProperty(type=KINETEXT_PG_settings)
+    bpy.types.WindowManager.kinetext = bpy.props.PointerProperty(type=KINETEXT_PG_runtime)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.kinetext
+    del bpy.types.Scene.kinetext
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,294 @@
+"""The scripting API (bpy.ops.motion.*) with a tiny random checkpoint, and every bad input:
+each gives a clear report and leaves the variations, objects and actions as they were."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from addon_helpers import (  # noqa: E402
+    clear_scene,
+    enabled,
+    mixamo_rig,
+    save_tiny_checkpoint,
+    use_checkpoint,
+)
+
+from engine.bvh import read_bvh  # noqa: E402
+from engine.skeleton import JOINT_NAMES  # noqa: E402
+
+PROMPT = "a person walks forward"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("addon") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def addon(addon_pkg, checkpoint):
+    with enabled(addon_pkg, checkpoint):
+        yield addon_pkg
+
+
+@pytest.fixture
+def scene(addon, checkpoint):
+    use_checkpoint(checkpoint)  # again: another module's factory reset may have dropped it
+    return clear_scene()
+
+
+def generate(**options):
+    options = {"prompt": PROMPT, "seconds": 2.0, "steps": 2, **options}
+    return bpy.ops.motion.generate(**options)
+
+
+def snapshot() -> dict:
+    """What a failed operator must not change."""
+    variations = bpy.context.scene.kinetext.variation_list
+    return {
+        "variations": [v.key for v in variations],
+        "objects": sorted(o.name for o in bpy.data.objects),
+        "actions": sorted(a.name for a in bpy.data.actions),
+        "assigned": {
+            o.name: (o.animation_data.action.name if o.animation_data.action else None,
+                     [t.name for t in o.animation_data.nla_tracks])
+            for o in bpy.data.objects if o.animation_data
+        },
+    }  # fmt: skip
+
+
+def user_action(obj: bpy.types.Object) -> bpy.types.Action:
+    """Give ``obj`` an action of the user's own: one key on the first bone's location."""
+    bone = obj.pose.bones[0]
+    bone.location = (0.0, 0.0, 0.25)
+    bone.keyframe_insert("location", index=2, frame=1)
+    return obj.animation_data.action
+
+
+def test_generate_from_a_script_lists_the_engines_clips(scene, kinetext_engine, checkpoint):
+    assert generate(seed=3, variations=2) == {"FINISHED"}
+    entries = scene.scene.kinetext.variation_list
+    assert [e.name for e in entries] == [f"{PROMPT} (1/2, seed 3)", f"{PROMPT} (2/2, seed 3)"]
+    assert scene.scene.kinetext.active_variation == 0
+    from kinetext.addon import results
+    from kinetext.addon.operators import results_folder
+
+    expected = kinetext_engine.pipeline.generate(
+        PROMPT, seconds=2.0, steps=2, seed=3, variations=2, checkpoint=checkpoint, device="cpu"
+    )
+    for i, entry in enumerate(entries):
+        clip = results.get(entry.key, results_folder())
+        assert (entry.frames, entry.fps, clip.prompt) == (40, 20, PROMPT)
+        # same seed and settings: the same clip (up to float summation order across threads)
+        np.testing.assert_allclose(clip.joints, expected.joints[i], atol=1e-5)
+        np.testing.assert_allclose(clip.features, expected.features[i], atol=1e-5)
+    first, second = (results.get(e.key, results_folder()).joints for e in entries)
+    assert not np.allclose(first, second)  # two different variations
+    assert "2 variation(s) of 2.0 s ready" in scene.window_manager.kinetext.status
+
+
+def test_unset_arguments_come_from_the_panel(scene):
+    panel = scene.scene.kinetext
+    panel.prompt, panel.seconds, panel.variations, panel.seed, panel.steps = "a jump", 1.0, 3, 7, 1
+    assert bpy.ops.motion.generate() == {"FINISHED"}
+    assert [(e.prompt, e.seed, e.frames) for e in panel.variation_list] == [("a jump", 7, 20)] * 3
+
+
+def test_bake_puts_a_new_action_on_the_rig_and_keeps_the_users(scene):
+    generate(variations=2)
+    rig = mixamo_rig()
+    mine = user_action(rig)
+    scene.scene.kinetext.target = rig
+    assert bpy.ops.motion.bake(variation=1) == {"FINISHED"}
+    action = rig.animation_data.action
+    assert action is not mine and action.name == PROMPT
+    assert mine.name in bpy.data.actions  # the user's action is kept, untouched
+    (curve,) = mine.layers[0].strips[0].channelbags[0].fcurves
+    assert [tuple(k.co) for k in curve.keyframe_points] == [(1.0, 0.25)]
+    channelbag = action.layers[0].strips[0].channelbag(rig.animation_data.action_slot)
+    hips = channelbag.fcurves.find('pose.bones["mixamorig:Hips"].rotation_quaternion', index=0)
+    assert len(hips.keyframe_points) == 40  # one key per frame of the 2 s clip at 20 fps
+
+
+def test_bake_arguments_pick_armature_preset_and_variation(scene):
+    generate()
+    rig = mixamo_rig("Other")
+    assert bpy.ops.motion.bake(armature="Other", preset="mixamo", variation=0) == {"FINISHED"}
+    assert rig.animation_data.action.name == PROMPT
+
+
+def test_preview_shows_the_clip_on_one_canonical_skeleton(scene):
+    generate(variations=2)
+    assert bpy.ops.motion.preview(variation=0) == {"FINISHED"}
+    assert bpy.ops.motion.preview(variation=1) == {"FINISHED"}
+    (preview,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    assert len(preview.data.bones) == 22 and len(bpy.data.actions) == 1  # replaced, not piled
+    assert not preview.animation_data.nla_tracks
+
+
+def test_export_bvh_writes_the_clip_on_the_canonical_skeleton(scene, tmp_path):
+    from kinetext.addon import results
+    from kinetext.addon.operators import results_folder
+
+    generate()
+    path = tmp_path / "walk.bvh"
+    assert bpy.ops.motion.export_bvh(filepath=str(path), variation=0) == {"FINISHED"}
+    clip = results.get(scene.scene.kinetext.variation_list[0].key, results_folder())
+    bvh = read_bvh(path)
+    assert sorted(bvh.names) == sorted(JOINT_NAMES) and bvh.frame_time == pytest.approx(0.05)
+    assert bvh.motion.shape[0] == 40
+    root = bvh.world_positions()[:, bvh.names.index("pelvis")]
+    np.testing.assert_allclose(root, clip.joints[:, 0], atol=1e-5)
+
+
+def test_results_survive_clearing_the_list_and_a_lost_memory(scene):
+    from kinetext.addon import results
+    from kinetext.addon.operators import results_folder
+
+    generate()
+    key = scene.scene.kinetext.variation_list[0].key
+    kept = results.get(key, results_folder())
+    assert bpy.ops.motion.clear_variations() == {"FINISHED"}
+    assert not scene.scene.kinetext.variation_list
+    results.clear_memory()  # e.g. Blender restarted: the .npz cache still has it
+    again = results.get(key, results_folder())
+    np.testing.assert_array_equal(again.joints, kept.joints)
+    assert (again.prompt, again.fps, again.seed) == (kept.prompt, kept.fps, kept.seed)
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_empty_prompt(scene, prompt):
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="the prompt is empty"):
+        generate(prompt=prompt)
+    assert snapshot() == before
+
+
+def test_no_armature_selected(scene):
+    generate()
+    bpy.ops.mesh.primitive_cube_add()  # active, but not an armature
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="no armature selected"):
+        bpy.ops.motion.bake()
+    with pytest.raises(RuntimeError, match="no armature object named 'Nope'"):
+        bpy.ops.motion.bake(armature="Nope")
+    assert snapshot() == before
+
+
+def test_no_variation_to_bake(scene):
+    mixamo_rig()
+    with pytest.raises(RuntimeError, match="no variations yet"):
+        bpy.ops.motion.bake(armature="Rig")
+
+
+def test_rig_missing_mapped_bones_lists_them(scene):
+    generate()
+    rig = mixamo_rig(drop=("LeftHand", "RightHand"))
+    user_action(rig)
+    before = snapshot()
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.motion.bake(armature="Rig", preset="mixamo")
+    assert "lacks 2 bone(s)" in str(error.value)
+    assert "LeftHand (left_wrist)" in str(error.value)
+    assert "RightHand (right_wrist)" in str(error.value)
+    assert snapshot() == before
+
+
+def test_checkpoint_that_fails_to_load(scene, tmp_path):
+    from kinetext.addon import jobs
+    from kinetext.addon.preferences import get
+
+    generate()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    get(bpy.context).checkpoint_folder = str(broken)
+    before = snapshot()
+    with pytest.raises(RuntimeError, match=str(broken)):
+        generate()
+    assert snapshot() == before
+    assert jobs.current() is None  # the next Generate is not blocked
+    assert scene.window_manager.kinetext.status_level == "ERROR"
+
+
+def test_hub_checkpoint_offline_and_not_downloaded(scene):
+    from kinetext.addon.preferences import get
+
+    prefs = get(bpy.context)
+    prefs.checkpoint_source, prefs.hub_repo = "HUB", "kinetext-tests/never-uploaded"
+    assert not bpy.app.online_access  # headless Blender: nothing may be downloaded
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="not downloaded yet, and Blender's online access"):
+        generate()
+    assert snapshot() == before
+
+
+def test_cancelled_half_way_changes_nothing(scene):
+    from kinetext.addon import jobs
+    from kinetext.addon.operators import collect
+
+    generate()
+    before = snapshot()
+    job, reports = long_job(), []
+    while job.progress == 0.0 and not job.done:
+        threading.Event().wait(0.01)
+    bpy.ops.motion.cancel_generation()  # the panel's Cancel button
+    assert job.wait(30) and job.cancelled and 0.0 < job.progress < 1.0
+    assert collect(bpy.context, job, lambda level, text: reports.append(text)) == {"CANCELLED"}
+    assert reports == ["Generation cancelled: nothing was changed"]
+    assert snapshot() == before and jobs.current() is None
+
+
+def test_generate_while_one_runs_is_refused(scene):
+    from kinetext.addon import jobs
+    from kinetext.addon.operators import collect
+
+    job = long_job()
+    try:
+        with pytest.raises(RuntimeError, match="a generation is already running"):
+            generate()
+        assert jobs.current() is job
+    finally:
+        job.cancel()
+        job.wait(30)
+        collect(bpy.context, job, lambda *_: None)
+    assert not scene.scene.kinetext.variation_list
+
+
+def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
+    from kinetext.addon.operators import MOTION_OT_generate
+
+    job = long_job(steps=3)
+    operator = SimpleNamespace(_job=job, _timer=None, report=lambda *_: None)
+    operator._stop_timer = lambda context: None
+    timer, escape = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(type="ESC")
+    job.wait(30)
+    assert MOTION_OT_generate.modal(operator, bpy.context, timer) == {"FINISHED"}
+    assert len(scene.scene.kinetext.variation_list) == 1
+    slow = long_job()
+    operator._job = slow
+    escape.value = "PRESS"
+    assert MOTION_OT_generate.modal(operator, bpy.context, escape) == {"RUNNING_MODAL"}
+    assert slow.wait(30) and slow.cancelled
+    assert MOTION_OT_generate.modal(operator, bpy.context, timer) == {"CANCELLED"}
+    assert len(scene.scene.kinetext.variation_list) == 1
+
+
+def long_job(steps: int = 200):
+    """A real generation in its background thread, slow enough (many steps) to interrupt."""
+    from kinetext.addon import jobs
+    from kinetext.addon.operators import build_request
+
+    operator = SimpleNamespace(prompt=PROMPT, seconds=2.0, steps=steps, variations=1)
+    operator.properties = SimpleNamespace(is_property_set=lambda name: hasattr(operator, name))
+    job = jobs.begin(build_request(operator, bpy.context))
+    job.start()
+    return job

@@ -1,0 +1,225 @@
+"""Every panel, the variation list and the preferences draw, in each state, with a recording
+layout (headless Blender has no UI). The recorder checks each call against Blender's own
+UILayout API: the function and its keywords exist, every property drawn exists on its data,
+every operator exists and the properties set on it are the operator's."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from addon_helpers import clear_scene, enabled, preferences  # noqa: E402
+
+CONTAINERS = {"row", "column", "box", "split", "grid_flow", "column_flow"}
+UILAYOUT = bpy.types.UILayout.bl_rna
+
+
+class OperatorRecord:
+    """What ``layout.operator`` returns: accepts only the operator's own properties."""
+
+    def __init__(self, idname: str, log: list):
+        module, name = idname.split(".")
+        rna = getattr(getattr(bpy.ops, module), name).get_rna_type()  # KeyError if unknown
+        object.__setattr__(self, "_props", set(rna.properties.keys()))
+        object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "idname", idname)
+
+    def __setattr__(self, name, value):
+        assert name in self._props, f"{self.idname} has no property {name!r}"
+        self._log.append(("set", self.idname, name, value))
+
+
+class RecordingLayout:
+    """Records UILayout calls into a shared log; children share the log."""
+
+    def __init__(self, log: list | None = None):
+        object.__setattr__(self, "log", [] if log is None else log)
+
+    def __setattr__(self, name, value):
+        assert name in UILAYOUT.properties, f"UILayout has no attribute {name!r}"
+        self.log.append(("attr", name, value))
+
+    def __getattr__(self, name):
+        assert name in UILAYOUT.functions, f"UILayout has no function {name!r}"
+        params = set(UILAYOUT.functions[name].parameters.keys())
+
+        def call(*args, **kwargs):
+            unknown = set(kwargs) - params
+            assert not unknown, f"UILayout.{name} has no parameters {unknown}"
+            self.log.append((name, args, kwargs))
+            if name == "prop":
+                data, prop = args[:2]
+                assert prop in data.bl_rna.properties, f"{data} has no property {prop!r}"
+            if name == "operator":
+                return OperatorRecord(args[0], self.log)
+            if name in CONTAINERS:
+                return RecordingLayout(self.log)
+            return None
+
+        return call
+
+    # queries over the log
+    def calls(self, name: str) -> list:
+        return [entry for entry in self.log if entry[0] == name]
+
+    def texts(self) -> str:
+        """All label texts as one line (wrapped messages read as written)."""
+        return " ".join(" ".join(str(c[2].get("text", "")) for c in self.calls("label")).split())
+
+    def operators(self) -> list[str]:
+        return [c[1][0] for c in self.calls("operator")]
+
+    def props(self) -> list[str]:
+        return [c[1][1] for c in self.calls("prop")]
+
+
+def draw(panel_class) -> RecordingLayout:
+    layout = RecordingLayout()
+    panel_class.draw(SimpleNamespace(layout=layout), bpy.context)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def addon(addon_pkg):
+    with enabled(addon_pkg):
+        yield addon_pkg
+
+
+@pytest.fixture
+def ui(addon):
+    """The add-on's panel module with a clean scene and an idle run state."""
+    from kinetext.addon import panel
+
+    clear_scene()
+    state = bpy.context.window_manager.kinetext
+    state.running, state.progress, state.status = False, 0.0, ""
+    return panel
+
+
+def test_generate_panel_idle_shows_every_setting(ui):
+    layout = draw(ui.KINETEXT_PT_generate)
+    for prop in ("prompt", "seconds", "variations", "seed", "guidance", "steps", "generator"):
+        assert prop in layout.props()
+    assert "motion.generate" in layout.operators()
+    assert "motion.randomize_seed" in layout.operators()
+    assert "motion.cancel_generation" not in layout.operators()
+    assert not layout.calls("progress")
+
+
+def test_generate_panel_while_running_has_progress_and_cancel(ui):
+    state = bpy.context.window_manager.kinetext
+    state.running, state.progress = True, 0.4
+    layout = draw(ui.KINETEXT_PT_generate)
+    (progress,) = layout.calls("progress")
+    assert progress[2]["factor"] == pytest.approx(0.4) and progress[2]["text"] == "40%"
+    assert "motion.cancel_generation" in layout.operators()
+    assert "motion.generate" not in layout.operators()
+
+
+def test_generate_panel_says_what_is_missing_and_how_to_fix_it(ui, monkeypatch):
+    from kinetext.addon import deps
+
+    monkeypatch.setattr(deps, "missing", lambda *a: list(deps.REQUIREMENTS[:2]))
+    layout = draw(ui.KINETEXT_PT_generate)
+    assert "Missing Python packages: torch, transformers" in layout.texts()
+    assert "preferences.addon_show" in layout.operators()
+    assert ("set", "preferences.addon_show", "module", "kinetext") in layout.log
+    assert ("attr", "enabled", False) in layout.log  # Generate is greyed out
+
+
+def test_generate_panel_shows_errors_wrapped_and_in_red(ui):
+    from kinetext.addon.properties import set_status
+
+    message = "the prompt is empty: type what the character should do " * 2
+    set_status(bpy.context, message, "ERROR")
+    layout = draw(ui.KINETEXT_PT_generate)
+    assert ("attr", "alert", True) in layout.log
+    assert layout.texts() == " ".join(message.split())  # all of it ...
+    assert len(layout.calls("label")) > 1  # ... over several lines
+
+
+def test_variations_panel_lists_clips_with_preview_bake_and_export(ui):
+    empty = draw(ui.KINETEXT_PT_variations)
+    assert len(empty.calls("template_list")) == 1 and "appear here" in empty.texts()
+    entries = bpy.context.scene.kinetext.variation_list
+    item = entries.add()
+    item.name, item.frames, item.fps = "a person walks (1/1, seed 0)", 40, 20
+    layout = draw(ui.KINETEXT_PT_variations)
+    (listing,) = layout.calls("template_list")
+    assert listing[1][:6] == (
+        "KINETEXT_UL_variations", "", bpy.context.scene.kinetext, "variation_list",
+        bpy.context.scene.kinetext, "active_variation",
+    )  # fmt: skip
+    assert {"motion.preview", "motion.export_bvh", "motion.clear_variations"} <= set(
+        layout.operators()
+    )
+    row = RecordingLayout()
+    ui.KINETEXT_UL_variations.draw_item(None, bpy.context, row, None, item, 0, None, "", index=0)
+    assert "2.0 s" in row.texts()
+    assert ("set", "motion.preview", "variation", 0) in row.log
+    assert ("set", "motion.bake", "variation", 0) in row.log
+
+
+def test_bake_panel_names_the_armature_it_will_use(ui):
+    layout = draw(ui.KINETEXT_PT_bake)
+    for prop in ("target", "preset", "root_motion", "foot_cleanup", "push_to_nla"):
+        assert prop in layout.props()
+    assert "Select an armature" in layout.texts()
+    data = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", data)
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    assert "Uses the active armature: Rig" in draw(ui.KINETEXT_PT_bake).texts()
+
+
+def test_bone_map_editor_offers_the_rigs_bones(ui):
+    from addon_helpers import mixamo_rig
+    from kinetext.addon.bone_maps import KINETEXT_PT_bone_map
+
+    empty = draw(KINETEXT_PT_bone_map)
+    assert "motion.bone_map_load" in empty.operators() and "Load fills" in empty.texts()
+    rig = mixamo_rig()
+    bpy.context.scene.kinetext.target = rig
+    bpy.ops.motion.bone_map_load()
+    layout = draw(KINETEXT_PT_bone_map)
+    searches = layout.calls("prop_search")
+    assert len(searches) == 22 and all(c[1][2:4] == (rig.data, "bones") for c in searches)
+    assert "pelvis" in layout.texts() and "motion.bone_map_save" in layout.operators()
+
+
+def test_preferences_draw_dependencies_model_and_device(ui):
+    from kinetext.addon.preferences import KINETEXT_AP_preferences
+
+    prefs = preferences()
+    for source, expected in (("EMBEDDED", set()), ("FOLDER", {"checkpoint_folder"}),
+                             ("HUB", {"hub_repo", "hub_revision"})):  # fmt: skip
+        prefs.checkpoint_source = source
+        layout = RecordingLayout()
+        KINETEXT_AP_preferences.draw(_with_layout(prefs, layout), bpy.context)
+        drawn = set(layout.props())
+        assert {"checkpoint_source", "device", "torch_build", "site_packages"} <= drawn
+        assert drawn & {"checkpoint_folder", "hub_repo", "hub_revision"} == expected
+        assert "motion.install_dependencies" in layout.operators()
+        labels = layout.texts()
+        assert all(r.package in labels for r in _requirements())
+        if not bpy.app.online_access:  # headless Blender: installing is switched off
+            assert "Online access is off" in labels
+
+
+def _requirements():
+    from kinetext.addon import deps
+
+    return deps.REQUIREMENTS
+
+
+class _with_layout:
+    """The preferences seen as ``self`` by ``draw``, with a recording ``layout``."""
+
+    def __init__(self, prefs, layout):
+        self._prefs, self.layout = prefs, layout
+
+    def __getattr__(self, name):
+        return getattr(self._prefs, name)

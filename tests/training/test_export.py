@@ -1,0 +1,108 @@
+"""Export: training runs -> an engine checkpoint that loads and generates; push to the Hub."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from training_fixtures import ATTRIBUTION, LICENCE, tiny_overrides, write_dataset
+
+from engine.checkpoint import load_checkpoint
+from engine.errors import MotionError
+from engine.pipeline import generate
+from engine.text_encoder import TextEncoderConfig, load_text_encoder
+from training.config import load_train_config
+from training.export import export_runs, main_export
+from training.push import main_push, push_checkpoint
+from training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An autoencoder run, its export, and MoLingo / MLA-Gen runs on it (real MiniLM)."""
+    root = tmp_path_factory.mktemp("export")
+    data = write_dataset(root / "data", clips=4, val=2)
+    text = load_text_encoder(TextEncoderConfig())
+
+    def run(name, **extra):
+        config = load_train_config(None, tiny_overrides(root / name, data, **extra))
+        train(config, text_encoder=text)
+        return root / name
+
+    vae = run("vae", max_steps=3)
+    vae_ckpt = export_runs([vae], root / "vae-checkpoint")
+    molingo = run("molingo", task="molingo", autoencoder=str(vae), max_steps=2)
+    mlagen = run("mlagen", task="mlagen", autoencoder=str(vae_ckpt), max_steps=2)
+    return {"root": root, "data": data, "vae": vae, "molingo": molingo, "mlagen": mlagen,
+            "run": run}  # fmt: skip
+
+
+def test_export_loads_and_generates_with_both_generators(runs):
+    out = runs["root"] / "checkpoint"
+    assert main_export([str(runs["molingo"]), str(runs["mlagen"]), str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert set(ckpt.models) == {"autoencoder", "molingo", "mlagen"}
+    assert ckpt.attribution == ATTRIBUTION and ckpt.license == LICENCE
+    assert ckpt.fps == 20 and ckpt.text_encoder == TextEncoderConfig()
+    np.testing.assert_allclose(ckpt.mean, np.load(runs["data"] / "Mean.npy"), rtol=1e-6)
+    assert ckpt.metadata["generator"] == "molingo"
+    assert ckpt.metadata["max_frames"] == 48
+    assert set(ckpt.metadata["runs"]) == {"molingo", "mlagen"}
+    assert ATTRIBUTION in (out / "README.md").read_text()
+    assert (out / "LICENSE-data").is_file()
+    for name in ("molingo", "mlagen"):
+        motion = generate("a person walks forward", frames=40, checkpoint=ckpt, generator=name,
+                          steps=2, device="cpu", seed=1)  # fmt: skip
+        assert motion.joints.shape == (1, 40, 22, 3)
+        assert np.isfinite(motion.joints).all()
+
+
+def test_export_uses_the_ema_weights_and_the_rescaled_autoencoder(runs):
+    from training.export import load_run_models
+
+    ckpt = load_checkpoint(export_runs([runs["mlagen"]], runs["root"] / "single"))
+    ema = load_run_models(runs["mlagen"]).models["mlagen"].state_dict()
+    raw = load_run_models(runs["mlagen"], ema=False).models["mlagen"].state_dict()
+    exported = ckpt.models["mlagen"].state_dict()
+    assert all((exported[k] == ema[k]).all() for k in ema)
+    assert any((exported[k] != raw[k]).any() for k in raw)
+    scale = json.loads((runs["mlagen"] / "frozen_autoencoder.json").read_text())["latent_scale"]
+    assert ckpt.metadata["latent_scale"] == {"mlagen": scale} and scale > 0
+    assert ckpt.metadata["sampling"]["guidance"] == 4.0  # MLA-Gen's defaults, alone
+
+
+def test_generators_on_different_latent_scales_do_not_export_together(runs):
+    other = runs["run"]("mlagen-other", task="mlagen", autoencoder=str(runs["vae"]),
+                        max_steps=1, latent_scale=3.0)  # fmt: skip
+    with pytest.raises(MotionError, match="latent_scale"):
+        export_runs([runs["molingo"], other], runs["root"] / "mixed")
+
+
+def test_push_uploads_the_checkpoint_files(runs, monkeypatch):
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("init", token))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+            return "https://huggingface.co/me/motion/commit/abc"
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    folder = export_runs([runs["molingo"]], runs["root"] / "to-push")
+    assert main_push([str(folder), "me/motion", "--private"]) == 0
+    (_, token), (_, repo, create), (_, upload) = calls
+    assert repo == "me/motion" and create["private"] and create["repo_type"] == "model"
+    assert upload["folder_path"] == str(folder) and upload["repo_id"] == "me/motion"
+    assert "config.json" in upload["allow_patterns"] and "README.md" in upload["allow_patterns"]
+    with pytest.raises(MotionError, match="checkpoint"):
+        push_checkpoint(runs["vae"], "me/motion")  # a run folder is not a checkpoint
+    with pytest.raises(MotionError, match="owner/name"):
+        push_checkpoint(folder, "no-owner")

@@ -1,0 +1,423 @@
+"""Evaluate a checkpoint on a data set's test split (the MARDM / MoLingo protocol, SPEC 4).
+
+    python -m training evaluate CHECKPOINT --data ROOT --evaluator PATH [--replications 20]
+                                [--out results.json] [--markdown results.md]
+
+One replication: the split is shuffled into batches of 32 (incomplete batch dropped), each
+item cropped and captioned as the data set draws it for that replication; the generator makes
+one motion per caption at the item's length (items of one length share ``generate`` calls);
+the evaluator embeds texts, real and generated motions, and ``metrics`` turns the embeddings
+into FID, R-precision, matching score, diversity, MModality (the first 3 batches' texts, 30
+generations each), the CLIP-score analogue and MLA-Gen's SinkRatio. Replications are
+summarised as mean +/- 1.96 sigma / sqrt(n). The real row measures the test motions against
+their own captions, and FID between real training and real test motions, as the floor a
+generator can be compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import typing
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.checkpoint import Checkpoint, load_checkpoint
+from engine.errors import MotionError
+from engine.features import Normalizer
+from engine.pipeline import MAX_VARIATIONS, generate, resolve_device
+from engine.text_encoder import TextEncoder, load_text_encoder
+from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
+from training.evaluation import metrics
+from training.evaluation.metrics import Interval, confidence_interval
+
+# Metric key -> column title (arrow: which way is better; -> means closer to the real row).
+COLUMNS = {
+    "fid": "FID ↓",
+    "top1": "R@1 ↑",
+    "top2": "R@2 ↑",
+    "top3": "R@3 ↑",
+    "matching": "Matching ↓",
+    "diversity": "Diversity →",
+    "mmodality": "MModality ↑",
+    "clip_score": "CLIP-score ↑",
+    "sink_ratio": "SinkRatio",
+}
+T2M_PREFIX = "t2m:"
+
+
+class Embedder(typing.Protocol):
+    """What ``evaluate`` needs of an evaluator (ours: ``evaluator.Evaluator``; the public
+    one: ``t2m.T2MEvaluator``): a joint space for captions and motions."""
+
+    name: str
+    normalizer: Normalizer  # the statistics ``embed_motion`` expects features normalised with
+
+    def embed_text(self, captions: Sequence[str]) -> np.ndarray:
+        """Captions -> (B, E)."""
+        ...
+
+    def embed_motion(self, features: Any, lengths: Sequence[int]) -> np.ndarray:
+        """Normalised features (B, F, 263) with valid ``lengths`` (B,) frames -> (B, E)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The numbers of the protocol; the defaults are the references'."""
+
+    batch_size: int = 32  # texts each R-precision ranks among
+    replications: int = 20
+    diversity_pairs: int = 300
+    mm: bool = True  # measure MModality (costs mm_batches * batch_size * mm_repeats motions)
+    mm_batches: int = 3
+    mm_repeats: int = 30  # generations per text
+    mm_pairs: int = 10
+    prompts_per_call: int = 128  # clips per generate() call (memory vs. speed)
+
+
+@dataclasses.dataclass
+class Report:
+    """Results: per row ("real", "generated") each metric's interval, plus the raw values."""
+
+    rows: dict[str, dict[str, Interval | None]]
+    values: dict[str, list[dict[str, float | None]]]  # row -> one dict per replication
+    settings: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        rows = {
+            row: {k: None if v is None else dataclasses.asdict(v) for k, v in cells.items()}
+            for row, cells in self.rows.items()
+        }
+        return {"settings": self.settings, "rows": rows, "replications": self.values}
+
+    def to_markdown(self) -> str:
+        lines = [
+            "| Motions | " + " | ".join(COLUMNS.values()) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|",
+        ]
+        titles = {"real": "Real (test; FID train vs test)", "generated": "Generated"}
+        for row, cells in self.rows.items():
+            shown = [cells[k].format() if cells.get(k) else "-" for k in COLUMNS]
+            lines.append(f"| {titles.get(row, row)} | " + " | ".join(shown) + " |")
+        s = self.settings
+        lines += [
+            "",
+            f"Checkpoint `{s['checkpoint']}`, evaluator `{s['evaluator']}` "
+            f"({s['evaluator_kind']}), split `{s['split']}`: {s['items_per_replication']} items "
+            f"per replication, {s['protocol']['replications']} replications, mean ± 1.96σ/√n. "
+            "Distances are Euclidean in the evaluator's joint space; CLIP-score is the mean "
+            "text-motion cosine (not x100).",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def save(self, json_path: str | Path | None, markdown_path: str | Path | None) -> None:
+        if json_path is not None:
+            Path(json_path).write_text(json.dumps(self.to_json(), indent=2) + "\n", "utf-8")
+        if markdown_path is not None:
+            Path(markdown_path).write_text(self.to_markdown(), "utf-8")
+
+
+# ---- generation ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Generation:
+    """A checkpoint and the sampling settings every ``generate`` call of a run uses."""
+
+    checkpoint: Checkpoint
+    device: torch.device
+    name: str | None = None
+    guidance: float | None = None
+    steps: int | None = None
+
+    def clips(
+        self, captions: Sequence[str], lengths: Sequence[int], repeats: int,
+        key: tuple[int, ...], prompts_per_call: int,
+    ) -> tuple[list[np.ndarray], list[float]]:  # fmt: skip
+        """``repeats`` clips per caption at its length -> per caption (repeats, L, 263)
+        denormalised features, and every clip's SinkRatio (MLA-Gen; else empty).
+
+        ``key`` (run seed, replication, purpose) seeds every call, so the same key gives
+        the same clips, and different purposes (main set, MModality) independent ones."""
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i, length in enumerate(lengths):
+            by_length[int(length)].append(i)
+        out: list[np.ndarray | None] = [None] * len(captions)
+        sinks: list[float] = []
+        per_call = min(repeats, MAX_VARIATIONS)
+        chunk = max(1, prompts_per_call // per_call)
+        for length, items in sorted(by_length.items()):
+            for start in range(0, len(items), chunk):
+                part = items[start : start + chunk]
+                parts = []
+                for done in range(0, repeats, per_call):
+                    v = min(per_call, repeats - done)
+                    motion = generate(
+                        [captions[i] for i in part], frames=length, variations=v,
+                        seed=_derive_seed(*key, length, start, done), guidance=self.guidance,
+                        steps=self.steps, checkpoint=self.checkpoint, device=self.device,
+                        generator=self.name,
+                    )  # fmt: skip
+                    parts.append(motion.features.reshape(len(part), v, length, -1))
+                    sinks += list(motion.diagnostics.get("sink_ratio") or [])
+                for row, i in enumerate(part):
+                    out[i] = np.concatenate([p[row] for p in parts])  # (repeats, L, 263)
+        return out, sinks  # type: ignore[return-value]
+
+
+def _derive_seed(*parts: int) -> int:
+    """A generation seed in [0, 2^63) from the run seed and a call's position."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+# ---- one replication -----------------------------------------------------------------------
+
+
+def _pad(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Clips (L_i, 263) -> zero-padded (B, max L, 263) and their lengths."""
+    lengths = [len(c) for c in clips]
+    out = np.zeros((len(clips), max(lengths), clips[0].shape[-1]), dtype=np.float32)
+    for row, clip in enumerate(clips):
+        out[row, : len(clip)] = clip
+    return out, lengths
+
+
+def _score(
+    text: list[np.ndarray], motion: list[np.ndarray], reference: np.ndarray | None,
+    rng: np.random.Generator, protocol: Protocol,
+) -> dict[str, float | None]:  # fmt: skip
+    """Metrics of per-batch text/motion embeddings; FID against ``reference`` motions
+    (None: no FID)."""
+    hits = sum(
+        metrics.r_precision_hits(metrics.distance_matrix(t, m))
+        for t, m in zip(text, motion, strict=True)
+    )
+    all_text, all_motion = np.concatenate(text), np.concatenate(motion)
+    precision = hits / len(all_text)
+    return {
+        "fid": None if reference is None else metrics.fid(reference, all_motion),
+        "top1": float(precision[0]),
+        "top2": float(precision[1]),
+        "top3": float(precision[2]),
+        "matching": metrics.matching_score(all_text, all_motion),
+        "diversity": metrics.diversity(all_motion, rng, protocol.diversity_pairs),
+        "clip_score": metrics.clip_score(all_text, all_motion),
+    }
+
+
+def _embed_batches(embedder: Embedder, dataset: MotionDataset, indices: np.ndarray, epoch: int,
+                   batch_size: int) -> np.ndarray:  # fmt: skip
+    """Motion embeddings (N, E) of ``dataset`` items ``indices`` as drawn in ``epoch``."""
+    out = []
+    for start in range(0, len(indices), batch_size):
+        batch = collate_items(
+            [dataset[(int(i), epoch)] for i in indices[start : start + batch_size]]
+        )
+        out.append(embedder.embed_motion(batch.features, batch.lengths.tolist()))
+    return np.concatenate(out)
+
+
+def _replicate(
+    rep: int, embedder: Embedder, loader: Any, train: MotionDataset | None, gen: Generation | None,
+    protocol: Protocol, seed: int,
+) -> dict[str, dict[str, float | None]]:  # fmt: skip
+    set_epoch(loader, rep)
+    batches: list[MotionBatch] = list(loader)
+    rng = np.random.default_rng([seed, rep])
+    text = [embedder.embed_text(b.captions) for b in batches]
+    real = [embedder.embed_motion(b.features, b.lengths.tolist()) for b in batches]
+    train_emb = None
+    if train is not None:
+        count = min(sum(len(b) for b in batches), len(train))
+        train_ids = rng.choice(len(train), count, replace=False)
+        train_emb = _embed_batches(embedder, train, train_ids, rep, protocol.batch_size)
+    rows = {"real": _score(text, real, train_emb, rng, protocol)}
+    if gen is None:
+        return rows
+    captions = [c for b in batches for c in b.captions]
+    lengths = [int(n) for b in batches for n in b.lengths]
+    clips, sinks = gen.clips(captions, lengths, 1, (seed, rep, 0), protocol.prompts_per_call)
+    normalised = [embedder.normalizer.normalize(c[0]) for c in clips]
+    made, start = [], 0
+    for b in batches:
+        made.append(embedder.embed_motion(*_pad(normalised[start : start + len(b)])))
+        start += len(b)
+    rows["generated"] = _score(text, made, np.concatenate(real), rng, protocol)
+    rows["generated"]["sink_ratio"] = float(np.mean(sinks)) if sinks else None
+    if protocol.mm:
+        mm = batches[: protocol.mm_batches]
+        mm_caps = [c for b in mm for c in b.captions]
+        mm_lens = [int(n) for b in mm for n in b.lengths]
+        repeats, _ = gen.clips(mm_caps, mm_lens, protocol.mm_repeats, (seed, rep, 1),
+                               protocol.prompts_per_call)  # fmt: skip
+        emb = np.stack([
+            embedder.embed_motion(embedder.normalizer.normalize(r), [len(r[0])] * len(r))
+            for r in repeats
+        ])  # (texts, repeats, E)  # fmt: skip
+        rows["generated"]["mmodality"] = metrics.multimodality(emb, rng, protocol.mm_pairs)
+    return rows
+
+
+# ---- the whole evaluation ------------------------------------------------------------------
+
+
+def load_embedder(
+    evaluator: str | Path | Embedder, data_root: str | Path, device: torch.device
+) -> Embedder:
+    """Our evaluator checkpoint folder, ``"t2m:FOLDER"`` for the public T2M evaluator, or an
+    ``Embedder`` already loaded (returned as is)."""
+    if not isinstance(evaluator, (str, Path)):
+        return evaluator
+    text = str(evaluator)
+    if text.startswith(T2M_PREFIX):
+        from training.evaluation.t2m import load_t2m_evaluator
+
+        return load_t2m_evaluator(text[len(T2M_PREFIX) :], data_root, device=device)
+    from training.evaluation.evaluator import load_evaluator
+
+    return load_evaluator(evaluator, device=device)
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    evaluator: str | Path | Embedder,
+    *,
+    split: str = "test",
+    replications: int = 20,
+    generator: str | None = None,
+    guidance: float | None = None,
+    steps: int | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    batch_size: int = 32,
+    mm: bool = True,
+    protocol: Protocol | None = None,
+    progress: bool = False,
+) -> Report:
+    """Score ``checkpoint`` (an engine checkpoint folder or Hub id; ``"real"`` for the real
+    rows only) on ``split`` of the HumanML3D-layout ``data_root``.
+
+    ``evaluator``: a folder written by ``save_evaluator`` / the evaluator task's export,
+    ``"t2m:FOLDER"`` for the public T2M evaluator, or a loaded ``Embedder``. ``protocol``
+    overrides the remaining settings (``batch_size``, ``replications`` and ``mm`` given here
+    win).
+    """
+    protocol = dataclasses.replace(
+        protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
+    )
+    if protocol.replications < 1 or protocol.batch_size < 2:
+        raise MotionError("evaluate: need replications >= 1 and batch_size >= 2")
+    clock = time.perf_counter()
+    torch_device = resolve_device(device)
+    embedder = load_embedder(evaluator, data_root, torch_device)
+    test = MotionDataset(data_root, split, normalizer=embedder.normalizer, seed=seed)
+    train = None  # the real row's FID reference; a data set without a train split has none
+    if (Path(data_root) / "train.txt").is_file():
+        train = MotionDataset(data_root, "train", normalizer=embedder.normalizer, seed=seed + 1)
+    loader = make_loader(test, protocol.batch_size, shuffle=True, seed=seed, drop_last=True)
+    gen = None
+    if str(checkpoint) != "real":
+        ckpt = load_checkpoint(checkpoint, device=torch_device)
+        gen = Generation(ckpt, torch_device, generator, guidance, steps)
+        _keep_captions(load_text_encoder(ckpt.text_encoder, torch_device), test)
+    _keep_captions(getattr(embedder, "text_encoder", None), test)
+    values: dict[str, list[dict[str, float | None]]] = defaultdict(list)
+    for rep in range(protocol.replications):
+        for row, result in _replicate(rep, embedder, loader, train, gen, protocol, seed).items():
+            values[row].append(result)
+        if progress:
+            print(f"replication {rep + 1}/{protocol.replications} done", file=sys.stderr)
+    rows = {row: _summarise(results) for row, results in values.items()}
+    settings = {
+        "checkpoint": str(checkpoint), "evaluator": str(getattr(embedder, "path", evaluator)),
+        "evaluator_kind": getattr(embedder, "name", type(embedder).__name__),
+        "data_root": str(data_root), "split": split, "seed": seed,
+        "generator": generator, "guidance": guidance, "steps": steps, "device": str(torch_device),
+        "items_per_replication": len(loader) * protocol.batch_size,
+        "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
+    }  # fmt: skip
+    return Report(rows, dict(values), settings)
+
+
+def _keep_captions(encoder: TextEncoder | None, dataset: MotionDataset) -> None:
+    """Let the encoder's cache hold every caption of the split: each replication draws them
+    again, and the default cache (1,024 prompts) would re-encode them every time."""
+    if isinstance(encoder, TextEncoder):
+        wanted = len(dataset.all_captions()) + 64
+        encoder.cache_size = max(encoder.cache_size, min(wanted, 200_000))
+
+
+def _summarise(results: list[dict[str, float | None]]) -> dict[str, Interval | None]:
+    out: dict[str, Interval | None] = {}
+    for key in COLUMNS:
+        found = [r[key] for r in results if r.get(key) is not None]
+        out[key] = confidence_interval(found) if found else None  # type: ignore[arg-type]
+    return out
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``evaluate`` subcommand, for ``training.cli``."""
+    parser = commands.add_parser(
+        "evaluate", help="score a checkpoint with the evaluator (FID, R-precision, ...)",
+        description=__doc__.split("\n\n")[0],
+    )  # fmt: skip
+    _arguments(parser)
+    parser.set_defaults(run=run_evaluate)
+    return parser
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint", help='engine checkpoint folder or Hub id; "real" = real rows only'
+    )
+    parser.add_argument("--data", required=True, help="HumanML3D-layout data set folder")
+    parser.add_argument("--evaluator", required=True, help="evaluator folder, or t2m:FOLDER")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--replications", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-mm", action="store_true", help="skip MModality (30x generation)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--markdown", default=None, help="write the markdown table here")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    report = evaluate(
+        args.checkpoint, args.data, args.evaluator, split=args.split,
+        replications=args.replications, generator=args.generator, guidance=args.guidance,
+        steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
+        mm=not args.no_mm, progress=True,
+    )  # fmt: skip
+    report.save(args.out, args.markdown)
+    print(report.to_markdown(), end="")
+    return 0
+
+
+def main_evaluate(argv: Sequence[str] | None = None) -> int:
+    """``python -m training evaluate ...`` as a function: exit status 2 on a domain error."""
+    parser = argparse.ArgumentParser(prog="python -m training evaluate")
+    _arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_evaluate(args)
+    except MotionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

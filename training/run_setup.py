@@ -1,0 +1,159 @@
+"""Setting up a training run: the task and its models, the data, the run folder, resuming.
+
+Split from ``trainer.py`` (the loop); ``setup_task`` is also how tests and tools rebuild a
+run's task and initial models exactly as training does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import MotionError
+from engine.text_encoder import TextEncoder
+from training.checkpointing import (
+    TrainState,
+    latest_checkpoint,
+    load_training_checkpoint,
+    restore_rng,
+    split_models,
+)
+from training.config import TrainConfig, save_train_config
+from training.distributed import DistInfo
+from training.tasks import LATENT_UNIT, Task, TaskContext, get_task
+
+log = logging.getLogger(__name__)
+
+# Settings that may change between a run and its resumption without changing its maths.
+RESUMABLE_CHANGES = {
+    "progress", "log_every", "ckpt_every", "keep_checkpoints", "eval_every", "val_batches",
+    "num_workers", "max_steps", "data_root", "babel_root", "device", "out_dir",
+}  # fmt: skip
+
+
+def setup_task(
+    config: TrainConfig,
+    info: DistInfo,
+    text: TextEncoder,
+    dataset: Any = None,
+    *,
+    resuming: bool = False,
+) -> tuple[Task, dict[str, nn.Module], TaskContext]:
+    """The task, its freshly initialised models (seeded by ``config.seed``, so identical on
+    every rank) on the device, prepared; and the context (with the data set) it was given."""
+    task = get_task(config)
+    task.check()
+    dataset = dataset if dataset is not None else make_dataset(config, config.train_split, task)
+    context = task_context(config, info, text, dataset, resuming=resuming)
+    grow_text_cache(text, dataset)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    models = {k: m.to(info.device) for k, m in task.build_models(context).items()}
+    task.prepare(models, context)
+    return task, models, context
+
+
+def micro_batch(config: TrainConfig, info: DistInfo) -> int:
+    """The GLOBAL micro-batch (what one accumulation step sees over all ranks)."""
+    micro = config.batch_size // config.accum_steps
+    if micro % info.world_size:
+        raise MotionError(
+            f"batch_size / accum_steps = {micro} must divide by the {info.world_size} ranks"
+        )
+    return micro
+
+
+def check_run_folder(out: Path, config: TrainConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses to mix two runs."""
+    latest = latest_checkpoint(out)
+    if not resume:
+        if latest is not None:
+            raise MotionError(
+                f"{out} already holds a run: pass --resume, or choose another out_dir"
+            )
+        return None
+    if latest is None:
+        raise MotionError(f"{out}: no checkpoint to resume from")
+    saved = json.loads((latest / "state.json").read_text(encoding="utf-8"))["config"]
+    now = config.to_dict()
+    changed = sorted(
+        k
+        for k in now
+        if k not in RESUMABLE_CHANGES and json.dumps(now[k]) != json.dumps(saved.get(k))
+    )
+    if changed:
+        raise MotionError(f"--resume: these settings differ from the run's ({latest}): {changed}")
+    return latest
+
+
+def make_dataset(config: TrainConfig, split: str, task: Task) -> Any:
+    from training.data import MotionDataset, load_frame_labels
+
+    labels = None
+    if task.wants_step_labels:
+        labels = load_frame_labels(config.data_root, babel=config.babel_root or None)
+        if labels is None:
+            raise MotionError(f"{config.data_root}: no labels.json and no babel_root for the SAE")
+    return MotionDataset(
+        config.data_root, split, min_frames=config.min_frames, max_frames=config.max_frames,
+        unit=LATENT_UNIT, mirror=config.mirror, seed=config.seed, labels=labels,
+    )  # fmt: skip
+
+
+def task_context(config, info, text, dataset, resuming: bool) -> TaskContext:
+    normalizer = dataset.normalizer
+    return TaskContext(
+        config=config, device=info.device, text=text,
+        mean=np.asarray(normalizer.mean, np.float32), std=np.asarray(normalizer.std, np.float32),
+        fps=int(getattr(dataset, "fps", 20)), dataset=dataset, rank=info.rank,
+        world_size=info.world_size, resuming=resuming,
+    )  # fmt: skip
+
+
+def grow_text_cache(text: TextEncoder, dataset: Any) -> None:
+    """Keep every caption's encoding once computed (the default cache is for interactive use)."""
+    captions = getattr(dataset, "all_captions", None)
+    if captions is not None and hasattr(text, "cache_size"):
+        text.cache_size = max(text.cache_size, min(len(captions()) + 64, 200_000))
+
+
+def data_terms(config: TrainConfig) -> dict[str, Any]:
+    """Licence and attribution of the data: the config's, else ``DATA/build.json``'s."""
+    build = Path(config.data_root) / "build.json"
+    record = json.loads(build.read_text(encoding="utf-8")) if build.is_file() else {}
+    return {
+        "license": config.license or record.get("licence") or "",
+        "attribution": config.attribution or record.get("attribution") or "",
+    }
+
+
+def write_run_folder(out: Path, config: TrainConfig, context: TaskContext, dataset: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_train_config(config, out / "config.json")
+    np.save(out / "Mean.npy", context.mean)
+    np.save(out / "Std.npy", context.std)
+    record = {"fps": context.fps, "data_root": config.data_root, "items": len(dataset),
+              **data_terms(config)}  # fmt: skip
+    (out / "data.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def restore_state(saved, models, ema, optimizer, task, generator, info: DistInfo) -> TrainState:
+    ckpt = load_training_checkpoint(saved)
+    for name, tensors in split_models(ckpt.models).items():
+        models[name].load_state_dict(tensors)
+    optimizer.load_state_dict(ckpt.optimizer)
+    ema.load_state_tensors(ckpt.ema, ckpt.state.ema_updates)
+    task.load_state(ckpt.task_state)
+    if len(ckpt.rng) == info.world_size:
+        restore_rng(ckpt.rng[info.rank], generator, info.device)
+    else:  # another number of ranks: data order is unchanged, random draws are not
+        log.warning("resuming %d ranks from a %d-rank run: noise draws differ from an "
+                    "uninterrupted run", info.world_size, len(ckpt.rng))  # fmt: skip
+        generator.manual_seed(ckpt.state.step * 1_000_003 + info.rank)
+    return ckpt.state
