@@ -24,6 +24,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import MotionError
 from .features import recover_from_ric
 from .motion import Motion
+from .sampling.graphs import FastOptions
 from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
@@ -39,6 +40,11 @@ SAMPLING_DEFAULTS: dict[str, dict[str, Any]] = {
     "molingo": {"guidance": 5.5, "steps": 32, "ar_steps": 16, "method": "euler"},
     "mlagen": {"guidance": 4.0, "steps": 100, "mode": "sink_ctrl", "method": "euler"},
 }
+
+# How sampling runs on CUDA: static shapes + CUDA graphs + TF32 for all but thin products
+# by default (None reads KINETEXT_FAST_SAMPLING; "0" there runs the reference loops, which
+# the CPU always runs). E.g. FAST_SAMPLING = FastOptions(precision="fp32") for IEEE products.
+FAST_SAMPLING: FastOptions | None = None
 
 Progress = Callable[[int, int], None]
 
@@ -322,7 +328,7 @@ def _sample(
             model, text, null if guided else None, tokens,
             ar_steps=settings["ar_steps"], flow_steps=settings["steps"],
             guidance=settings["guidance"], method=settings["method"], generator=rng,
-            progress=progress,
+            progress=progress, fast=FAST_SAMPLING,
         )  # fmt: skip
         return latents, None
     from .sampling.flow import sample_flow
@@ -330,5 +336,6 @@ def _sample(
     result = sample_flow(
         model, text, null, tokens, steps=settings["steps"], guidance=settings["guidance"],
         mode=settings["mode"], method=settings["method"], generator=rng, progress=progress,
+        fast=FAST_SAMPLING,
     )  # fmt: skip
     return result.latents, [round(float(r), 4) for r in result.sink_ratio]

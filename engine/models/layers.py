@@ -14,6 +14,7 @@ the same AdaLN convention. Conventions:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,18 @@ def _attend_anything(mask: Tensor) -> Tensor:
     return mask | empty
 
 
+@dataclass
+class ContextKV:
+    """A fixed context's keys and values (B, H, L, Dh) for one attention layer, with its
+    padding as an additive mask ``bias`` (B, 1, 1, L) (0 = attend, -inf = padding; None =
+    no padding). Computed once (``Attention.context_kv``) when the same text is attended at
+    every sampling step."""
+
+    k: Tensor
+    v: Tensor
+    bias: Tensor | None = None
+
+
 class Attention(nn.Module):
     """Multi-head attention (self or cross) over ``scaled_dot_product_attention``.
 
@@ -144,6 +157,23 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, H, N, Dh)
 
+    def _keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.kv(context).chunk(2, dim=-1)
+        return self.k_norm(self._split(k)), self._split(v)
+
+    def context_kv(self, context: Tensor, key_mask: Tensor | None = None) -> ContextKV:
+        """Keys, values and padding bias of ``context`` (B, L, Dc) with ``key_mask`` (B, L).
+
+        For a caller attending to the same context many times (MoLingo's text across AR
+        steps): pass the result back as ``forward(..., kv=...)`` instead of the context.
+        """
+        k, v = self._keys_values(context)
+        if key_mask is None:
+            return ContextKV(k, v)
+        allowed = _attend_anything(key_mask[:, None, None, :].bool())  # (B, 1, 1, L)
+        bias = torch.zeros(allowed.shape, dtype=k.dtype, device=k.device)
+        return ContextKV(k, v, bias.masked_fill(~allowed, float("-inf")))
+
     def forward(
         self,
         x: Tensor,
@@ -151,6 +181,7 @@ class Attention(nn.Module):
         key_mask: Tensor | None = None,
         attn_mask: Tensor | None = None,
         need_weights: bool = False,
+        kv: ContextKV | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend from ``x`` (B, N, W) to ``context`` (B, L, Dc) (``x`` itself when None).
 
@@ -160,13 +191,15 @@ class Attention(nn.Module):
                 ``key_mask`` (e.g. MLA-Gen's sink mask).
             need_weights: also return the attention map (B, H, N, L); computed explicitly
                 (no fused kernel), so use it only where the map is needed.
+            kv: precomputed ``context_kv(context, key_mask)``: ``context`` and ``key_mask``
+                are then not read (``attn_mask`` is not supported with it).
         Returns:
             (B, N, W), or ``(out, weights)`` when ``need_weights``.
         """
-        context = x if context is None else context
         q = self.q_norm(self._split(self.q(x)))
-        k, v = self.kv(context).chunk(2, dim=-1)
-        k, v = self.k_norm(self._split(k)), self._split(v)
+        if kv is not None:
+            return self._attend_context(x, q, kv, need_weights)
+        k, v = self._keys_values(x if context is None else context)
         mask = None
         if key_mask is not None:
             mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, L)
@@ -182,6 +215,20 @@ class Attention(nn.Module):
             out = weights @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = self.out(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))  # (B, N, W)
+        return (out, weights) if need_weights else out
+
+    def _attend_context(
+        self, x: Tensor, q: Tensor, kv: ContextKV, need_weights: bool
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``forward`` with precomputed keys/values: the padding bias is added, not rebuilt."""
+        bias = None if kv.bias is None else kv.bias.to(q.dtype)
+        if need_weights:
+            scores = q @ kv.k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, N, L)
+            weights = (scores if bias is None else scores + bias).softmax(dim=-1)
+            out = weights @ kv.v
+        else:
+            out = F.scaled_dot_product_attention(q, kv.k, kv.v, attn_mask=bias)
         out = self.out(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))  # (B, N, W)
         return (out, weights) if need_weights else out
 
@@ -224,9 +271,12 @@ class TransformerBlock(nn.Module):
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
         cond: Tensor | None = None,
+        context_kv: ContextKV | None = None,
     ) -> Tensor:
         """x (B, N, W); key_mask (B, N) for self-attention; context (B, L, Dc) with
-        context_mask (B, L); cond (B, cond_dim) when built with AdaLN -> (B, N, W)."""
+        context_mask (B, L), or instead ``context_kv`` =
+        ``self.cross.context_kv(context, context_mask)``; cond (B, cond_dim) when built
+        with AdaLN -> (B, N, W)."""
         if self.ada is not None:
             if cond is None:
                 raise ValueError("this block is AdaLN-conditioned: pass cond")
@@ -235,9 +285,12 @@ class TransformerBlock(nn.Module):
         else:
             x = x + self.attn(self.norm1(x), key_mask=key_mask)
         if self.cross is not None:
-            if context is None:
+            if context is None and context_kv is None:
                 raise ValueError("this block has cross-attention: pass context")
-            x = x + self.cross(self.norm_cross(x), context, key_mask=context_mask)
+            if context_kv is not None:
+                x = x + self.cross(self.norm_cross(x), kv=context_kv)
+            else:
+                x = x + self.cross(self.norm_cross(x), context, key_mask=context_mask)
         if self.ada is not None:
             x = x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
         else:

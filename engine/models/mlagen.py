@@ -106,18 +106,39 @@ class MemorySelfAttention(nn.Module):
         self.out = nn.Linear(config.width, config.width)
         self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
         self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self._rope_cache: dict[tuple[int, torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, H, n, Dh)
+
+    def _rope(self, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """cos and sign-folded sin tables (n, Dh), kept per (length, device, dtype).
+
+        They depend on positions only; rebuilding them cost ~8 small kernels per block per
+        call, a large share of a sampling step at batch 1. With the sign folded into sin,
+        ``x * cos + x.roll(Dh/2) * sin`` equals ``apply_rope`` bit for bit with one kernel
+        fewer. Not cached while a CUDA graph is being captured (nothing runs then).
+        """
+        key = (n, like.device, like.dtype)
+        tables = self._rope_cache.get(key)
+        if tables is None:
+            cos, sin = rope_tables(n, self.head_dim, self.rope_base, like)
+            half = self.head_dim // 2
+            tables = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=-1))
+            if not (like.is_cuda and torch.cuda.is_current_stream_capturing()):
+                self._rope_cache[key] = tables
+        return tables
 
     def forward(self, x: Tensor, memory: Tensor | None, frame_mask: Tensor | None) -> Tensor:
         """x (B, N, W); memory (S, W) or None; frame_mask (B, N) True = real -> (B, N, W)."""
         b, n, w = x.shape
         q, k, v = (self._split(part) for part in self.qkv(x).chunk(3, dim=-1))
         q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = rope_tables(n, self.head_dim, self.rope_base, q)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        cos, signed_sin = self._rope(n, q)  # (n, Dh): same rotation as apply_rope
+        half = self.head_dim // 2
+        q = q * cos + q.roll(half, dims=-1) * signed_sin
+        k = k * cos + k.roll(half, dims=-1) * signed_sin
         keep = None if frame_mask is None else frame_mask.bool()  # (B, N)
         if memory is not None:
             # Only the key/value rows of the projection apply to the slots (no queries).

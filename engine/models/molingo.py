@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..checkpoint import register_model
 from ..config import Config
 from ..errors import MotionError
-from .layers import AdaLNModulation, TimestepEmbedder, TransformerBlock, modulate
+from .layers import AdaLNModulation, ContextKV, TimestepEmbedder, TransformerBlock, modulate
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
@@ -246,12 +246,25 @@ class MoLingo(nn.Module):
             return TextMemory(tokens=self.text_adapter(text.tokens, mask), mask=mask)
         return TextMemory(cond=self.text_pool(text.pooled))
 
+    def cross_kv(self, memory: TextMemory) -> list[ContextKV] | None:
+        """Each block's cross-attention keys, values and padding bias of ``memory``.
+
+        They depend on the text alone, so a sampler computes them once per prompt batch and
+        passes them to every AR step as ``forward(..., context_kv=...)`` (None for the
+        "adaln_token" variant, which has no cross-attention).
+        """
+        if memory.tokens is None:
+            return None
+        return [block.cross.context_kv(memory.tokens, memory.mask) for block in self.blocks]
+
     def forward(
         self,
         tokens: Tensor,
         token_mask: Tensor,
         text: TextEncoding | TextMemory,
         token_valid: Tensor | None = None,
+        *,
+        context_kv: list[ContextKV] | None = None,
     ) -> Tensor:
         """Condition vectors z (B, N, W) for every token.
 
@@ -261,6 +274,8 @@ class MoLingo(nn.Module):
             text: a ``TextEncoding`` or an already adapted ``TextMemory`` (batch B or 1).
             token_valid: (B, N) bool, True = real token, False = padding past the clip's
                 end (excluded as keys of self-attention); None = all real.
+            context_kv: ``cross_kv(memory)`` of this (already batch-B) memory, to skip
+                recomputing the text keys/values.
         """
         b, n, c = tokens.shape
         if n > self.config.max_tokens or c != self.config.latent_dim:
@@ -273,13 +288,14 @@ class MoLingo(nn.Module):
         h = self.in_proj(tokens)  # (B, N, W)
         h = torch.where(token_mask[..., None], self.mask_token.to(h.dtype), h)
         h = h + self.pos_embed[:n]
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(
                 h,
                 key_mask=token_valid,
                 context=memory.tokens,
                 context_mask=memory.mask,
                 cond=memory.cond,
+                context_kv=None if context_kv is None else context_kv[i],
             )
         return self.norm(h)
 

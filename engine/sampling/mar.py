@@ -17,6 +17,11 @@ Per step the transformer runs once on a doubled batch (conditional rows, then
 unconditional rows with the null prompt), the adapted text is computed once for the whole
 loop, and the flow head runs once per ODE step on all tokens revealed at that step
 (both halves together).
+
+On a CUDA device, when all clips share one length, ``sample_mar`` hands the same loop to
+``engine.sampling.fast`` (static shapes, no host syncs, CUDA graphs; see there), which
+draws the same random numbers and agrees with this loop to float rounding. The CPU always
+runs the loop below.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from torch import Tensor
 
 from ..errors import MotionError
 from ..models.molingo import MoLingo, TextMemory
+from .fast import sample_mar_static
+from .graphs import FastOptions, default_options, inference_precision, use_fast_path
 from .guidance import classifier_free_guidance
-from .ode import solve_ode
+from .ode import METHODS, solve_ode
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
@@ -72,6 +79,20 @@ def guidance_schedule(
         )
     revealed = num_tokens - mask_schedule(step, total_steps, num_tokens)
     return 1.0 + (scale - 1.0) * revealed / max(num_tokens, 1)
+
+
+def reveal_plan(
+    ar_steps: int, num_tokens: int, scale: float, schedule: str = "linear"
+) -> tuple[list[int], list[float]]:
+    """Tokens revealed per row and the CFG scale, for each AR step of a clip of
+    ``num_tokens`` tokens (what the loop computes step by step, known in advance)."""
+    counts, masked = [], num_tokens
+    for step in range(ar_steps):
+        after = mask_schedule(step, ar_steps, num_tokens)
+        counts.append(masked - after)
+        masked = after
+    scales = [guidance_schedule(s, ar_steps, num_tokens, scale, schedule) for s in range(ar_steps)]
+    return counts, scales
 
 
 def choose_tokens_to_reveal(
@@ -118,6 +139,7 @@ def sample_mar(
     token_valid: Tensor | None = None,
     guidance_mode: str = "linear",
     progress: Callable[[int, int], None] | None = None,
+    fast: FastOptions | None = None,
 ) -> Tensor:
     """Generate latents (B, num_tokens, C) for the prompts in ``text``.
 
@@ -136,6 +158,8 @@ def sample_mar(
             clips in a batch); padding is never revealed, never attended, returned as 0.
         guidance_mode: "linear" (MAR schedule, default) or "constant"; see the module doc.
         progress: optional ``callable(step, total)`` after each AR step (raise to cancel).
+        fast: how to run on CUDA (None: ``default_options()``); ignored on the CPU, and
+            when ``token_valid`` is given (clips of several lengths).
     """
     cfg = model.config
     batch = text.tokens.shape[0]
@@ -143,6 +167,17 @@ def sample_mar(
     dtype = next(model.parameters()).dtype
     if not 1 <= num_tokens <= cfg.max_tokens:
         raise MotionError(f"num_tokens must be in 1..{cfg.max_tokens}, got {num_tokens}")
+    if method not in METHODS:
+        raise MotionError(f"unknown ODE method {method!r}; expected one of {METHODS}")
+    options = default_options() if fast is None else fast
+    if token_valid is None and use_fast_path(options, device):
+        counts, scales = reveal_plan(ar_steps, num_tokens, guidance, guidance_mode)
+        with inference_precision(options.precision, device):
+            memory = _text_memory(model, text, null_text, batch)
+            return sample_mar_static(
+                model, memory, batch, num_tokens, counts, scales, flow_steps, method,
+                generator, options.graphs, options.precision, progress,
+            )  # fmt: skip
     if token_valid is None:
         token_valid = torch.ones(batch, num_tokens, dtype=torch.bool, device=device)
     if token_valid.shape != (batch, num_tokens):

@@ -304,6 +304,7 @@ def evaluate(
     mm: bool = True,
     protocol: Protocol | None = None,
     progress: bool = False,
+    sampling: dict[str, Any] | None = None,
 ) -> Report:
     """Score ``checkpoint`` (an engine checkpoint folder or Hub id; ``"real"`` for the real
     rows only) on ``split`` of the HumanML3D-layout ``data_root``.
@@ -311,7 +312,8 @@ def evaluate(
     ``evaluator``: a folder written by ``save_evaluator`` / the evaluator task's export,
     ``"t2m:FOLDER"`` for the public T2M evaluator, or a loaded ``Embedder``. ``protocol``
     overrides the remaining settings (``batch_size``, ``replications`` and ``mm`` given here
-    win).
+    win). ``sampling`` overrides the checkpoint's sampling settings for this evaluation
+    (e.g. ``{"mode": "cfg"}`` to score MLA-Gen with plain guidance at the same scale).
     """
     protocol = dataclasses.replace(
         protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
@@ -329,6 +331,8 @@ def evaluate(
     gen = None
     if str(checkpoint) != "real":
         ckpt = load_checkpoint(checkpoint, device=torch_device)
+        if sampling:
+            ckpt.metadata["sampling"] = {**ckpt.metadata.get("sampling", {}), **sampling}
         gen = Generation(ckpt, torch_device, generator, guidance, steps)
         _keep_captions(load_text_encoder(ckpt.text_encoder, torch_device), test)
     _keep_captions(getattr(embedder, "text_encoder", None), test)
@@ -344,6 +348,7 @@ def evaluate(
         "evaluator_kind": getattr(embedder, "name", type(embedder).__name__),
         "data_root": str(data_root), "split": split, "seed": seed,
         "generator": generator, "guidance": guidance, "steps": steps, "device": str(torch_device),
+        "sampling": sampling or {},
         "items_per_replication": len(loader) * protocol.batch_size,
         "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
     }  # fmt: skip
@@ -395,6 +400,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-mm", action="store_true", help="skip MModality (30x generation)")
+    parser.add_argument("--mode", choices=("sink_ctrl", "cfg"), default=None,
+                        help="MLA-Gen guidance (default: the checkpoint's)")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", default=None, help="write the markdown table here")
 
@@ -404,7 +411,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.evaluator, split=args.split,
         replications=args.replications, generator=args.generator, guidance=args.guidance,
         steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
-        mm=not args.no_mm, progress=True,
+        mm=not args.no_mm, progress=True, sampling={"mode": args.mode} if args.mode else None,
     )  # fmt: skip
     report.save(args.out, args.markdown)
     print(report.to_markdown(), end="")
