@@ -15,8 +15,10 @@ of the model's parameters (a model moved or reloaded gets new graphs, never stal
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -158,15 +160,39 @@ class StepGraph:
             for tensor, copy in zip(state, saved, strict=True):
                 tensor.copy_(copy)
         torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
-            fn()
+        self.graph = _capture(fn, pool)
 
     def replay(self) -> None:
         if self.graph is None:
             self.fn()
         else:
             self.graph.replay()
+
+
+def _capture(fn: Callable[[], Any], pool: Any) -> Any:
+    """Capture ``fn`` as a CUDA graph, or None where capture fails (then it runs eagerly).
+
+    Python's garbage collector is run before and held off during capture: a collection
+    inside it can free an evicted session's graph, and destroying a graph while another
+    stream captures invalidates that capture (seen in evaluation runs with many shapes).
+    """
+    collect = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            fn()
+    except RuntimeError as error:  # torch.AcceleratorError derives from RuntimeError
+        warnings.warn(
+            f"CUDA graph capture failed, running this step eagerly: {error}", stacklevel=3
+        )
+        torch.cuda.synchronize()
+        return None
+    finally:
+        if collect:
+            gc.enable()
+    return graph
 
 
 def on_device(device: torch.device) -> contextlib.AbstractContextManager:

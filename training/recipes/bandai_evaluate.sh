@@ -13,9 +13,10 @@ REPLICATIONS=${REPLICATIONS:-20}
 EXTRA=${EXTRA:-}
 mkdir -p "$RESULTS"
 pids=()
-row() {  # NAME CHECKPOINT [evaluate options...]
+row() {  # NAME CHECKPOINT [evaluate options...]; a checkpoint that was not trained is skipped
   local name=$1 checkpoint=$2
   shift 2
+  [[ -d $checkpoint ]] || return 0
   # shellcheck disable=SC2086
   $PY -m training evaluate "$checkpoint" --data "$RUNS/data" --evaluator "$RUNS/export/evaluator" \
     --replications "$REPLICATIONS" --out "$RESULTS/$name.json" --markdown "$RESULTS/$name.md" \
@@ -26,6 +27,7 @@ row molingo "$RUNS/export/molingo"
 row mlagen "$RUNS/export/mlagen"
 row molingo-adaln "$RUNS/export/molingo-adaln" --no-mm
 row molingo-vae "$RUNS/export/molingo-vae" --no-mm
+row molingo-sae "$RUNS/export/molingo-sae" --no-mm
 row mlagen-cfg "$RUNS/export/mlagen" --mode cfg --no-mm
 row mlagen-nosink "$RUNS/export/mlagen-nosink" --no-mm
 failed=0

@@ -8,13 +8,16 @@
 # Small models are bound by per-step overhead, not by the GPU, so runs share one GPU.
 #
 # Usage: training/recipes/bandai_train.sh PACK.npz|DATASET RUNS
-# Settings (environment): AE_STEPS EVAL_STEPS GEN_STEPS GEN_BATCH WORKERS PY, and EXTRA:
+# Settings (environment): AE_STEPS SAE_STEPS (0 skips the SAE and its ablation) EVAL_STEPS
+# GEN_STEPS GEN_BATCH WORKERS PY, MAIN_AE (sae|vae: the autoencoder of the main generators), EXTRA:
 # overrides for every run (e.g. EXTRA="preset=tiny device=cpu" for a dry run on a laptop).
 set -euo pipefail
 SRC=${1:?a pack from "python -m training pack-dataset" or a built data set folder}
 RUNS=${2:-runs/bandai}
 PY=${PY:-python3}
 AE_STEPS=${AE_STEPS:-3000}
+SAE_STEPS=${SAE_STEPS:-$AE_STEPS}
+MAIN_AE=${MAIN_AE:-sae}
 EVAL_STEPS=${EVAL_STEPS:-3000}
 GEN_STEPS=${GEN_STEPS:-2000}
 GEN_BATCH=${GEN_BATCH:-256}
@@ -45,21 +48,29 @@ wait_all() {  # fail (with the log's tail) if any run failed
 
 ae="max_steps=$AE_STEPS warmup_steps=300 ckpt_every=$AE_STEPS"
 train vae training/configs/vae.toml $ae
-train sae training/configs/sae.toml $ae
+if ((SAE_STEPS > 0)); then
+  train sae training/configs/sae.toml "max_steps=$SAE_STEPS" warmup_steps=300 "ckpt_every=$SAE_STEPS"
+fi
 train evaluator training/configs/evaluator.toml "max_steps=$EVAL_STEPS" warmup_steps=300 \
   "ckpt_every=$EVAL_STEPS"
 wait_all
-tail -n 1 "$RUNS"/vae.log "$RUNS"/sae.log "$RUNS"/evaluator.log
+tail -n 1 "$RUNS"/vae.log "$RUNS"/evaluator.log
 
 gen="max_steps=$GEN_STEPS batch_size=$GEN_BATCH warmup_steps=200 ckpt_every=$GEN_STEPS"
-train molingo training/configs/molingo.toml "autoencoder=$RUNS/sae" $gen
-train molingo-adaln training/configs/molingo-adaln.toml "autoencoder=$RUNS/sae" $gen
-train molingo-vae training/configs/molingo.toml "autoencoder=$RUNS/vae" $gen
-train mlagen training/configs/mlagen.toml "autoencoder=$RUNS/sae" $gen
-train mlagen-nosink training/configs/mlagen.toml "autoencoder=$RUNS/sae" model.sink_mask=false $gen
+runs=(molingo molingo-adaln mlagen mlagen-nosink evaluator)
+train molingo training/configs/molingo.toml "autoencoder=$RUNS/$MAIN_AE" $gen
+train molingo-adaln training/configs/molingo-adaln.toml "autoencoder=$RUNS/$MAIN_AE" $gen
+train mlagen training/configs/mlagen.toml "autoencoder=$RUNS/$MAIN_AE" $gen
+train mlagen-nosink training/configs/mlagen.toml "autoencoder=$RUNS/$MAIN_AE" \
+  model.sink_mask=false $gen
+if ((SAE_STEPS > 0)); then  # VAE vs SAE: MoLingo on the autoencoder the main one is not on
+  other=$([[ $MAIN_AE == sae ]] && echo vae || echo sae)
+  train "molingo-$other" training/configs/molingo.toml "autoencoder=$RUNS/$other" $gen
+  runs+=("molingo-$other")
+fi
 wait_all
 tail -n 1 "$RUNS"/molingo*.log "$RUNS"/mlagen*.log
 
-for run in molingo molingo-adaln molingo-vae mlagen mlagen-nosink evaluator; do
+for run in "${runs[@]}"; do
   $PY -m training export "$RUNS/$run" "$RUNS/export/$run"
 done

@@ -1,0 +1,207 @@
+"""Command line of the engine: ``python -m engine COMMAND ...`` (console script ``kinetext``).
+
+    generate "PROMPT" [--seconds S] [--seed N] [--variations K] --out FILE(.npy|.bvh|.png|.gif|.mp4)
+    features IN.npy OUT.npy        joints (T,22,3) metres Y-up -> (T-1,263) features
+    recover IN.npy OUT.npy         features (T,263) -> joints (T,22,3)
+    bvh2joints IN.bvh OUT.npy [--map NAME] [--raw]
+    joints2bvh IN.npy OUT.bvh [--fps 20] [--scale 1.0]
+    render IN.(npy|bvh) OUT.(png|gif|mp4)
+    benchmark [...]                generation speed (see engine/benchmark.py)
+
+A bad input prints ``error: ...`` naming it and exits with status 2; outputs are written to
+a temporary name and renamed into place, so a failure leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MotionError
+
+PREVIEWS = (".png", ".gif", ".mp4")
+
+
+def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """np.save to a temporary name beside ``path``, then rename (np.save adds .npy itself)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}.npy")
+    try:
+        np.save(tmp, np.ascontiguousarray(array))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_npy(path: str, ndim: int, tail: tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise MotionError(f"{path}: cannot read as .npy ({error})") from error
+    if array.ndim != ndim or tuple(array.shape[-len(tail) :]) != tail:
+        shape = ", ".join(["T"] * (ndim - len(tail)) + [str(n) for n in tail])
+        raise MotionError(f"{path}: expected {what} of shape ({shape}), got {array.shape}")
+    return array
+
+
+def _joints_from(path: str, map_name: str | None = None) -> np.ndarray:
+    """Canonical joints (T, 22, 3) from a joints .npy or any BVH."""
+    if path.lower().endswith(".bvh"):
+        from .joint_map import bvh_to_canonical
+
+        return bvh_to_canonical(path, map_name)
+    return _load_npy(path, 3, (22, 3), "joints")
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from .features import joints_to_features
+
+    _save_npy(args.out, joints_to_features(_load_npy(args.inp, 3, (22, 3), "joints")))
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from .features import recover_from_ric
+
+    _save_npy(args.out, recover_from_ric(_load_npy(args.inp, 2, (263,), "features")))
+    return 0
+
+
+def _cmd_bvh2joints(args: argparse.Namespace) -> int:
+    if args.raw:
+        from .bvh import read_bvh
+
+        _save_npy(args.out, read_bvh(args.inp).world_positions())
+    else:
+        _save_npy(args.out, _joints_from(args.inp, args.map))
+    return 0
+
+
+def _cmd_joints2bvh(args: argparse.Namespace) -> int:
+    from .bvh import canonical_bvh, write_bvh
+
+    joints = _load_npy(args.inp, 3, (22, 3), "joints")
+    write_bvh(args.out, canonical_bvh(joints, fps=args.fps, scale=args.scale))
+    return 0
+
+
+def _write_preview(joints: np.ndarray, out: str, title: str | None, fps: float) -> None:
+    from .render import render_animation, render_contact_sheet
+
+    suffix = Path(out).suffix.lower()
+    if suffix == ".png":
+        render_contact_sheet(joints, out, title=title, fps=fps)
+    elif suffix in (".gif", ".mp4"):
+        render_animation(joints if joints.ndim == 3 else joints[0], out, fps=fps, title=title)
+    else:
+        raise MotionError(f"{out}: previews are {', '.join(PREVIEWS)}")
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    _write_preview(_joints_from(args.inp), args.out, args.title, 20)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .bvh import canonical_bvh, write_bvh
+    from .pipeline import generate
+
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".npy", ".bvh", *PREVIEWS):
+        raise MotionError(f"{args.out}: write .npy, .bvh or a preview ({', '.join(PREVIEWS)})")
+    motion = generate(
+        args.prompt, seconds=args.seconds, seed=args.seed, variations=args.variations,
+        guidance=args.guidance, steps=args.steps, checkpoint=args.checkpoint,
+        device=args.device, generator=args.generator,
+    )  # fmt: skip
+    note = motion.diagnostics.get("length_note")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    if suffix == ".npy":
+        _save_npy(args.out, motion.joints)
+        written = [args.out]
+    elif suffix == ".bvh":
+        written = []
+        for i, clip in enumerate(motion.joints):
+            out = Path(args.out)
+            path = out if i == 0 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
+            write_bvh(path, canonical_bvh(clip, fps=motion.fps))
+            written.append(str(path))
+    else:
+        _write_preview(motion.joints, args.out, args.prompt, motion.fps)
+        written = [args.out]
+    d = motion.diagnostics
+    print(f"{len(motion)} clip(s) of {motion.seconds:.2f} s ({d['generator']}, seed {d['seed']}, "
+          f"{d['device']}) -> {', '.join(written)}")  # fmt: skip
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import main as benchmark_main
+
+    return benchmark_main(args.rest) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="text -> motion (.npy, .bvh or a preview)")
+    gen.add_argument("prompt")
+    gen.add_argument("--seconds", type=float, default=4.0, help="1 to 9.8 (default 4)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--variations", type=int, default=1)
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
+    gen.add_argument("--checkpoint", default=None, help="folder or Hugging Face id owner/name")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    gen.add_argument("--out", required=True)
+    gen.set_defaults(run=_cmd_generate)
+
+    for name, text, func in (("features", "joints (T,22,3) -> features (T-1,263)", _cmd_features),
+                             ("recover", "features (T,263) -> joints (T,22,3)", _cmd_recover)):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("inp", metavar="IN.npy")
+        p.add_argument("out", metavar="OUT.npy")
+        p.set_defaults(run=func)
+
+    b2j = sub.add_parser("bvh2joints", help="BVH -> canonical joints at 20 fps, metres, Y up")
+    b2j.add_argument("inp", metavar="IN.bvh")
+    b2j.add_argument("out", metavar="OUT.npy")
+    b2j.add_argument("--map", default=None, help="joint map (default: detect from the names)")
+    b2j.add_argument("--raw", action="store_true",
+                     help="every joint's world position in the file's units, axes and rate")  # fmt: skip
+    b2j.set_defaults(run=_cmd_bvh2joints)
+
+    j2b = sub.add_parser("joints2bvh", help="canonical joints (T,22,3) -> BVH")
+    j2b.add_argument("inp", metavar="IN.npy")
+    j2b.add_argument("out", metavar="OUT.bvh")
+    j2b.add_argument("--fps", type=float, default=20.0)
+    j2b.add_argument("--scale", type=float, default=1.0, help="units per metre (100 = cm)")
+    j2b.set_defaults(run=_cmd_joints2bvh)
+
+    ren = sub.add_parser("render", help="joints .npy or a BVH -> .png sheet, .gif or .mp4")
+    ren.add_argument("inp", metavar="IN")
+    ren.add_argument("out", metavar="OUT")
+    ren.add_argument("--title", default=None)
+    ren.set_defaults(run=_cmd_render)
+
+    bench = sub.add_parser("benchmark", help="generation speed", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=_cmd_benchmark)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (MotionError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
