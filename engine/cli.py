@@ -164,8 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.set_defaults(run=_cmd_generate)
 
-    for name, text, func in (("features", "joints (T,22,3) -> features (T-1,263)", _cmd_features),
-                             ("recover", "features (T,263) -> joints (T,22,3)", _cmd_recover)):  # fmt: skip
+    converters = (
+        ("features", "joints (T,22,3) -> features (T-1,263)", _cmd_features),
+        ("recover", "features (T,263) -> joints (T,22,3)", _cmd_recover),
+    )
+    for name, text, func in converters:
         p = sub.add_parser(name, help=text)
         p.add_argument("inp", metavar="IN.npy")
         p.add_argument("out", metavar="OUT.npy")
@@ -175,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     b2j.add_argument("inp", metavar="IN.bvh")
     b2j.add_argument("out", metavar="OUT.npy")
     b2j.add_argument("--map", default=None, help="joint map (default: detect from the names)")
-    b2j.add_argument("--raw", action="store_true",
-                     help="every joint's world position in the file's units, axes and rate")  # fmt: skip
+    raw_help = "every joint's world position in the file's units, axes and frame rate"
+    b2j.add_argument("--raw", action="store_true", help=raw_help)
     b2j.set_defaults(run=_cmd_bvh2joints)
 
     j2b = sub.add_parser("joints2bvh", help="canonical joints (T,22,3) -> BVH")

@@ -148,13 +148,25 @@ def test_bad_settings(checkpoint, options, message):
         _run(checkpoint, **options)
 
 
-def test_without_a_checkpoint_says_how_to_pass_one():
-    if (DEFAULT_CHECKPOINT / "config.json").is_file():
-        pytest.skip("a default checkpoint ships now")
+def test_without_a_checkpoint_says_how_to_pass_one(monkeypatch, tmp_path):
+    import engine.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_CHECKPOINT", tmp_path / "none")
     with pytest.raises(
         MotionError, match="no trained checkpoint ships.*--checkpoint PATH_OR_HUB_ID"
     ):
         generate("a person walks", device="cpu")
+
+
+def test_the_shipped_checkpoint_generates_offline_with_its_attribution():
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert "Bandai Namco Research" in ckpt.attribution and "CC BY-NC 4.0" in ckpt.license
+    assert sum(p.stat().st_size for p in DEFAULT_CHECKPOINT.iterdir()) < 40e6
+    motion = generate("a person waves with the right hand", seconds=2, steps=8, device="cpu")
+    joints = motion.joints[0]  # (40, 22, 3)
+    assert joints.shape == (40, 22, 3) and np.isfinite(joints).all()
+    height = joints[:, 15, 1] - joints[:, :, 1].min(axis=1)  # head above the lowest joint
+    assert 1.2 < np.median(height) < 2.0  # a standing person, not noise
 
 
 def test_progress_and_loaded_checkpoints(checkpoint):

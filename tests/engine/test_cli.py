@@ -1,0 +1,94 @@
+"""The engine's command line: every subcommand on fixtures the test makes."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.features import canonicalize_joints, joints_to_features
+from engine.kinematics import chain_forward_kinematics
+from engine.quaternion import axis_angle_to_quat
+from engine.skeleton import CANONICAL_OFFSETS
+
+
+@pytest.fixture
+def walk(tmp_path):
+    """(41, 22, 3) canonical joints: a body swinging its limbs while gliding forward."""
+    t = np.arange(41) / 20.0
+    angles = 0.4 * np.sin(2 * np.pi * t)[:, None] * np.ones(22)
+    axis = np.array([1.0, 0.0, 0.0])
+    quats = axis_angle_to_quat(np.broadcast_to(axis, (41, 22, 3)), angles)
+    quats[:, 0] = [1.0, 0.0, 0.0, 0.0]
+    root = np.stack([np.zeros_like(t), 0.9 + 0.02 * np.sin(4 * np.pi * t), 1.2 * t], axis=-1)
+    joints = canonicalize_joints(chain_forward_kinematics(quats, root, CANONICAL_OFFSETS))
+    path = tmp_path / "walk.npy"
+    np.save(path, joints)
+    return path, joints
+
+
+def test_features_then_recover_round_trip(walk, tmp_path):
+    path, joints = walk
+    assert main(["features", str(path), str(tmp_path / "f.npy")]) == 0
+    features = np.load(tmp_path / "f.npy")
+    assert features.shape == (40, 263)
+    np.testing.assert_allclose(features, joints_to_features(joints))
+    assert main(["recover", str(tmp_path / "f.npy"), str(tmp_path / "j.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "j.npy"), joints[:-1], atol=1e-4)
+
+
+def test_joints_to_bvh_and_back(walk, tmp_path):
+    path, joints = walk
+    assert main(["joints2bvh", str(path), str(tmp_path / "w.bvh")]) == 0
+    assert main(["bvh2joints", str(tmp_path / "w.bvh"), str(tmp_path / "back.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "back.npy"), joints, atol=1e-4)
+    assert main(["bvh2joints", str(tmp_path / "w.bvh"), str(tmp_path / "raw.npy"), "--raw"]) == 0
+    raw = np.load(tmp_path / "raw.npy")
+    assert raw.shape == (41, 22, 3)  # file order, End Sites left out, the file's own units
+    np.testing.assert_allclose(np.sort(raw[0, :, 1]), np.sort(joints[0, :, 1]), atol=1e-4)
+
+
+def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "broken.bvh"
+    bad.write_text("HIERARCHY\nROOT Hips\n{\n")
+    assert main(["bvh2joints", str(bad), str(tmp_path / "x.npy")]) == 2
+    assert "broken.bvh" in capsys.readouterr().err
+    np.save(tmp_path / "flat.npy", np.zeros((5, 263)))
+    assert main(["features", str(tmp_path / "flat.npy"), str(tmp_path / "y.npy")]) == 2
+    assert "flat.npy" in capsys.readouterr().err
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "y.npy").exists()
+
+
+def test_render_writes_a_sheet_and_a_gif(walk, tmp_path):
+    path, _ = walk
+    assert main(["render", str(path), str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["render", str(path), str(tmp_path / "a.gif")]) == 0
+    assert (tmp_path / "a.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+
+
+def test_mp4_without_ffmpeg_says_so(walk, tmp_path, monkeypatch, capsys):
+    import engine.render as render
+
+    monkeypatch.setattr(render, "_ffmpeg_available", lambda: False)
+    assert main(["render", str(walk[0]), str(tmp_path / "a.mp4")]) == 2
+    assert "ffmpeg" in capsys.readouterr().err
+
+
+def test_generate_with_the_shipped_checkpoint(tmp_path, capsys):
+    out = tmp_path / "clip.npy"
+    argv = ["generate", "a person walks forward", "--seconds", "1.1", "--variations", "2",
+            "--steps", "4", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert np.load(out).shape == (2, 24, 22, 3)  # 1.1 s rounds to 6 latent steps of 4 frames
+    assert "whole latent steps" in capsys.readouterr().err  # the rounding is said
+    assert main([*argv[:-1], str(tmp_path / "clip.bvh")]) == 0
+    assert (tmp_path / "clip.bvh").is_file() and (tmp_path / "clip_2.bvh").is_file()
+    assert main(["generate", "", "--out", str(tmp_path / "e.npy")]) == 2
+
+
+def test_module_help_runs():
+    command = [sys.executable, "-m", "engine", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0 and "generate" in done.stdout
