@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -76,22 +77,26 @@ def class_tokens(
         return [], [], None
     pooled = text.encode(labels).pooled  # (L, D)
     row = {label: i for i, label in enumerate(labels)}
-    clips, indices, kappas = [], [], []
+    # Which labels each step has, built on the CPU, then everything else in a few batched
+    # tensor operations (a loop over B x N steps on the GPU syncs once per step).
+    hot = np.zeros((len(step_labels), steps, len(labels)), dtype=np.float32)  # (B, N, L)
     for b, clip in enumerate(step_labels):
-        previous = None
         for n, step in enumerate(list(clip)[:steps]):
-            names = [row[s] for s in step if s.strip()]
-            if not names:
-                previous = None
-                continue
-            kappa = pooled[names].mean(0)  # (D,)
-            repeat = previous is not None and F.cosine_similarity(kappa, previous, dim=0) > tau
-            previous = kappa
-            if not repeat:
-                clips.append(b)
-                indices.append(n)
-                kappas.append(kappa)
-    return clips, indices, torch.stack(kappas) if kappas else None
+            for name in step:
+                if name.strip():
+                    hot[b, n, row[name]] = 1.0
+    hot_t = torch.from_numpy(hot).to(device=pooled.device, dtype=pooled.dtype)
+    counts = hot_t.sum(-1)  # (B, N)
+    labelled = counts > 0
+    kappa = (hot_t @ pooled) / counts.clamp(min=1)[..., None]  # (B, N, D) mean of the labels
+    similar = F.cosine_similarity(kappa[:, 1:], kappa[:, :-1], dim=-1) > tau  # (B, N - 1)
+    repeat = torch.zeros_like(labelled)
+    repeat[:, 1:] = labelled[:, :-1] & similar  # same as the previous labelled step
+    keep = labelled & ~repeat
+    clips, indices = keep.nonzero(as_tuple=True)  # clip-major order, as the steps are read
+    if len(clips) == 0:
+        return [], [], None
+    return clips.tolist(), indices.tolist(), kappa[keep]
 
 
 @register_task
