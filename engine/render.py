@@ -236,7 +236,11 @@ def render_contact_sheet(
     width, height = cols * panel_px, n * panel_px + header
     dpi = 100
     fig = _new_figure(width, height, dpi)
-    screen, floor, root_path, limits = _prepare(clips, camera or Camera())
+    screen, floor, root_path, _ = _prepare(clips, camera or Camera())
+    # Each panel follows the body (a window of one size for the whole sheet, centred on the
+    # figure at that frame) so that a clip travelling metres still shows a readable figure.
+    centre = (screen.max(axis=2) + screen.min(axis=2)) / 2  # (N, T, 2)
+    half = float(np.abs(screen - centre[:, :, None]).max()) * 1.15 + 1e-3
     linewidth = max(1.0, panel_px / 110)
     font = max(6.0, panel_px / 22)
     for row in range(n):
@@ -244,6 +248,8 @@ def render_contact_sheet(
             top = 1 - (header + (row + 1) * panel_px) / height
             rect = (col / cols, top, 1 / cols, panel_px / height)
             ax = fig.add_axes(rect)
+            cx, cy = centre[row, frame]
+            limits = ((cx - half, cx + half), (cy - half, cy + half))
             panel = _StickPanel(ax, screen[row], floor, limits, linewidth)
             panel.show(int(frame))
             _trajectory(ax, root_path[row], linewidth * 0.6)
