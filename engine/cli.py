@@ -6,6 +6,7 @@
     bvh2joints IN.bvh OUT.npy [--map NAME] [--raw]
     joints2bvh IN.npy OUT.bvh [--fps 20] [--scale 1.0]
     render IN.(npy|bvh) OUT.(png|gif|mp4)
+    demo [--bvh FILE] [--out DIR]  BVH (or a procedural walk) -> features -> joints, previews
     benchmark [...]                generation speed (see engine/benchmark.py)
 
 A bad input prints ``error: ...`` naming it and exits with status 2; outputs are written to
@@ -107,6 +108,49 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The feature pipeline end to end on a BVH or, with no data at all, a procedural walk.
+
+    Canonicalise, take the 263-dim features, decode joints back from them (what a generator's
+    output goes through) and write what a user would get from a generated clip.
+    """
+    from .bvh import canonical_bvh, write_bvh
+    from .features import canonicalize_joints, joints_to_features, recover_from_ric
+    from .joint_map import bvh_to_canonical
+    from .render import render_animation, render_contact_sheet
+    from .skeleton import FPS
+
+    if args.bvh:
+        source, label = _joints_from(args.bvh, args.map), Path(args.bvh).name
+    else:
+        from .demo_clip import walk_cycle
+
+        source, label = walk_cycle(), "procedural walk"
+    joints = canonicalize_joints(source)
+    features = joints_to_features(joints)  # (T-1, 263)
+    recovered = recover_from_ric(features)  # (T-1, 22, 3)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_bvh(out / "motion.bvh", canonical_bvh(recovered, fps=FPS))
+    through_bvh = bvh_to_canonical(out / "motion.bvh")
+    _save_npy(out / "features.npy", features)
+    _save_npy(out / "joints.npy", recovered)
+    render_contact_sheet(recovered, out / "preview.png", title=label, fps=FPS)
+    render_animation(recovered, out / "preview.gif", title=label, fps=FPS)
+    for name in ("motion.bvh", "features.npy", "joints.npy", "preview.png", "preview.gif"):
+        print(out / name)
+    features_mm, bvh_mm = _mm(recovered, joints[:-1]), _mm(through_bvh, recovered)
+    clip = f"{len(recovered)} frames, {len(recovered) / FPS:.2f} s at {FPS} fps"
+    errors = f"features {features_mm:.2f} mm, written BVH {bvh_mm:.2f} mm (mean per joint)"
+    print(f"{label}: {clip}; round trip error: {errors}")
+    return 0
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean joint distance (millimetres) between two clips (T, 22, 3) in metres."""
+    return float(np.linalg.norm(a - b, axis=-1).mean() * 1000.0)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh
     from .pipeline import generate
@@ -138,6 +182,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     d = motion.diagnostics
     print(f"{len(motion)} clip(s) of {motion.seconds:.2f} s ({d['generator']}, seed {d['seed']}, "
           f"{d['device']}) -> {', '.join(written)}")  # fmt: skip
+    return 0
+
+
+def _cmd_fit_smpl(args: argparse.Namespace) -> int:
+    from .amass import save_amass
+    from .smpl_fit import fit_smpl
+
+    joints = _load_npy(args.inp, 3, (22, 3), "joints")
+    fit = fit_smpl(joints, args.model_folder, args.model, args.gender, args.device, args.fps)
+    save_amass(args.out, fit)
+    print(f"{len(fit.poses)} frames fitted ({fit.model_type}, {fit.gender}), mean joint "
+          f"error {fit.joint_error_m * 100:.2f} cm -> {args.out}")  # fmt: skip
     return 0
 
 
@@ -194,6 +250,22 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("out", metavar="OUT")
     ren.add_argument("--title", default=None)
     ren.set_defaults(run=_cmd_render)
+
+    fit = sub.add_parser("fit-smpl", help="joints (T,22,3) -> AMASS-style SMPL(-X) .npz")
+    fit.add_argument("inp", metavar="IN.npy")
+    fit.add_argument("out", metavar="OUT.npz")
+    fit.add_argument("--model-folder", required=True, help="your SMPL_NEUTRAL.npz etc.")
+    fit.add_argument("--model", choices=("smpl", "smplx"), default="smpl")
+    fit.add_argument("--gender", choices=("neutral", "female", "male"), default="neutral")
+    fit.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    fit.add_argument("--fps", type=float, default=20.0, help="frame rate of IN (default 20)")
+    fit.set_defaults(run=_cmd_fit_smpl)
+
+    demo = sub.add_parser("demo", help="BVH or procedural walk -> features -> joints, previews")
+    demo.add_argument("--bvh", default=None, help="a BVH clip (default: a procedural walk)")
+    demo.add_argument("--map", default=None, help="joint map of the BVH (default: detect)")
+    demo.add_argument("--out", default="demo", help="folder to write into (default: ./demo)")
+    demo.set_defaults(run=_cmd_demo)
 
     bench = sub.add_parser("benchmark", help="generation speed", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

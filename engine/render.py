@@ -136,7 +136,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); move it into place on success.
 
     On any exception the temporary file is deleted and ``path`` is left untouched, so a
-    failed write never leaves a truncated file that looks finished.
+    failed write never leaves a truncated file that looks finished. The file gets the
+    permissions a plain ``open`` would give (mkstemp's are owner-only).
     """
     target = Path(path)
     if not target.parent.is_dir():
@@ -145,10 +146,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _new_figure(width_px: int, height_px: int, dpi: int):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.features import canonicalize_joints, joints_to_features
+from engine.features import canonicalize_joints, joints_to_features, recover_from_ric
 from engine.kinematics import chain_forward_kinematics
 from engine.quaternion import axis_angle_to_quat
 from engine.skeleton import CANONICAL_OFFSETS
@@ -47,6 +47,53 @@ def test_joints_to_bvh_and_back(walk, tmp_path):
     raw = np.load(tmp_path / "raw.npy")
     assert raw.shape == (41, 22, 3)  # file order, End Sites left out, the file's own units
     np.testing.assert_allclose(np.sort(raw[0, :, 1]), np.sort(joints[0, :, 1]), atol=1e-4)
+
+
+def test_raw_keeps_the_files_units_and_rate(walk, tmp_path):
+    """--raw: every joint in the file's own units and frame rate; without it: metres at 20 fps."""
+    path, joints = walk
+    assert main(["joints2bvh", str(path), str(tmp_path / "cm.bvh"), "--scale", "100"]) == 0
+    assert main(["bvh2joints", str(tmp_path / "cm.bvh"), str(tmp_path / "cm.npy"), "--raw"]) == 0
+    raw = np.load(tmp_path / "cm.npy")
+    np.testing.assert_allclose(np.sort(raw[:, :, 1]), np.sort(100 * joints[:, :, 1]), atol=1e-2)
+    assert main(["joints2bvh", str(path), str(tmp_path / "30.bvh"), "--fps", "30"]) == 0
+    assert main(["bvh2joints", str(tmp_path / "30.bvh"), str(tmp_path / "30.npy"), "--raw"]) == 0
+    assert np.load(tmp_path / "30.npy").shape == (41, 22, 3)  # 41 frames at 30 fps, as written
+    assert main(["bvh2joints", str(tmp_path / "30.bvh"), str(tmp_path / "20.npy")]) == 0
+    assert np.load(tmp_path / "20.npy").shape == (27, 22, 3)  # the 4/3 s span at 20 fps
+
+
+def test_unknown_joint_map_exits_2_naming_it(walk, tmp_path, capsys):
+    path, _ = walk
+    assert main(["joints2bvh", str(path), str(tmp_path / "w.bvh")]) == 0
+    argv = ["bvh2joints", str(tmp_path / "w.bvh"), str(tmp_path / "x.npy"), "--map", "nosuch"]
+    assert main(argv) == 2
+    assert "nosuch" in capsys.readouterr().err
+    assert main([*argv[:-1], "smpl"]) == 0
+
+
+def test_demo_without_data_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    names = ("motion.bvh", "features.npy", "joints.npy", "preview.png", "preview.gif")
+    for name in names:
+        assert (out / name).is_file() and str(out / name) in printed
+    features, joints = np.load(out / "features.npy"), np.load(out / "joints.npy")
+    assert features.shape == (79, 263) and joints.shape == (79, 22, 3)  # 4 s walk at 20 fps
+    np.testing.assert_allclose(joints, recover_from_ric(features))
+    assert "79 frames, 3.95 s" in printed and "mm" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary files left
+
+
+def test_demo_from_a_bvh_reproduces_it(walk, tmp_path, capsys):
+    path, joints = walk
+    assert main(["joints2bvh", str(path), str(tmp_path / "in.bvh")]) == 0
+    assert main(["demo", "--bvh", str(tmp_path / "in.bvh"), "--out", str(tmp_path / "o")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "o" / "joints.npy"), joints[:-1], atol=1e-4)
+    assert "in.bvh: 40 frames, 2.00 s" in capsys.readouterr().out
+    assert main(["demo", "--bvh", str(tmp_path / "missing.bvh"), "--out", str(tmp_path)]) == 2
+    assert "missing.bvh" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
