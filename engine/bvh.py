@@ -27,7 +27,7 @@ from typing import NoReturn
 import numpy as np
 
 from .errors import BVHError, MotionError
-from .quaternion import axis_angle_to_quat, qmul, quat_to_euler
+from .quaternion import axis_angle_to_quat, qinv, qmul, qrot, quat_to_euler
 from .rig_pose import forward_kinematics, local_from_global, rotations_from_joints
 from .skeleton import CANONICAL_OFFSETS, FPS, JOINT_NAMES, PARENTS
 
@@ -436,13 +436,37 @@ _ROOT_CHANNELS = ["Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation
 _JOINT_CHANNELS = ["Zrotation", "Xrotation", "Yrotation"]
 
 
+def fitted_offsets(joints: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Canonical offsets (22, 3) with the branch bones turned to the clip's mean directions.
+
+    A rigid skeleton can put every child of a branching joint on its joint only if the
+    children sit where the rest pose has them; a clip from another skeleton (a model trained
+    on Bandai Namco data holds its hips at ~137 degrees from the spine, SMPL's rest at 90)
+    would otherwise be posed by a compromise that moves whole limbs by centimetres. Lengths
+    stay canonical; a rigid canonical clip keeps exactly the canonical offsets.
+    """
+    offsets = CANONICAL_OFFSETS.copy()
+    branches = [j for j, p in enumerate(PARENTS) if p >= 0 and PARENTS.count(p) > 1]
+    for _ in range(iterations):
+        world = rotations_from_joints(joints, PARENTS, offsets)  # (T, 22, 4) rest -> world
+        for j in branches:
+            p = PARENTS[j]
+            rest = qrot(qinv(world[:, p]), joints[:, j] - joints[:, p]).mean(axis=0)  # (3,)
+            length = np.linalg.norm(rest)
+            if length > 1e-9:
+                offsets[j] = rest / length * np.linalg.norm(CANONICAL_OFFSETS[j])
+    return offsets
+
+
 def canonical_bvh(joints: np.ndarray, fps: float = FPS, scale: float = 1.0) -> BVH:
     """The canonical 22-joint skeleton posed onto joints (T, 22, 3), metres, Y up.
 
     Units are metres so that Blender's importer at its default scale 1 builds a correctly
     sized character; ``scale=100`` writes centimetres for tools that expect them. Offsets are
-    CANONICAL_OFFSETS (arms hanging, facing +Z); the root's rest OFFSET puts the rest feet
-    on the floor. Joints whose bone lengths differ from the canonical ones are posed by bone
+    the canonical ones (arms hanging, facing +Z) except that the bones leaving a branching
+    joint (hips and spine1 from the pelvis, neck and collars from spine3) point where the clip
+    holds them on average (``fitted_offsets``); the root's rest OFFSET puts the rest feet on
+    the floor. Joints whose bone lengths differ from the canonical ones are posed by bone
     direction: the pelvis path and single-child bone directions are kept exactly, branching
     joints (pelvis, spine3) by best fit. The BVH lists joints in JOINT_NAMES order; the
     written file is depth first, so read it back by name (the "smpl" joint map does).
@@ -450,10 +474,11 @@ def canonical_bvh(joints: np.ndarray, fps: float = FPS, scale: float = 1.0) -> B
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (len(JOINT_NAMES), 3) or not len(joints):
         raise MotionError(f"canonical_bvh needs joints of shape (T, 22, 3), got {joints.shape}")
-    local = local_from_global(rotations_from_joints(joints, PARENTS, CANONICAL_OFFSETS), PARENTS)
+    offsets = fitted_offsets(joints)
+    local = local_from_global(rotations_from_joints(joints, PARENTS, offsets), PARENTS)
     euler = quat_to_euler(local, "ZXY")  # (T, 22, 3) degrees, in the channel order
     motion = np.concatenate([joints[:, 0] * scale, euler.reshape(len(joints), -1)], axis=1)
-    offsets = CANONICAL_OFFSETS * scale
+    offsets = offsets * scale
     rest = forward_kinematics(
         np.tile([1.0, 0, 0, 0], (1, len(PARENTS), 1)), np.zeros((1, 3)), PARENTS, offsets
     )

@@ -139,6 +139,25 @@ def test_canonical_bvh_reproduces_rigid_joints(tmp_path):
         np.testing.assert_allclose(back.world_positions()[:, order] / scale, joints, atol=1e-5)
 
 
+def test_canonical_bvh_fits_branch_bones_of_another_skeleton(tmp_path):
+    """Hips spread 40 degrees below the canonical hip line (as a model trained on another
+    skeleton holds them): the written BVH keeps every joint on its target, not a compromise
+    that moves whole legs."""
+    rng = np.random.default_rng(3)
+    offsets = CANONICAL_OFFSETS.copy()
+    down = np.radians(40)
+    for hip in (1, 2):
+        x = offsets[hip, 0]
+        offsets[hip] = (x * np.cos(down), -abs(x) * np.sin(down), 0.0)
+    local = rng.normal(size=(10, 22, 4)) * [4, 1, 1, 1]  # moderate rotations
+    local /= np.linalg.norm(local, axis=-1, keepdims=True)
+    joints = forward_kinematics(local, np.tile([0, 0.9, 0], (10, 1)), PARENTS, offsets)
+    write_bvh(tmp_path / "other.bvh", canonical_bvh(joints))
+    back = read_bvh(tmp_path / "other.bvh")
+    order = [back.names.index(n) for n in JOINT_NAMES]
+    np.testing.assert_allclose(back.world_positions()[:, order], joints, atol=1e-4)
+
+
 def test_canonical_rest_pose_stands_on_the_floor():
     bvh = canonical_bvh(np.zeros((1, 22, 3)) + np.arange(22)[None, :, None] * 0.01)
     rest = forward_kinematics(
