@@ -11,9 +11,9 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import bone_maps, operators, panel, preferences, properties
+    from . import bone_maps, operators, panel, preferences, properties, smpl_operators
 
-    return (preferences, properties, operators, panel, bone_maps)
+    return (preferences, properties, operators, panel, bone_maps, smpl_operators)
 
 
 def register() -> None:

@@ -80,7 +80,7 @@ def bake(
     say = report or (lambda _level, _msg: None)
     if armature is None or armature.type != "ARMATURE":
         raise MotionError(f"bake needs an armature object, got {getattr(armature, 'name', None)!r}")
-    _check_bakeable(armature)
+    check_bakeable(armature)
     mode = root_motion.lower()
     if mode not in ROOT_MOTION_MODES:
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
@@ -106,7 +106,7 @@ def bake(
     return action
 
 
-def _check_bakeable(armature: bpy.types.Object) -> None:
+def check_bakeable(armature: bpy.types.Object) -> None:
     """States in which Blender would not take a new Action or would read stale bones."""
     if armature.mode == "EDIT":
         raise MotionError(f"'{armature.name}' is in Edit Mode: switch to Object or Pose Mode")
@@ -200,22 +200,49 @@ def write_action(
     If anything fails half way, the new Action and NLA tracks are removed and the previous
     assignment restored before the error propagates.
     """
-    say = report or (lambda _level, _msg: None)
-    anim = armature.animation_data
-    had_anim = anim is not None
-    anim = anim or armature.animation_data_create()
-    previous, previous_slot = anim.action, anim.action_slot
     modes = {n: armature.pose.bones[n].rotation_mode for n in tracks.bone_names}
+
+    def fill(channelbag, frames: np.ndarray) -> None:
+        _write_curves(channelbag, armature, tracks, frames)
+
+    try:
+        return new_action(armature, name, frame_start, tracks.num_frames, fill, push_to_nla,
+                          report)  # fmt: skip
+    except BaseException:
+        for bone_name, mode in modes.items():
+            armature.pose.bones[bone_name].rotation_mode = mode
+        raise
+
+
+def new_action(
+    owner: bpy.types.ID,
+    name: str,
+    frame_start: int,
+    num_frames: int,
+    fill: Callable[[bpy.types.ActionChannelbag, np.ndarray], None],
+    push_to_nla: bool = False,
+    report: Report | None = None,
+) -> bpy.types.Action:
+    """A new Action for ``owner`` (an object, a mesh's shape keys ...) that ``fill`` keys.
+
+    fill(channelbag, frames) adds the curves; frames: (T,) the frame numbers. The owner's
+    previous Action is stashed (unless an NLA strip uses it), the new one assigned or pushed
+    to the NLA; if anything fails, all of that is undone before the error propagates.
+    """
+    say = report or (lambda _level, _msg: None)
+    anim = owner.animation_data
+    had_anim = anim is not None
+    anim = anim or owner.animation_data_create()
+    previous, previous_slot = anim.action, anim.action_slot
     action, new_tracks = None, []
     try:
         if previous is not None and not _on_nla(anim, previous):
             new_tracks.append(_stash(anim, previous, previous_slot))
             say({"INFO"}, f"kept the previous action '{previous.name}' on an NLA stash track")
         action = bpy.data.actions.new(name.strip() or "Kinetext")
-        slot = action.slots.new("OBJECT", armature.name)
+        slot = action.slots.new(owner.id_type, owner.name)
         channelbag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
-        frames = frame_start + np.arange(tracks.num_frames, dtype=np.float64)
-        _write_curves(channelbag, armature, tracks, frames)
+        fill(channelbag, frame_start + np.arange(num_frames, dtype=np.float64))
         anim.action = action
         anim.action_slot = slot
         if push_to_nla:
@@ -223,31 +250,32 @@ def write_action(
     except BaseException:
         for track in new_tracks:
             anim.nla_tracks.remove(track)
-        for bone_name, mode in modes.items():
-            armature.pose.bones[bone_name].rotation_mode = mode
         if action is not None:
             bpy.data.actions.remove(action)
         if had_anim:
             anim.action, anim.action_slot = previous, previous_slot
         else:
-            armature.animation_data_clear()
+            owner.animation_data_clear()
         raise
     return action
 
 
+def add_curve(channelbag, path: str, index: int, group: str, frames, values) -> None:
+    """One linear F-curve keyed at ``frames`` (T,) with ``values`` (T,), in bulk."""
+    linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+    co = np.empty((len(frames), 2), dtype=np.float32)  # (T, 2): frame, value
+    co[:, 0], co[:, 1] = frames, values
+    fcurve = channelbag.fcurves.new(path, index=index, group_name=group)
+    fcurve.keyframe_points.add(len(frames))
+    fcurve.keyframe_points.foreach_set("co", co.ravel())
+    fcurve.keyframe_points.foreach_set("interpolation", np.full(len(frames), linear, np.int32))
+
+
 def _write_curves(channelbag, armature, tracks: PoseTracks, frames: np.ndarray) -> None:
     """Every channel: keyframe_points.add(T), then co and interpolation by foreach_set."""
-    linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-    interpolation = np.full(len(frames), linear, dtype=np.int32)
-    co = np.empty((len(frames), 2), dtype=np.float32)  # (T, 2): frame, value
-    co[:, 0] = frames
 
     def curve(path: str, index: int, group: str, values: np.ndarray) -> None:
-        fcurve = channelbag.fcurves.new(path, index=index, group_name=group)
-        fcurve.keyframe_points.add(len(frames))
-        co[:, 1] = values
-        fcurve.keyframe_points.foreach_set("co", co.ravel())
-        fcurve.keyframe_points.foreach_set("interpolation", interpolation)
+        add_curve(channelbag, path, index, group, frames, values)
 
     for k, bone_name in enumerate(tracks.bone_names):
         pose_bone = armature.pose.bones[bone_name]

@@ -1,10 +1,12 @@
-"""The generation job: the engine's ``generate`` in a background thread, with progress and Cancel.
+"""Background jobs: the engine's ``generate`` (or another engine call, such as fitting an SMPL
+body) in a background thread, with progress and Cancel.
 
 Blender's data may only be touched from the main thread, so a job never sees bpy: it gets a
-plain ``Request``, runs the engine, and leaves a ``Motion`` (or an error message, or the fact
-that it was cancelled) for the operator to collect on the main thread. Cancelling sets a
-flag that the pipeline's progress callback turns into an exception at the next sampling step.
-One job runs at a time (``begin`` refuses a second): the models are large and the GPU shared.
+plain request, runs the engine, and leaves its result (a ``Motion`` for a generation), or an
+error message, or the fact that it was cancelled, for the operator to collect on the main
+thread. Cancelling sets a flag that the engine's progress callback turns into an exception
+at its next step. One job runs at a time (``begin`` refuses a second): the models are large
+and the GPU shared.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dataclasses
 import os
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..engine.errors import MotionError
@@ -46,21 +48,37 @@ class Request:
     offline: bool = False  # Blender's online access is off: never download
 
 
-class Job:
-    """One generation. ``run`` works in the calling thread, ``start`` in a new one."""
+Work = Callable[[Any, Callable[[float, float], None]], Any]
+"""work(request, progress) -> result, run in the worker; progress(step, total) may raise."""
 
-    def __init__(self, request: Request) -> None:
+
+class Job:
+    """One engine call. ``run`` works in the calling thread, ``start`` in a new one.
+
+    work: what to run (default: ``generate``); label: what the messages call it.
+    """
+
+    def __init__(self, request: Any, work: Work | None = None, label: str = "generation") -> None:
         self.request = request
+        self.work = work
+        self.label = label
         self.progress = 0.0  # 0..1, written by the worker, read by the UI
-        self.motion: Any = None  # engine.motion.Motion once finished
+        self.result: Any = None  # what ``work`` returned, once finished
         self.error: str | None = None
         self.cancelled = False
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def motion(self) -> Any:
+        """A generation's result: the engine.motion.Motion."""
+        return self.result
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="kinetext-generate", daemon=True)
+        slug = "generate" if self.work is None else self.label.replace(" ", "-")
+        name = f"kinetext-{slug}"
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
         self._thread.start()
 
     def cancel(self) -> None:
@@ -75,11 +93,11 @@ class Job:
         return self._done.wait(timeout)
 
     def run(self) -> None:
-        """Generate, recording the outcome in ``motion`` / ``error`` / ``cancelled``."""
+        """Do the work, recording the outcome in ``result`` / ``error`` / ``cancelled``."""
         try:
             if self._cancel.is_set():
                 raise Cancelled
-            self.motion = generate(self.request, self._on_progress)
+            self.result = (self.work or generate)(self.request, self._on_progress)
             self.progress = 1.0
         except Cancelled:
             self.cancelled = True
@@ -90,11 +108,11 @@ class Job:
             self.error = deps.missing_message(absent)
         except Exception as error:  # a worker must never die silently
             traceback.print_exc()
-            self.error = f"generation failed: {type(error).__name__}: {error}"
+            self.error = f"{self.label} failed: {type(error).__name__}: {error}"
         finally:
             self._done.set()
 
-    def _on_progress(self, step: int, total: int) -> None:
+    def _on_progress(self, step: float, total: float) -> None:
         if self._cancel.is_set():
             raise Cancelled
         self.progress = step / max(total, 1)
@@ -109,7 +127,7 @@ def generate(request: Request, progress: Any) -> Any:
     local = checkpoint and os.path.isdir(os.path.expanduser(checkpoint))
     if checkpoint and not local and looks_like_repo_id(checkpoint):
         checkpoint = _hub_checkpoint(checkpoint, request.revision, request.device, request.offline)
-    with _threads_beside_blender():
+    with threads_beside_blender():
         return pipeline.generate(
             request.prompt,
             seconds=request.seconds,
@@ -125,7 +143,7 @@ def generate(request: Request, progress: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _threads_beside_blender() -> Iterator[None]:
+def threads_beside_blender() -> Iterator[None]:
     """Run torch on all cores but one while generating, then restore its setting.
 
     Blender's own worker threads stay busy (drawing, evaluating the scene); when torch's
@@ -186,15 +204,19 @@ _CURRENT: Job | None = None
 _LOCK = threading.Lock()
 
 
-def begin(request: Request) -> Job:
-    """Make a job for ``request`` the current one; ``Busy`` while another is unfinished."""
+def begin(request: Any, work: Work | None = None, label: str = "generation") -> Job:
+    """Make a job for ``request`` the current one; ``Busy`` while another is unfinished.
+
+    work, label: see ``Job`` (by default the job generates motion).
+    """
     global _CURRENT
     with _LOCK:
         if _CURRENT is not None:
             raise Busy(
-                "a generation is already running: wait for it to finish or press Cancel (Esc)"
+                f"a {_CURRENT.label} is already running: wait for it to finish or press "
+                "Cancel (Esc)"
             )
-        _CURRENT = Job(request)
+        _CURRENT = Job(request, work, label)
         return _CURRENT
 
 

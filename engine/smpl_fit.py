@@ -23,6 +23,7 @@ import dataclasses
 import io
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,13 @@ import torch
 
 from .errors import MotionError
 from .quaternion import matrix_to_quat
+from .smpl_body import GENDERS, INSTALL_HINT, MODEL_TYPES, find_model_file
 
-MODEL_TYPES = ("smpl", "smplx")
-GENDERS = ("neutral", "female", "male")
 NUM_JOINTS = 22
 NUM_BODY_JOINTS = 21  # SMPL's 23 minus the two hands; SMPL-X's body joints
 POSE_DIMS = {"smpl": 72, "smplx": 165}  # AMASS layout: root, body, (jaw, eyes, hands), hands
 TORSO = (0, 1, 2, 3, 6, 9, 13, 14, 16, 17)  # joints that move (almost) rigidly with the root
 KNEES = (3, 4)  # body_pose indices (joint - 1) of the knees, which bend about +x only
-INSTALL_HINT = (
-    "SMPL fitting needs the optional package smplx: `pip install smplx` (or `pip install "
-    "kinetext[smpl]`). The SMPL / SMPL-X model files are your own: download them from "
-    "smpl.is.tue.mpg.de or smpl-x.is.tue.mpg.de under their licence and pass their folder"
-)
 
 
 @dataclasses.dataclass
@@ -93,19 +88,6 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise MotionError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
     return value
-
-
-def find_model_file(folder: str | os.PathLike, model_type: str, gender: str) -> Path:
-    """``SMPL_NEUTRAL.npz`` etc. in ``folder`` or its ``smpl`` / ``smplx`` subfolder."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise MotionError(f"{root}: SMPL model folder not found. {INSTALL_HINT}")
-    stem = f"{model_type.upper()}_{gender.upper()}"
-    for where in (root, root / model_type):
-        for ext in (".npz", ".pkl"):
-            if (where / f"{stem}{ext}").is_file():
-                return where / f"{stem}{ext}"
-    raise MotionError(f"{root}: no {stem}.npz or {stem}.pkl in this folder. {INSTALL_HINT}")
 
 
 def _small_vertex_ids(smplx: Any, num_vertices: int) -> dict[str, int]:
@@ -179,7 +161,11 @@ def _joints(body: torch.nn.Module, betas, root, pose, trans) -> torch.Tensor:
     return out.joints[:, :NUM_JOINTS]
 
 
-def _minimise(params: list[torch.Tensor], loss_fn, steps: int) -> None:
+Tick = Callable[[], None]
+"""Called at every loss evaluation: progress reports, and a cancel that raises from it."""
+
+
+def _minimise(params: list[torch.Tensor], loss_fn, steps: int, tick: Tick | None = None) -> None:
     """L-BFGS with a line search: the losses are smooth, and it reaches sub-millimetre fits
     in far fewer model evaluations than first-order steps."""
     if steps <= 0:
@@ -189,6 +175,8 @@ def _minimise(params: list[torch.Tensor], loss_fn, steps: int) -> None:
                             line_search_fn="strong_wolfe")  # fmt: skip
 
     def closure() -> torch.Tensor:
+        if tick is not None:
+            tick()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.backward()
@@ -197,7 +185,9 @@ def _minimise(params: list[torch.Tensor], loss_fn, steps: int) -> None:
     opt.step(closure)
 
 
-def fit_betas(body: torch.nn.Module, bone_lengths: torch.Tensor, opts: FitOptions) -> torch.Tensor:
+def fit_betas(
+    body: torch.nn.Module, bone_lengths: torch.Tensor, opts: FitOptions, tick: Tick | None = None
+) -> torch.Tensor:
     """Shape (1, num_betas) whose rest skeleton has the given bone lengths (21,) metres."""
     from .skeleton import PARENTS
 
@@ -211,7 +201,7 @@ def fit_betas(body: torch.nn.Module, bone_lengths: torch.Tensor, opts: FitOption
         lengths = (rest[1:] - rest[parents]).norm(dim=-1)
         return ((lengths - bone_lengths) ** 2).mean() + opts.betas_weight * betas.square().mean()
 
-    _minimise([betas], loss, opts.shape_steps)
+    _minimise([betas], loss, opts.shape_steps, tick)
     return betas.detach()
 
 
@@ -254,7 +244,7 @@ def _difference(x: torch.Tensor, previous: torch.Tensor | None, order: int) -> t
     return seq.square().mean()
 
 
-def _fit_chunk(body, betas, target, start, previous, opts: FitOptions):
+def _fit_chunk(body, betas, target, start, previous, opts: FitOptions, tick: Tick | None = None):
     """Optimise root (B,3), pose (B,63), trans (B,3) for target joints (B, 22, 3)."""
     root, pose, trans = (p.clone().requires_grad_(True) for p in start)
     prev_pose = None if previous is None else previous[1][-1:]  # (1, 63)
@@ -265,7 +255,7 @@ def _fit_chunk(body, betas, target, start, previous, opts: FitOptions):
 
     torso = list(TORSO)
     _minimise([root, trans], lambda: joint_loss(_joints(body, betas, root, pose, trans), torso),
-              opts.root_steps)  # fmt: skip
+              opts.root_steps, tick)  # fmt: skip
 
     def full_loss() -> torch.Tensor:
         joints = _joints(body, betas, root, pose, trans)
@@ -273,7 +263,7 @@ def _fit_chunk(body, betas, target, start, previous, opts: FitOptions):
         smooth = smooth + opts.pose_smooth * _difference(pose, prev_pose, 1)
         return joint_loss(joints, slice(None)) + smooth + _angle_penalty(pose, opts)
 
-    _minimise([root, pose, trans], full_loss, opts.steps)
+    _minimise([root, pose, trans], full_loss, opts.steps, tick)
     with torch.no_grad():
         joints = _joints(body, betas, root, pose, trans)
     return root.detach(), pose.detach(), trans.detach(), joints
@@ -287,11 +277,14 @@ def fit_smpl(
     device: str | torch.device = "auto",
     fps: float = 20.0,
     options: FitOptions | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> SMPLFit:
     """SMPL / SMPL-X parameters whose joints follow ``joints`` (T, 22, 3) metres Y up.
 
     model: the user's model folder, or a data structure of model arrays (see
     load_body_model). device: "auto" picks CUDA, then Apple MPS, then the CPU.
+    progress(frames_done, frames) is called at every loss evaluation (frames_done a float
+    estimate); an exception raised from it stops the fit (a cancel button).
     """
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
@@ -311,7 +304,7 @@ def fit_smpl(
     from .skeleton import PARENTS
 
     bones = (target[:, 1:] - target[:, list(PARENTS[1:NUM_JOINTS])]).norm(dim=-1).mean(0)
-    betas = fit_betas(body, bones, opts)
+    betas = fit_betas(body, bones, opts, _ticker(progress, 0, 0, len(joints), 1))
     zero3 = target.new_zeros(1, 3)
     rest = _joints(body, betas, zero3, target.new_zeros(1, 3 * NUM_BODY_JOINTS), zero3)[0]
     rest_np = rest.cpu().numpy().astype(np.float64)
@@ -330,7 +323,11 @@ def fit_smpl(
         hi = min(lo + max(opts.chunk, 1), len(joints))
         last_pose = target.new_zeros(3 * NUM_BODY_JOINTS) if previous is None else previous[1][-1]
         start = (roots0[lo:hi], last_pose.expand(hi - lo, -1), trans0[lo:hi])
-        root, pose, trans, fitted = _fit_chunk(body, betas, target[lo:hi], start, previous, opts)
+        budget = 1.25 * (opts.root_steps + opts.steps)  # L-BFGS evaluates ~1.25x per step
+        tick = _ticker(progress, lo, hi, len(joints), budget)
+        root, pose, trans, fitted = _fit_chunk(
+            body, betas, target[lo:hi], start, previous, opts, tick
+        )
         results.append((root, pose, trans, fitted))
         previous = (root, pose, trans, fitted)
 
@@ -344,3 +341,16 @@ def fit_smpl(
         betas=betas[0].cpu().numpy().astype(np.float32), joint_error_m=float(error),
         model_type=model_type, gender=gender, fps=float(fps),
     )  # fmt: skip
+
+
+def _ticker(progress, lo: int, hi: int, total: int, budget: float) -> Tick | None:
+    """A tick that reports frames lo..hi as done in proportion to evaluations spent."""
+    if progress is None:
+        return None
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+        progress(lo + (hi - lo) * min(count[0] / max(budget, 1.0), 1.0), total)
+
+    return tick

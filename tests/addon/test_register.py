@@ -22,6 +22,7 @@ CLASSES = [
     "MOTION_OT_bake", "MOTION_OT_export_bvh", "MOTION_OT_clear_variations",
     "MOTION_OT_install_dependencies", "KINETEXT_PG_bone_pair", "KINETEXT_PG_bone_map",
     "MOTION_OT_bone_map_load", "MOTION_OT_bone_map_save", "KINETEXT_PT_bone_map",
+    "MOTION_OT_fit_body", "MOTION_OT_export_amass", "KINETEXT_PT_smpl_body",
 ]  # fmt: skip
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,9 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def registered_classes() -> list[str]:
     """Names of the add-on's classes Blender knows now (property groups and preferences are
     not listed in bpy.types, so each class is asked)."""
-    from kinetext.addon import bone_maps, operators, panel, preferences, properties
+    from kinetext.addon import bone_maps, operators, panel, preferences, properties, smpl_operators
 
-    modules = (preferences, properties, operators, panel, bone_maps)
+    modules = (preferences, properties, operators, panel, bone_maps, smpl_operators)
     return sorted(c.__name__ for m in modules for c in m.classes if c.is_registered)
 
 
@@ -110,13 +111,14 @@ def test_registers_and_explains_without_torch(tmp_path):
         import bpy
         from types import SimpleNamespace
         from kinetext import addon
-        from kinetext.addon import bone_maps, deps, panel, properties
+        from kinetext.addon import bone_maps, deps, panel, properties, smpl_operators
         class Layout:  # accepts any drawing call
             def __getattr__(self, name):
                 return lambda *args, **kwargs: self
         addon.register()
         missing = [r.package for r in deps.missing()]
-        for drawn in panel.classes[1:] + (bone_maps.KINETEXT_PT_bone_map,):
+        for drawn in panel.classes[1:] + (bone_maps.KINETEXT_PT_bone_map,
+                                          smpl_operators.KINETEXT_PT_smpl_body):
             drawn.draw(SimpleNamespace(layout=Layout()), bpy.context)
         presets = [item[0] for item in properties.preset_items(None, bpy.context)]
         try:

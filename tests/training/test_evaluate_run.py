@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,11 +13,21 @@ import pytest
 import torch
 
 from engine.checkpoint import save_checkpoint
+from engine.errors import MotionError
 from engine.features import Normalizer
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from engine.models.mlagen import MLAGen, MLAGenConfig
+from engine.motion import Motion
 from engine.text_encoder import TextEncoderConfig
-from training.evaluation.evaluator import EvaluatorConfig, TextMotionEvaluator, save_evaluator
+from training.data import MotionDataset, make_loader, set_epoch
+from training.evaluation import generation, metrics
+from training.evaluation.evaluator import (
+    EvaluatorConfig,
+    TextMotionEvaluator,
+    load_evaluator,
+    save_evaluator,
+)
+from training.evaluation.generation import parse_sampling
 from training.evaluation.run import Protocol, evaluate, main_evaluate
 
 TEXT_DIM = 384  # the bundled MiniLM
@@ -109,10 +121,14 @@ def test_real_rows_with_an_oracle_evaluator(data_root):
 
 
 def test_end_to_end_with_generation(data_root, checkpoint, evaluator_path, tmp_path):
-    report = evaluate(
-        checkpoint, data_root, evaluator_path, replications=2, batch_size=4, steps=2,
-        device="cpu", seed=3, protocol=SMALL,
-    )  # fmt: skip
+    def run():
+        return evaluate(
+            checkpoint, data_root, evaluator_path, replications=2, batch_size=4, steps=2,
+            device="cpu", seed=3, protocol=SMALL,
+        )  # fmt: skip
+
+    report = run()
+    assert run().values == report.values  # same seed, same numbers (MModality included)
     gen, real = report.rows["generated"], report.rows["real"]
     assert gen["top1"].count == 2 and report.settings["items_per_replication"] == 8
     assert gen["top1"].mean <= gen["top2"].mean <= gen["top3"].mean <= 1.0
@@ -120,6 +136,7 @@ def test_end_to_end_with_generation(data_root, checkpoint, evaluator_path, tmp_p
     assert gen["fid"].mean >= 0 and gen["mmodality"].mean >= 0
     assert 0.0 < gen["sink_ratio"].mean <= 1.0  # MLA-Gen reports it
     assert real["mmodality"] is None
+    assert {"generation", "embedding", "scoring"} <= set(report.settings["phase_seconds"])
     # The real rows do not depend on generation: the same as a "real" run with that seed.
     alone = evaluate("real", data_root, evaluator_path, replications=2, batch_size=4,
                      device="cpu", seed=3, protocol=SMALL)  # fmt: skip
@@ -156,3 +173,125 @@ def test_without_a_train_split_the_real_row_has_no_fid(data_root, tmp_path):
     report = evaluate("real", copy, Oracle(), replications=1, batch_size=4, protocol=SMALL)
     assert report.rows["real"]["fid"] is None and report.rows["real"]["top1"].mean == 1.0
     assert "| Real (test; FID train vs test) | - |" in report.to_markdown()
+
+
+def _draws(data_root, replications: int, batch_size: int, seed: int, normalizer=None):
+    """Each replication's batches as the protocol's loader draws them."""
+    test = MotionDataset(data_root, "test", normalizer=normalizer, seed=seed)
+    loader = make_loader(test, batch_size, shuffle=True, seed=seed, drop_last=True)
+    out = []
+    for rep in range(replications):
+        set_epoch(loader, rep)
+        out.append(list(loader))
+    return out
+
+
+def test_real_rows_score_the_loaders_draws(data_root, evaluator_path):
+    embedder = load_evaluator(evaluator_path)
+    report = evaluate("real", data_root, embedder, replications=2, batch_size=4, seed=5,
+                      protocol=SMALL)  # fmt: skip
+    for rep, batches in enumerate(_draws(data_root, 2, 4, 5, embedder.normalizer)):
+        text = [embedder.embed_text(b.captions) for b in batches]
+        motion = [embedder.embed_motion(b.features, b.lengths.tolist()) for b in batches]
+        hits = sum(metrics.r_precision_hits(metrics.distance_matrix(t, m))
+                   for t, m in zip(text, motion, strict=True))  # fmt: skip
+        got = report.values["real"][rep]
+        assert [got["top1"], got["top2"], got["top3"]] == pytest.approx(hits / 8, abs=1e-12)
+        all_text, all_motion = np.concatenate(text), np.concatenate(motion)
+        assert got["matching"] == pytest.approx(metrics.matching_score(all_text, all_motion))
+        assert got["clip_score"] == pytest.approx(metrics.clip_score(all_text, all_motion))
+
+
+def _number(caption: str) -> int:
+    return int(re.search(r"\d+$", caption).group())
+
+
+def test_generation_is_batched_across_replications(data_root, checkpoint, monkeypatch):
+    """A stand-in generator writes each caption's number as a one-hot scaled by seeded noise:
+    the oracle then shows which caption every generated clip was paired with."""
+    calls: list[tuple[list[str], int]] = []
+
+    def fake_generate(prompts, *, frames, seed, **_):
+        calls.append((list(prompts), frames))
+        scale = 1.0 + 0.2 * np.random.default_rng(seed).random(len(prompts))  # (n,)
+        features = np.zeros((len(prompts), frames, 263), np.float32)
+        for row, prompt in enumerate(prompts):
+            features[row, :, _number(prompt)] = scale[row]
+        return Motion(np.zeros((len(prompts), frames, 22, 3), np.float32), features, 20,
+                      list(prompts), {"sink_ratio": None})  # fmt: skip
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    per_call, reps = 10, 3  # 12 clips per length: 2 calls (one per replication would be 3)
+    protocol = Protocol(mm_batches=1, mm_repeats=4, mm_pairs=2, prompts_per_call=per_call)
+    report = evaluate(checkpoint, data_root, Oracle(), replications=reps, batch_size=4, seed=2,
+                      device="cpu", protocol=protocol)  # fmt: skip
+
+    main, mm = Counter(), Counter()
+    for batches in _draws(data_root, reps, 4, 2):
+        for k, b in enumerate(batches):
+            pairs = [(c, int(n)) for c, n in zip(b.captions, b.lengths, strict=True)]
+            main.update(pairs)
+            mm.update(pairs if k == 0 else [])
+    made = Counter((p, frames) for prompts, frames in calls for p in prompts)
+    assert made == main + Counter({k: 4 * v for k, v in mm.items()})  # exactly the draws
+    for length in {n for _, n in main}:  # few calls: clips of all replications together
+        want = sum(v for (_, n), v in main.items() if n == length)
+        want_mm = 4 * sum(v for (_, n), v in mm.items() if n == length)
+        calls_here = [len(p) for p, n in calls if n == length]
+        assert max(calls_here) <= per_call
+        assert len(calls_here) <= math.ceil(want / per_call) + math.ceil(want_mm / per_call)
+    assert report.settings["generate_calls"] == len(calls)
+    gen = report.rows["generated"]
+    assert gen["top1"].mean == 1.0 and gen["top1"].count == reps  # every clip its own caption
+    assert 0.0 < gen["matching"].mean < 0.2  # |1 - scale|
+    assert gen["mmodality"].count == reps and gen["mmodality"].mean > 0.0
+    assert gen["sink_ratio"] is None
+    alone = evaluate("real", data_root, Oracle(), replications=reps, batch_size=4, seed=2,
+                     protocol=protocol)  # fmt: skip
+    assert alone.values["real"] == report.values["real"]
+
+
+def test_sampling_overrides(data_root, checkpoint, evaluator_path, tmp_path, capsys):
+    assert parse_sampling(["steps=25", "method=heun", "guidance=4.5"]) == {
+        "steps": 25, "method": "heun", "guidance": 4.5,
+    }  # fmt: skip
+    with pytest.raises(MotionError, match="KEY=VALUE"):
+        parse_sampling(["steps"])
+    with pytest.raises(MotionError, match="allowed are guidance, method, mode, steps"):
+        evaluate(
+            checkpoint,
+            data_root,
+            Oracle(),
+            replications=1,
+            batch_size=4,
+            device="cpu",
+            sampling={"ar_steps": 8},
+        )  # MoLingo's setting; this checkpoint is MLA-Gen
+    with pytest.raises(MotionError, match="steps='two' should be of type int"):
+        evaluate(checkpoint, data_root, Oracle(), replications=1, batch_size=4, device="cpu",
+                 sampling={"steps": "two"})  # fmt: skip
+
+    base = [
+        str(checkpoint),
+        "--data",
+        str(data_root),
+        "--evaluator",
+        str(evaluator_path),
+        "--replications",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--no-mm",
+    ]
+    assert main_evaluate([*base, "--sampling", "bogus=1"]) == 2
+    assert "allowed are guidance, method, mode, steps" in capsys.readouterr().err
+
+    def numbers(*extra: str) -> list:
+        assert main_evaluate([*base, "--out", str(tmp_path / "r.json"), *extra]) == 0
+        return json.loads((tmp_path / "r.json").read_text())["replications"]["generated"]
+
+    # --sampling steps=2 reaches the sampler as --steps 2 does (else: the default 100 steps).
+    via_sampling = numbers("--sampling", "steps=2", "--sampling", "method=euler")
+    assert via_sampling == numbers("--steps", "2")

@@ -72,6 +72,23 @@ def test_export_uses_the_ema_weights_and_the_rescaled_autoencoder(runs):
     assert ckpt.metadata["sampling"]["guidance"] == 4.0  # MLA-Gen's defaults, alone
 
 
+def test_each_generator_of_a_merged_checkpoint_samples_with_its_own_defaults(runs):
+    folder = export_runs([runs["molingo"], runs["mlagen"]], runs["root"] / "tuned")
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"]["sampling_defaults"]["mlagen"]["steps"] = 3
+    config["metadata"]["sampling_defaults"]["molingo"]["guidance"] = 2.5
+    (folder / "config.json").write_text(json.dumps(config))
+    ckpt = load_checkpoint(folder)
+    made = {
+        name: generate("a person walks", frames=40, checkpoint=ckpt, generator=name,
+                       device="cpu").diagnostics  # fmt: skip
+        for name in ("mlagen", "molingo")
+    }
+    assert made["mlagen"]["steps"] == 3 and made["mlagen"]["guidance"] == 4.0
+    assert made["molingo"]["guidance"] == 2.5 and made["molingo"]["steps"] == 32
+    assert made["molingo"]["ar_steps"] == 16 and "mode" not in made["molingo"]
+
+
 def test_generators_on_different_latent_scales_do_not_export_together(runs):
     other = runs["run"]("mlagen-other", task="mlagen", autoencoder=str(runs["vae"]),
                         max_steps=1, latent_scale=3.0)  # fmt: skip

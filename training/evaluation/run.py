@@ -1,17 +1,22 @@
 """Evaluate a checkpoint on a data set's test split (the MARDM / MoLingo protocol, SPEC 4).
 
     python -m training evaluate CHECKPOINT --data ROOT --evaluator PATH [--replications 20]
-                                [--out results.json] [--markdown results.md]
+                                [--sampling steps=25 ...] [--out results.json] [--markdown ...]
 
 One replication: the split is shuffled into batches of 32 (incomplete batch dropped), each
 item cropped and captioned as the data set draws it for that replication; the generator makes
-one motion per caption at the item's length (items of one length share ``generate`` calls);
-the evaluator embeds texts, real and generated motions, and ``metrics`` turns the embeddings
-into FID, R-precision, matching score, diversity, MModality (the first 3 batches' texts, 30
-generations each), the CLIP-score analogue and MLA-Gen's SinkRatio. Replications are
-summarised as mean +/- 1.96 sigma / sqrt(n). The real row measures the test motions against
-their own captions, and FID between real training and real test motions, as the floor a
-generator can be compared with.
+one motion per caption at the item's length; the evaluator embeds texts, real and generated
+motions, and ``metrics`` turns the embeddings into FID, R-precision, matching score,
+diversity, MModality (the first 3 batches' texts, 30 generations each), the CLIP-score
+analogue and MLA-Gen's SinkRatio. Replications are summarised as mean +/- 1.96 sigma /
+sqrt(n). The real row measures the test motions against their own captions, and FID between
+real training and real test motions, as the floor a generator can be compared with.
+
+Phases: every replication is drawn (and its real row scored) first; then the clips of all
+replications are generated together, length by length, in calls of up to
+``Protocol.prompts_per_call`` clips (``generation``: a GPU call costs about the same for 13
+clips as for 256); then each replication's generated row is scored. The seconds of each
+phase are in the report's ``settings["phase_seconds"]``.
 """
 
 from __future__ import annotations
@@ -22,21 +27,29 @@ import json
 import sys
 import time
 import typing
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from engine.checkpoint import Checkpoint, load_checkpoint
+from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
 from engine.features import Normalizer
-from engine.pipeline import MAX_VARIATIONS, generate, resolve_device
+from engine.pipeline import resolve_device
 from engine.text_encoder import TextEncoder, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
 from training.evaluation import metrics
+from training.evaluation.generation import (
+    Generation,
+    Request,
+    Stopwatch,
+    check_sampling,
+    generator_name,
+    parse_sampling,
+)
 from training.evaluation.metrics import Interval, confidence_interval
 
 # Metric key -> column title (arrow: which way is better; -> means closer to the real row).
@@ -81,7 +94,7 @@ class Protocol:
     mm_batches: int = 3
     mm_repeats: int = 30  # generations per text
     mm_pairs: int = 10
-    prompts_per_call: int = 128  # clips per generate() call (memory vs. speed)
+    prompts_per_call: int = 256  # clips per generate() call, across replications (memory)
 
 
 @dataclasses.dataclass
@@ -126,70 +139,34 @@ class Report:
             Path(markdown_path).write_text(self.to_markdown(), "utf-8")
 
 
-# ---- generation ----------------------------------------------------------------------------
+# ---- one replication's draw and its real row -----------------------------------------------
 
 
 @dataclasses.dataclass
-class Generation:
-    """A checkpoint and the sampling settings every ``generate`` call of a run uses."""
+class Draw:
+    """One replication's batches as the loader drew them, reduced to what scoring needs."""
 
-    checkpoint: Checkpoint
-    device: torch.device
-    name: str | None = None
-    guidance: float | None = None
-    steps: int | None = None
+    captions: list[str]  # (N,) every item's caption, batch after batch
+    lengths: list[int]  # (N,) frames
+    sizes: list[int]  # items per batch
+    text: list[np.ndarray]  # per batch (B, E) caption embeddings
+    real: list[np.ndarray]  # per batch (B, E) real motion embeddings
+    rng: np.random.Generator  # the replication's draws; the generated row continues it
+    real_row: dict[str, float | None]
 
-    def clips(
-        self, captions: Sequence[str], lengths: Sequence[int], repeats: int,
-        key: tuple[int, ...], prompts_per_call: int,
-    ) -> tuple[list[np.ndarray], list[float]]:  # fmt: skip
-        """``repeats`` clips per caption at its length -> per caption (repeats, L, 263)
-        denormalised features, and every clip's SinkRatio (MLA-Gen; else empty).
+    def main_requests(self) -> list[Request]:
+        """One clip per item; each is embedded padded to its batch's longest item, as the
+        real motions of that batch were."""
+        out = []
+        for part in np.split(np.arange(len(self.lengths)), np.cumsum(self.sizes)[:-1]):
+            width = max(self.lengths[i] for i in part)
+            out += [Request(self.captions[i], self.lengths[i], width) for i in part]
+        return out
 
-        ``key`` (run seed, replication, purpose) seeds every call, so the same key gives
-        the same clips, and different purposes (main set, MModality) independent ones."""
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for i, length in enumerate(lengths):
-            by_length[int(length)].append(i)
-        out: list[np.ndarray | None] = [None] * len(captions)
-        sinks: list[float] = []
-        per_call = min(repeats, MAX_VARIATIONS)
-        chunk = max(1, prompts_per_call // per_call)
-        for length, items in sorted(by_length.items()):
-            for start in range(0, len(items), chunk):
-                part = items[start : start + chunk]
-                parts = []
-                for done in range(0, repeats, per_call):
-                    v = min(per_call, repeats - done)
-                    motion = generate(
-                        [captions[i] for i in part], frames=length, variations=v,
-                        seed=_derive_seed(*key, length, start, done), guidance=self.guidance,
-                        steps=self.steps, checkpoint=self.checkpoint, device=self.device,
-                        generator=self.name,
-                    )  # fmt: skip
-                    parts.append(motion.features.reshape(len(part), v, length, -1))
-                    sinks += list(motion.diagnostics.get("sink_ratio") or [])
-                for row, i in enumerate(part):
-                    out[i] = np.concatenate([p[row] for p in parts])  # (repeats, L, 263)
-        return out, sinks  # type: ignore[return-value]
-
-
-def _derive_seed(*parts: int) -> int:
-    """A generation seed in [0, 2^63) from the run seed and a call's position."""
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
-
-
-# ---- one replication -----------------------------------------------------------------------
-
-
-def _pad(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-    """Clips (L_i, 263) -> zero-padded (B, max L, 263) and their lengths."""
-    lengths = [len(c) for c in clips]
-    out = np.zeros((len(clips), max(lengths), clips[0].shape[-1]), dtype=np.float32)
-    for row, clip in enumerate(clips):
-        out[row, : len(clip)] = clip
-    return out, lengths
+    def mm_requests(self, batches: int) -> list[Request]:
+        """MModality's texts: the items of the first ``batches`` batches, unpadded."""
+        count = sum(self.sizes[:batches])
+        return [Request(self.captions[i], self.lengths[i], self.lengths[i]) for i in range(count)]
 
 
 def _score(
@@ -216,56 +193,88 @@ def _score(
 
 
 def _embed_batches(embedder: Embedder, dataset: MotionDataset, indices: np.ndarray, epoch: int,
-                   batch_size: int) -> np.ndarray:  # fmt: skip
+                   batch_size: int, watch: Stopwatch) -> np.ndarray:  # fmt: skip
     """Motion embeddings (N, E) of ``dataset`` items ``indices`` as drawn in ``epoch``."""
     out = []
     for start in range(0, len(indices), batch_size):
-        batch = collate_items(
-            [dataset[(int(i), epoch)] for i in indices[start : start + batch_size]]
-        )
+        with watch("drawing"):
+            part = indices[start : start + batch_size]
+            batch = collate_items([dataset[(int(i), epoch)] for i in part])
         out.append(embedder.embed_motion(batch.features, batch.lengths.tolist()))
     return np.concatenate(out)
 
 
-def _replicate(
-    rep: int, embedder: Embedder, loader: Any, train: MotionDataset | None, gen: Generation | None,
-    protocol: Protocol, seed: int,
-) -> dict[str, dict[str, float | None]]:  # fmt: skip
-    set_epoch(loader, rep)
-    batches: list[MotionBatch] = list(loader)
+def _draw(
+    rep: int, embedder: Embedder, loader: Any, train: MotionDataset | None, protocol: Protocol,
+    seed: int, watch: Stopwatch,
+) -> Draw:  # fmt: skip
+    """Replication ``rep``'s batches (``set_epoch(loader, rep)``), embedded, and its real
+    row; the batches' features are dropped once embedded."""
+    with watch("drawing"):
+        set_epoch(loader, rep)
+        batches: list[MotionBatch] = list(loader)
     rng = np.random.default_rng([seed, rep])
-    text = [embedder.embed_text(b.captions) for b in batches]
-    real = [embedder.embed_motion(b.features, b.lengths.tolist()) for b in batches]
-    train_emb = None
-    if train is not None:
-        count = min(sum(len(b) for b in batches), len(train))
-        train_ids = rng.choice(len(train), count, replace=False)
-        train_emb = _embed_batches(embedder, train, train_ids, rep, protocol.batch_size)
-    rows = {"real": _score(text, real, train_emb, rng, protocol)}
-    if gen is None:
-        return rows
-    captions = [c for b in batches for c in b.captions]
-    lengths = [int(n) for b in batches for n in b.lengths]
-    clips, sinks = gen.clips(captions, lengths, 1, (seed, rep, 0), protocol.prompts_per_call)
-    normalised = [embedder.normalizer.normalize(c[0]) for c in clips]
-    made, start = [], 0
-    for b in batches:
-        made.append(embedder.embed_motion(*_pad(normalised[start : start + len(b)])))
-        start += len(b)
-    rows["generated"] = _score(text, made, np.concatenate(real), rng, protocol)
-    rows["generated"]["sink_ratio"] = float(np.mean(sinks)) if sinks else None
+    with watch("embedding"):
+        text = [embedder.embed_text(b.captions) for b in batches]
+        real = [embedder.embed_motion(b.features, b.lengths.tolist()) for b in batches]
+        train_emb = None
+        if train is not None:
+            count = min(sum(len(b) for b in batches), len(train))
+            train_ids = rng.choice(len(train), count, replace=False)
+            train_emb = _embed_batches(embedder, train, train_ids, rep, protocol.batch_size, watch)
+    with watch("scoring"):
+        real_row = _score(text, real, train_emb, rng, protocol)
+    return Draw(
+        captions=[c for b in batches for c in b.captions],
+        lengths=[int(n) for b in batches for n in b.lengths],
+        sizes=[len(b) for b in batches], text=text, real=real, rng=rng, real_row=real_row,
+    )  # fmt: skip
+
+
+# ---- the generated rows, all replications at once ------------------------------------------
+
+MAIN, MMODALITY = 0, 1  # purposes: each seeds its generate() calls apart
+
+
+def _generated_rows(
+    draws: list[Draw], gen: Generation, embedder: Embedder, protocol: Protocol, seed: int,
+    watch: Stopwatch, progress: bool,
+) -> tuple[list[dict[str, float | None]], int]:  # fmt: skip
+    """Every replication's generated row, and the number of generate() calls made.
+
+    One motion per test item at its length and caption; MModality from the first
+    ``mm_batches`` batches' texts, ``mm_repeats`` motions each. All replications' clips
+    are generated together (see ``generation``), then each replication is scored."""
+    main = [r for d in draws for r in d.main_requests()]
+    made = gen.embed(main, 1, embedder, key=(seed, MAIN), watch=watch, progress=progress,
+                     prompts_per_call=protocol.prompts_per_call, label="clips")  # fmt: skip
+    calls, mm = made.calls, None
     if protocol.mm:
-        mm = batches[: protocol.mm_batches]
-        mm_caps = [c for b in mm for c in b.captions]
-        mm_lens = [int(n) for b in mm for n in b.lengths]
-        repeats, _ = gen.clips(mm_caps, mm_lens, protocol.mm_repeats, (seed, rep, 1),
-                               protocol.prompts_per_call)  # fmt: skip
-        emb = np.stack([
-            embedder.embed_motion(embedder.normalizer.normalize(r), [len(r[0])] * len(r))
-            for r in repeats
-        ])  # (texts, repeats, E)  # fmt: skip
-        rows["generated"]["mmodality"] = metrics.multimodality(emb, rng, protocol.mm_pairs)
-    return rows
+        texts = [r for d in draws for r in d.mm_requests(protocol.mm_batches)]
+        mm = gen.embed(texts, protocol.mm_repeats, embedder, key=(seed, MMODALITY), watch=watch,
+                       progress=progress, prompts_per_call=protocol.prompts_per_call,
+                       label="MModality clips")  # fmt: skip
+        calls += mm.calls
+    rows = []
+    with watch("scoring"):
+        main_parts = _slices([len(d.captions) for d in draws])
+        mm_parts = _slices([sum(d.sizes[: protocol.mm_batches]) for d in draws])
+        for d, part, mm_part in zip(draws, main_parts, mm_parts, strict=True):
+            motion = np.split(made.embeddings[part, 0], np.cumsum(d.sizes)[:-1])  # [(B, E)]
+            row = _score(d.text, motion, np.concatenate(d.real), d.rng, protocol)
+            sinks = made.sink_ratio
+            row["sink_ratio"] = None if sinks is None else float(sinks[part].mean())
+            if mm is not None:  # (texts, repeats, E)
+                emb = mm.embeddings[mm_part]
+                row["mmodality"] = metrics.multimodality(emb, d.rng, protocol.mm_pairs)
+            rows.append(row)
+    return rows, calls
+
+
+def _slices(counts: Sequence[int]) -> list[slice]:
+    """Consecutive slices of ``counts`` rows: each replication's share of the requests."""
+    ends = np.cumsum(counts)
+    return [slice(int(end - n), int(end)) for n, end in zip(counts, ends, strict=True)]
 
 
 # ---- the whole evaluation ------------------------------------------------------------------
@@ -313,35 +322,47 @@ def evaluate(
     ``"t2m:FOLDER"`` for the public T2M evaluator, or a loaded ``Embedder``. ``protocol``
     overrides the remaining settings (``batch_size``, ``replications`` and ``mm`` given here
     win). ``sampling`` overrides the checkpoint's sampling settings for this evaluation
-    (e.g. ``{"mode": "cfg"}`` to score MLA-Gen with plain guidance at the same scale).
+    (e.g. ``{"mode": "cfg"}`` to score MLA-Gen with plain guidance at the same scale,
+    ``{"steps": 25, "method": "heun"}``); its keys must be those of ``SAMPLING_DEFAULTS``
+    for the generator, and ``guidance`` / ``steps`` given here win over it. ``progress``
+    shows each phase on stderr.
     """
     protocol = dataclasses.replace(
         protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
     )
-    if protocol.replications < 1 or protocol.batch_size < 2:
-        raise MotionError("evaluate: need replications >= 1 and batch_size >= 2")
-    clock = time.perf_counter()
-    torch_device = resolve_device(device)
-    embedder = load_embedder(evaluator, data_root, torch_device)
-    test = MotionDataset(data_root, split, normalizer=embedder.normalizer, seed=seed)
-    train = None  # the real row's FID reference; a data set without a train split has none
-    if (Path(data_root) / "train.txt").is_file():
-        train = MotionDataset(data_root, "train", normalizer=embedder.normalizer, seed=seed + 1)
-    loader = make_loader(test, protocol.batch_size, shuffle=True, seed=seed, drop_last=True)
-    gen = None
-    if str(checkpoint) != "real":
-        ckpt = load_checkpoint(checkpoint, device=torch_device)
-        if sampling:
-            ckpt.metadata["sampling"] = {**ckpt.metadata.get("sampling", {}), **sampling}
-        gen = Generation(ckpt, torch_device, generator, guidance, steps)
-        _keep_captions(load_text_encoder(ckpt.text_encoder, torch_device), test)
-    _keep_captions(getattr(embedder, "text_encoder", None), test)
-    values: dict[str, list[dict[str, float | None]]] = defaultdict(list)
-    for rep in range(protocol.replications):
-        for row, result in _replicate(rep, embedder, loader, train, gen, protocol, seed).items():
-            values[row].append(result)
-        if progress:
-            print(f"replication {rep + 1}/{protocol.replications} done", file=sys.stderr)
+    if protocol.replications < 1 or protocol.batch_size < 2 or protocol.prompts_per_call < 1:
+        raise MotionError(
+            "evaluate: need replications >= 1, batch_size >= 2 and prompts_per_call >= 1"
+        )
+    clock, watch = time.perf_counter(), Stopwatch()
+    with watch("setup"):
+        torch_device = resolve_device(device)
+        embedder = load_embedder(evaluator, data_root, torch_device)
+        test = MotionDataset(data_root, split, normalizer=embedder.normalizer, seed=seed)
+        train = None  # the real row's FID reference; a data set without a train split has none
+        if (Path(data_root) / "train.txt").is_file():
+            train = MotionDataset(data_root, "train", normalizer=embedder.normalizer, seed=seed + 1)
+        loader = make_loader(test, protocol.batch_size, shuffle=True, seed=seed, drop_last=True)
+        gen = None
+        if str(checkpoint) != "real":
+            gen = _generation(checkpoint, torch_device, generator, guidance, steps, sampling)
+            _keep_captions(load_text_encoder(gen.checkpoint.text_encoder, torch_device), test)
+        _keep_captions(getattr(embedder, "text_encoder", None), test)
+    draws = [
+        _draw(rep, embedder, loader, train, protocol, seed, watch)
+        for rep in tqdm(
+            range(protocol.replications),
+            desc="drawing replications",
+            unit="replication",
+            disable=not progress,
+        )  # fmt: skip
+    ]
+    values = {"real": [d.real_row for d in draws]}
+    calls = 0
+    if gen is not None:
+        values["generated"], calls = _generated_rows(
+            draws, gen, embedder, protocol, seed, watch, progress
+        )
     rows = {row: _summarise(results) for row, results in values.items()}
     settings = {
         "checkpoint": str(checkpoint), "evaluator": str(getattr(embedder, "path", evaluator)),
@@ -351,8 +372,25 @@ def evaluate(
         "sampling": sampling or {},
         "items_per_replication": len(loader) * protocol.batch_size,
         "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
+        "phase_seconds": watch.rounded(), "generate_calls": calls,
     }  # fmt: skip
-    return Report(rows, dict(values), settings)
+    if progress:
+        spent = ", ".join(f"{k} {v:.1f} s" for k, v in watch.rounded().items())
+        print(f"{calls} generate calls; {spent}", file=sys.stderr)
+    return Report(rows, values, settings)
+
+
+def _generation(
+    checkpoint: str | Path, device: torch.device, generator: str | None,
+    guidance: float | None, steps: int | None, sampling: dict[str, Any] | None,
+) -> Generation:  # fmt: skip
+    """The checkpoint loaded, with ``sampling`` (checked against its generator's settings)
+    over the sampling settings it was saved with."""
+    ckpt = load_checkpoint(checkpoint, device=device)
+    if sampling:
+        allowed = check_sampling(generator_name(ckpt, generator), sampling)
+        ckpt.metadata["sampling"] = {**ckpt.metadata.get("sampling", {}), **allowed}
+    return Generation(ckpt, device, generator, guidance, steps)
 
 
 def _keep_captions(encoder: TextEncoder | None, dataset: MotionDataset) -> None:
@@ -401,17 +439,27 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-mm", action="store_true", help="skip MModality (30x generation)")
     parser.add_argument("--mode", choices=("sink_ctrl", "cfg"), default=None,
-                        help="MLA-Gen guidance (default: the checkpoint's)")  # fmt: skip
+                        help="MLA-Gen guidance, short for --sampling mode=...")  # fmt: skip
+    parser.add_argument(
+        "--sampling", action="append", default=[], metavar="KEY=VALUE",
+        help="override a sampling setting of the checkpoint (repeatable), e.g. steps=25, "
+        "method=heun, ar_steps=8; keys: those of engine.pipeline.SAMPLING_DEFAULTS",
+    )  # fmt: skip
+    parser.add_argument("--prompts-per-call", type=int, default=Protocol.prompts_per_call,
+                        help="clips per generate() call across replications (memory)")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", default=None, help="write the markdown table here")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    sampling = {"mode": args.mode} if args.mode else {}
+    sampling.update(parse_sampling(args.sampling))
     report = evaluate(
         args.checkpoint, args.data, args.evaluator, split=args.split,
         replications=args.replications, generator=args.generator, guidance=args.guidance,
         steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
-        mm=not args.no_mm, progress=True, sampling={"mode": args.mode} if args.mode else None,
+        mm=not args.no_mm, progress=True, sampling=sampling or None,
+        protocol=Protocol(prompts_per_call=args.prompts_per_call),
     )  # fmt: skip
     report.save(args.out, args.markdown)
     print(report.to_markdown(), end="")

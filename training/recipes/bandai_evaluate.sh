@@ -3,13 +3,19 @@
 # protocol of SPEC section 4 (batches of 32, REPLICATIONS replications, 95% intervals), every
 # row in its own process on the one GPU. Writes RESULTS/NAME.json and RESULTS/NAME.md.
 #
+# Each row draws all its replications first, then generates their clips together, length by
+# length, PROMPTS_PER_CALL clips per generate() call (lower it if the GPU runs out of memory),
+# and reports the seconds of each phase (RESULTS/NAME.json: settings.phase_seconds).
+#
 # Usage: training/recipes/bandai_evaluate.sh RUNS RESULTS
-# Settings (environment): REPLICATIONS (20), PY, EXTRA (e.g. "--device cpu").
+# Settings (environment): REPLICATIONS (20), PROMPTS_PER_CALL (256), PY,
+#   EXTRA (e.g. "--device cpu", or "--sampling steps=25" for every row).
 set -euo pipefail
 RUNS=${1:?the RUNS folder of bandai_train.sh}
 RESULTS=${2:-$RUNS/results}
 PY=${PY:-python3}
 REPLICATIONS=${REPLICATIONS:-20}
+PROMPTS_PER_CALL=${PROMPTS_PER_CALL:-256}
 EXTRA=${EXTRA:-}
 mkdir -p "$RESULTS"
 pids=()
@@ -19,8 +25,9 @@ row() {  # NAME CHECKPOINT [evaluate options...]; a checkpoint that was not trai
   [[ -d $checkpoint ]] || return 0
   # shellcheck disable=SC2086
   $PY -m training evaluate "$checkpoint" --data "$RUNS/data" --evaluator "$RUNS/export/evaluator" \
-    --replications "$REPLICATIONS" --out "$RESULTS/$name.json" --markdown "$RESULTS/$name.md" \
-    "$@" $EXTRA >"$RESULTS/$name.log" 2>&1 &
+    --replications "$REPLICATIONS" --prompts-per-call "$PROMPTS_PER_CALL" \
+    --out "$RESULTS/$name.json" --markdown "$RESULTS/$name.md" "$@" $EXTRA \
+    >"$RESULTS/$name.log" 2>&1 &
   pids+=($!)
 }
 row molingo "$RUNS/export/molingo"
@@ -28,9 +35,14 @@ row mlagen "$RUNS/export/mlagen"
 row molingo-adaln "$RUNS/export/molingo-adaln" --no-mm
 row molingo-vae "$RUNS/export/molingo-vae" --no-mm
 row molingo-sae "$RUNS/export/molingo-sae" --no-mm
-row mlagen-cfg "$RUNS/export/mlagen" --mode cfg --no-mm
+row mlagen-cfg "$RUNS/export/mlagen" --sampling mode=cfg --no-mm
 row mlagen-nosink "$RUNS/export/mlagen-nosink" --no-mm
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if ((failed)); then tail -n 20 "$RESULTS"/*.log; exit 1; fi
+for json in "$RESULTS"/*.json; do  # where each row's time went
+  $PY -c 'import json, sys; s = json.load(open(sys.argv[1]))["settings"]
+print(sys.argv[1], s["seconds"], "s in all;", s.get("generate_calls"), "generate calls;",
+      s.get("phase_seconds"))' "$json"
+done
 cat "$RESULTS"/molingo.md "$RESULTS"/mlagen.md

@@ -10,7 +10,9 @@
 # Usage: training/recipes/bandai_train.sh PACK.npz|DATASET RUNS
 # Settings (environment): AE_STEPS SAE_STEPS (0 skips the SAE and its ablation) EVAL_STEPS
 # GEN_STEPS GEN_BATCH WORKERS PY, MAIN_AE (sae|vae: the autoencoder of the main generators), EXTRA:
-# overrides for every run (e.g. EXTRA="preset=tiny device=cpu" for a dry run on a laptop).
+# overrides for every run (e.g. EXTRA="preset=tiny device=cpu" for a dry run on a laptop),
+# EVALUATOR: an evaluator export to reuse instead of training one (results stay comparable
+# with earlier runs scored by it).
 set -euo pipefail
 SRC=${1:?a pack from "python -m training pack-dataset" or a built data set folder}
 RUNS=${2:-runs/bandai}
@@ -51,13 +53,19 @@ train vae training/configs/vae.toml $ae
 if ((SAE_STEPS > 0)); then
   train sae training/configs/sae.toml "max_steps=$SAE_STEPS" warmup_steps=300 "ckpt_every=$SAE_STEPS"
 fi
-train evaluator training/configs/evaluator.toml "max_steps=$EVAL_STEPS" warmup_steps=300 \
-  "ckpt_every=$EVAL_STEPS"
+EVALUATOR=${EVALUATOR:-}
+if [[ -n $EVALUATOR ]]; then
+  mkdir -p "$RUNS/export" && rm -rf "$RUNS/export/evaluator" && cp -r "$EVALUATOR" "$RUNS/export/evaluator"
+else
+  train evaluator training/configs/evaluator.toml "max_steps=$EVAL_STEPS" warmup_steps=300 \
+    "ckpt_every=$EVAL_STEPS"
+fi
 wait_all
-tail -n 1 "$RUNS"/vae.log "$RUNS"/evaluator.log
+tail -n 1 "$RUNS"/*.log
 
 gen="max_steps=$GEN_STEPS batch_size=$GEN_BATCH warmup_steps=200 ckpt_every=$GEN_STEPS"
-runs=(molingo molingo-adaln mlagen mlagen-nosink evaluator)
+runs=(molingo molingo-adaln mlagen mlagen-nosink)
+[[ -n $EVALUATOR ]] || runs+=(evaluator)
 train molingo training/configs/molingo.toml "autoencoder=$RUNS/$MAIN_AE" $gen
 train molingo-adaln training/configs/molingo-adaln.toml "autoencoder=$RUNS/$MAIN_AE" $gen
 train mlagen training/configs/mlagen.toml "autoencoder=$RUNS/$MAIN_AE" $gen
