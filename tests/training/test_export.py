@@ -80,8 +80,9 @@ def test_each_generator_of_a_merged_checkpoint_samples_with_its_own_defaults(run
     (folder / "config.json").write_text(json.dumps(config))
     ckpt = load_checkpoint(folder)
     made = {
-        name: generate("a person walks", frames=40, checkpoint=ckpt, generator=name,
-                       device="cpu").diagnostics  # fmt: skip
+        name: generate(
+            "a person walks", frames=40, checkpoint=ckpt, generator=name, device="cpu"
+        ).diagnostics  # fmt: skip
         for name in ("mlagen", "molingo")
     }
     assert made["mlagen"]["steps"] == 3 and made["mlagen"]["guidance"] == 4.0

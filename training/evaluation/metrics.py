@@ -108,9 +108,7 @@ def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def frechet_distance(
-    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray
-) -> float:
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """Frechet distance of two Gaussians: |mu1-mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)).
 
     tr((C1 C2)^(1/2)) is the sum of the square roots of the eigenvalues of C1 C2, which are

@@ -8,7 +8,8 @@
 # and reports the seconds of each phase (RESULTS/NAME.json: settings.phase_seconds).
 #
 # Usage: training/recipes/bandai_evaluate.sh RUNS RESULTS
-# Settings (environment): REPLICATIONS (20), PROMPTS_PER_CALL (256), PY,
+# Settings (environment): REPLICATIONS (20), PROMPTS_PER_CALL (256), PY, ROWS (7: rows at
+#   once, for the CPU threads each gets),
 #   EXTRA (e.g. "--device cpu", or "--sampling steps=25" for every row).
 set -euo pipefail
 RUNS=${1:?the RUNS folder of bandai_train.sh}
@@ -18,6 +19,13 @@ REPLICATIONS=${REPLICATIONS:-20}
 PROMPTS_PER_CALL=${PROMPTS_PER_CALL:-256}
 EXTRA=${EXTRA:-}
 mkdir -p "$RESULTS"
+# Rows run side by side: give each process its share of the CPU cores. With every process
+# free to use all of them, the scoring (0.08 s a replication alone on a 2-core VM) took
+# 13 s a replication with four rows on a 16-core GPU machine, most likely BLAS and torch
+# threads of four processes fighting over the cores (the limit is not yet re-measured there).
+ROWS=${ROWS:-7}
+THREADS=$(($(nproc) / ROWS > 0 ? $(nproc) / ROWS : 1))
+export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 pids=()
 row() {  # NAME CHECKPOINT [evaluate options...]; a checkpoint that was not trained is skipped
   local name=$1 checkpoint=$2
