@@ -52,6 +52,20 @@ def units_per_metre(scene: bpy.types.Scene) -> float:
     return 1.0 / scene.unit_settings.scale_length
 
 
+def new_armature_object(context: bpy.types.Context, name: str) -> bpy.types.Object:
+    """An empty armature object in the active collection, the only one selected and active
+    (Object Mode first: a new object cannot be added from another object's Edit Mode)."""
+    if context.mode != "OBJECT" and context.view_layer.objects.active is not None:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    obj = bpy.data.objects.new(name, bpy.data.armatures.new(name))
+    (context.collection or context.scene.collection).objects.link(obj)
+    for other in context.selected_objects:
+        other.select_set(False)
+    context.view_layer.objects.active = obj
+    obj.select_set(True)
+    return obj
+
+
 def create_canonical_armature(
     context: bpy.types.Context, name: str = "Kinetext Skeleton"
 ) -> bpy.types.Object:
@@ -60,16 +74,9 @@ def create_canonical_armature(
     Pose bones rotate by quaternions. Leaves the new armature in Object Mode, selected and
     active (as Blender's own Add operators do).
     """
-    if context.mode != "OBJECT" and context.view_layer.objects.active is not None:
-        bpy.ops.object.mode_set(mode="OBJECT")
-    data = bpy.data.armatures.new(name)
+    obj = new_armature_object(context, name)
+    data = obj.data
     data[CANONICAL_PROPERTY] = True
-    obj = bpy.data.objects.new(name, data)
-    (context.collection or context.scene.collection).objects.link(obj)
-    for other in context.selected_objects:
-        other.select_set(False)
-    context.view_layer.objects.active = obj
-    obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")
     try:
         edit_bones = data.edit_bones

@@ -102,10 +102,91 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         jobs.end(job)
         state = runtime(context)
         state.running, state.progress = False, 0.0
-        _redraw(context)
+        redraw(context)
 
 
-class MOTION_OT_generate(bpy.types.Operator):
+class BackgroundJobOperator:
+    """The modal life of an operator whose work runs in ``jobs``' worker thread (generate,
+    fit body): ``execute`` (scripts) blocks until done; ``invoke`` (the panel) starts the
+    thread and a timer, the timer mirrors the progress, Esc cancels, and ``_collect`` touches
+    the scene on the main thread once the work is in. Subclasses give ``_begin`` (usually
+    through ``_start_job``) and ``_collect``."""
+
+    _job: jobs.Job | None = None
+    _timer: bpy.types.Timer | None = None
+
+    def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
+        raise NotImplementedError
+
+    def _collect(self, context: bpy.types.Context, job: jobs.Job) -> set[str]:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = self._begin(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.run()  # from a script: block until done
+        return self._collect(context, job)
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        if context.window is None:
+            return self.execute(context)
+        job = self._begin(context)
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        job.start()
+        manager = context.window_manager
+        self._timer = manager.event_timer_add(TIMER_STEP, window=context.window)
+        manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+            set_status(context, "Cancelling...")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        runtime(context).progress = job.progress
+        redraw(context)
+        if not job.done:
+            return {"PASS_THROUGH"}
+        self._stop_timer(context)
+        return self._collect(context, job)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator (file loaded, window closed): stop the worker too."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(5.0)
+            jobs.end(self._job)
+        self._stop_timer(context)
+        runtime(context).running = False
+
+    def _start_job(self, context: bpy.types.Context, begin, status: str) -> jobs.Job | None:
+        """``begin()`` -> the job, with the panel's status ``status.format(prompt)``; a
+        ``MotionError`` is reported and gives None (a busy worker keeps its own status)."""
+        try:
+            job = begin()
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            if not isinstance(error, jobs.Busy):  # keep the running job's status on show
+                set_status(context, str(error), "ERROR")
+            return None
+        state = runtime(context)
+        state.running, state.progress = True, 0.0
+        set_status(context, status.format(job.request.prompt))
+        return job
+
+    def _stop_timer(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
     """Generate motion from the prompt; Blender stays usable while it runs (Esc cancels)"""
 
     bl_idname = "motion.generate"
@@ -130,70 +211,13 @@ class MOTION_OT_generate(bpy.types.Operator):
         description=_PANEL, options=_ARG,
     )  # fmt: skip
 
-    _job: jobs.Job | None = None
-    _timer: bpy.types.Timer | None = None
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        job = self._begin(context)
-        if job is None:
-            return {"CANCELLED"}
-        job.run()  # from a script: block until done
-        return collect(context, job, self.report)
-
-    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
-        if context.window is None:
-            return self.execute(context)
-        job = self._begin(context)
-        if job is None:
-            return {"CANCELLED"}
-        self._job = job
-        job.start()
-        manager = context.window_manager
-        self._timer = manager.event_timer_add(TIMER_STEP, window=context.window)
-        manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-            set_status(context, "Cancelling...")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        runtime(context).progress = job.progress
-        _redraw(context)
-        if not job.done:
-            return {"PASS_THROUGH"}
-        self._stop_timer(context)
-        return collect(context, job, self.report)
-
-    def cancel(self, context: bpy.types.Context) -> None:
-        """Blender ends the operator (file loaded, window closed): stop the worker too."""
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(5.0)
-            jobs.end(self._job)
-        self._stop_timer(context)
-        runtime(context).running = False
-
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
-        try:
-            job = jobs.begin(build_request(self, context))
-        except MotionError as error:
-            self.report({"ERROR"}, str(error))
-            if not isinstance(error, jobs.Busy):  # keep the running job's status on show
-                set_status(context, str(error), "ERROR")
-            return None
-        state = runtime(context)
-        state.running, state.progress = True, 0.0
-        set_status(context, f"Generating '{job.request.prompt}'...")
-        return job
+        return self._start_job(
+            context, lambda: jobs.begin(build_request(self, context)), "Generating '{}'..."
+        )
 
-    def _stop_timer(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
+    def _collect(self, context: bpy.types.Context, job: jobs.Job) -> set[str]:
+        return collect(context, job, self.report)
 
 
 class MOTION_OT_cancel_generation(bpy.types.Operator):
@@ -254,7 +278,7 @@ def target_armature(context: bpy.types.Context, name: str) -> bpy.types.Object:
     return obj
 
 
-def _redraw(context: bpy.types.Context) -> None:
+def redraw(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":

@@ -34,7 +34,7 @@ from ..engine.smpl_body import (
 )
 from ..engine.smpl_fit import SMPLFit
 from . import bake
-from .armature import units_per_metre
+from .armature import new_armature_object, units_per_metre
 
 BODY_PROPERTY = "kinetext_smpl_body"
 """Armature data property: the signature (model, gender, shape, units) of the body."""
@@ -92,15 +92,8 @@ def build_body(
 
 def _armature(context, template: BodyTemplate, name: str, scale: float) -> bpy.types.Object:
     """One bone per joint, unconnected (the root bone also carries the translation)."""
-    if context.mode != "OBJECT" and context.view_layer.objects.active is not None:
-        bpy.ops.object.mode_set(mode="OBJECT")
-    data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, data)
-    (context.collection or context.scene.collection).objects.link(obj)
-    for other in context.selected_objects:
-        other.select_set(False)
-    context.view_layer.objects.active = obj
-    obj.select_set(True)
+    obj = new_armature_object(context, name)
+    data = obj.data
     heads, tails = bone_layout(template, scale)
     bpy.ops.object.mode_set(mode="EDIT")
     try:

@@ -24,12 +24,11 @@ from bpy_extras.io_utils import ExportHelper
 from ..engine.errors import MotionError
 from ..engine.smpl_body import find_model_file, smplx_installed
 from . import deps, jobs, preferences, results
-from .operators import results_folder, variation
+from .operators import BackgroundJobOperator, redraw, results_folder, variation
 from .panel import CATEGORY, _chars_per_line, draw_wrapped
 from .properties import runtime, set_status, settings
 
 FIT_LABEL = "body fit"
-TIMER_STEP = 0.1
 SMPLX_MISSING = (
     "SMPL bodies need the optional package smplx (non-commercial licence, not shipped with "
     "Kinetext): pip install smplx into Blender's Python, or into the folder set as "
@@ -228,7 +227,7 @@ def collect_fit(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         jobs.end(job)
         state = runtime(context)
         state.running, state.progress = False, 0.0
-        _redraw(context)
+        redraw(context)
 
 
 def _place_and_bake(context, request: FitRequest, outcome: FitOutcome, report):
@@ -257,17 +256,10 @@ def _place_and_bake(context, request: FitRequest, outcome: FitOutcome, report):
     return armature, action
 
 
-def _redraw(context: bpy.types.Context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-
-
 # ---- operators -----------------------------------------------------------------------------
 
 
-class MOTION_OT_fit_body(bpy.types.Operator):
+class MOTION_OT_fit_body(BackgroundJobOperator, bpy.types.Operator):
     """Fit an SMPL / SMPL-X body to the variation and bake it as a new action (Esc cancels)"""
 
     bl_idname = "motion.fit_body"
@@ -280,69 +272,15 @@ class MOTION_OT_fit_body(bpy.types.Operator):
         description="Optimiser steps per chunk of frames (0: the default, 200)",
     )  # fmt: skip
 
-    _job: jobs.Job | None = None
-    _timer: bpy.types.Timer | None = None
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        job = self._begin(context)
-        if job is None:
-            return {"CANCELLED"}
-        job.run()  # from a script: block until done
-        return collect_fit(context, job, self.report)
-
-    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
-        if context.window is None:
-            return self.execute(context)
-        job = self._begin(context)
-        if job is None:
-            return {"CANCELLED"}
-        self._job = job
-        job.start()
-        manager = context.window_manager
-        self._timer = manager.event_timer_add(TIMER_STEP, window=context.window)
-        manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if event.type == "ESC" and event.value == "PRESS":
-            self._job.cancel()
-            set_status(context, "Cancelling...")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        runtime(context).progress = self._job.progress
-        _redraw(context)
-        if not self._job.done:
-            return {"PASS_THROUGH"}
-        self._stop_timer(context)
-        return collect_fit(context, self._job, self.report)
-
-    def cancel(self, context: bpy.types.Context) -> None:
-        """Blender ends the operator (file loaded, window closed): stop the worker too."""
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(5.0)
-            jobs.end(self._job)
-        self._stop_timer(context)
-        runtime(context).running = False
-
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
-        try:
-            job = jobs.begin(build_fit_request(self, context), run_fit, FIT_LABEL)
-        except MotionError as error:
-            self.report({"ERROR"}, str(error))
-            if not isinstance(error, jobs.Busy):
-                set_status(context, str(error), "ERROR")
-            return None
-        state = runtime(context)
-        state.running, state.progress = True, 0.0
-        set_status(context, f"Fitting a body to '{job.request.prompt}'...")
-        return job
+        return self._start_job(
+            context,
+            lambda: jobs.begin(build_fit_request(self, context), run_fit, FIT_LABEL),
+            "Fitting a body to '{}'...",
+        )
 
-    def _stop_timer(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
+    def _collect(self, context: bpy.types.Context, job: jobs.Job) -> set[str]:
+        return collect_fit(context, job, self.report)
 
 
 class MOTION_OT_export_amass(bpy.types.Operator, ExportHelper):

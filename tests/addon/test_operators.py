@@ -269,6 +269,7 @@ def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
     job = long_job(steps=3)
     operator = SimpleNamespace(_job=job, _timer=None, report=lambda *_: None)
     operator._stop_timer = lambda context: None
+    operator._collect = lambda context, job: MOTION_OT_generate._collect(operator, context, job)
     timer, escape = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(type="ESC")
     job.wait(30)
     assert MOTION_OT_generate.modal(operator, bpy.context, timer) == {"FINISHED"}

@@ -350,6 +350,7 @@ def test_cancelled_fit_changes_nothing_and_esc_cancels_the_modal(scene):
     reports = []
     operator = SimpleNamespace(_job=job, _timer=None, report=lambda lvl, msg: reports.append(msg))
     operator._stop_timer = lambda context: None
+    operator._collect = lambda context, job: MOTION_OT_fit_body._collect(operator, context, job)
     escape = SimpleNamespace(type="ESC", value="PRESS")
     assert MOTION_OT_fit_body.modal(operator, bpy.context, escape) == {"RUNNING_MODAL"}
     assert job.wait(30) and job.cancelled
