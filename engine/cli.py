@@ -3,11 +3,16 @@
     generate "PROMPT" [--seconds S] [--seed N] [--variations K] --out FILE(.npy|.bvh|.png|.gif|.mp4)
     features IN.npy OUT.npy        joints (T,22,3) metres Y-up -> (T-1,263) features
     recover IN.npy OUT.npy         features (T,263) -> joints (T,22,3)
-    bvh2joints IN.bvh OUT.npy [--map NAME] [--raw]
+    bvh2joints IN.bvh OUT.npy [--map NAME] [--units auto|m|cm|mm|in|N] [--raw]
     joints2bvh IN.npy OUT.bvh [--fps 20] [--scale 1.0]
-    render IN.(npy|bvh) OUT.(png|gif|mp4)
-    demo [--bvh FILE] [--out DIR]  BVH (or a procedural walk) -> features -> joints, previews
+    render IN.(npy|bvh) OUT.(png|gif|mp4) [--units ...]
+    demo [--bvh FILE] [--units ...] [--out DIR]  BVH (or a procedural walk) -> features -> joints
     benchmark [...]                generation speed (see engine/benchmark.py)
+
+Joints are metres everywhere in the engine. A BVH has no unit field, so commands reading one
+tell metres, centimetres or millimetres from its rest skeleton's size (``--units auto``, the
+default, noted on stderr); ``--units`` with a unit name or a number of metres per file unit
+always wins, so ``joints2bvh --scale 100`` (centimetres) then ``bvh2joints`` gives metres back.
 
 A bad input prints ``error: ...`` naming it and exits with status 2; outputs are written to
 a temporary name and renamed into place, so a failure leaves no half-written file.
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bvh_units import UNITS_HINT, Units, parse_units
 from .errors import MotionError
 
 PREVIEWS = (".png", ".gif", ".mp4")
@@ -50,13 +56,38 @@ def _load_npy(path: str, ndim: int, tail: tuple[int, ...], what: str) -> np.ndar
     return array
 
 
-def _joints_from(path: str, map_name: str | None = None) -> np.ndarray:
-    """Canonical joints (T, 22, 3) from a joints .npy or any BVH."""
-    if path.lower().endswith(".bvh"):
-        from .joint_map import bvh_to_canonical
+def _joints_from(path: str, map_name: str | None = None, units: Units = "auto") -> np.ndarray:
+    """Canonical joints (T, 22, 3) metres from a joints .npy or any BVH (``units`` for a BVH).
 
-        return bvh_to_canonical(path, map_name)
+    A unit told from the skeleton's size is said on stderr, so a wrong guess is visible.
+    """
+    if path.lower().endswith(".bvh"):
+        from .joint_map import read_canonical
+
+        clip = read_canonical(path, map_name, units=units)
+        if clip.units.detected:
+            note = f"note: {path}: units {clip.units.describe()}; --units overrides"
+            print(note, file=sys.stderr)
+        return clip.joints
     return _load_npy(path, 3, (22, 3), "joints")
+
+
+def _units_arg(text: str) -> Units:
+    """argparse type for --units: its own message for a bad value (exit status 2)."""
+    try:
+        return parse_units(text)
+    except MotionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_units(parser: argparse.ArgumentParser, default: Units | None, note: str) -> None:
+    parser.add_argument(
+        "--units",
+        type=_units_arg,
+        default=default,
+        metavar="UNIT",
+        help=f"the BVH's length unit: auto (from the skeleton's size), {UNITS_HINT}{note}",
+    )
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
@@ -76,10 +107,18 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 def _cmd_bvh2joints(args: argparse.Namespace) -> int:
     if args.raw:
         from .bvh import read_bvh
+        from .bvh_units import resolve_units
 
-        _save_npy(args.out, read_bvh(args.inp).world_positions())
+        bvh = read_bvh(args.inp)
+        positions = bvh.world_positions()  # (T, J, 3) file units
+        if args.units is not None:  # metres, as asked
+            try:
+                positions = positions * resolve_units(bvh, args.units).to_metres
+            except MotionError as error:
+                raise MotionError(f"{args.inp}: {error}") from error
+        _save_npy(args.out, positions)
     else:
-        _save_npy(args.out, _joints_from(args.inp, args.map))
+        _save_npy(args.out, _joints_from(args.inp, args.map, args.units or "auto"))
     return 0
 
 
@@ -104,7 +143,7 @@ def _write_preview(joints: np.ndarray, out: str, title: str | None, fps: float) 
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    _write_preview(_joints_from(args.inp), args.out, args.title, 20)
+    _write_preview(_joints_from(args.inp, units=args.units), args.out, args.title, 20)
     return 0
 
 
@@ -121,7 +160,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .skeleton import FPS
 
     if args.bvh:
-        source, label = _joints_from(args.bvh, args.map), Path(args.bvh).name
+        source, label = _joints_from(args.bvh, args.map, args.units), Path(args.bvh).name
     else:
         from .demo_clip import walk_cycle
 
@@ -132,7 +171,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_bvh(out / "motion.bvh", canonical_bvh(recovered, fps=FPS))
-    through_bvh = bvh_to_canonical(out / "motion.bvh")
+    through_bvh = bvh_to_canonical(out / "motion.bvh", units="m")  # written in metres
     _save_npy(out / "features.npy", features)
     _save_npy(out / "joints.npy", recovered)
     render_contact_sheet(recovered, out / "preview.png", title=label, fps=FPS)
@@ -234,21 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     b2j.add_argument("inp", metavar="IN.bvh")
     b2j.add_argument("out", metavar="OUT.npy")
     b2j.add_argument("--map", default=None, help="joint map (default: detect from the names)")
-    raw_help = "every joint's world position in the file's units, axes and frame rate"
-    b2j.add_argument("--raw", action="store_true", help=raw_help)
+    _add_units(b2j, None, " (default auto; with --raw, default: keep the file's units)")
+    raw_help = "every joint's world position in the file's axes and frame rate, file units"
+    b2j.add_argument("--raw", action="store_true", help=raw_help + " unless --units is given")
     b2j.set_defaults(run=_cmd_bvh2joints)
 
     j2b = sub.add_parser("joints2bvh", help="canonical joints (T,22,3) -> BVH")
     j2b.add_argument("inp", metavar="IN.npy")
     j2b.add_argument("out", metavar="OUT.bvh")
     j2b.add_argument("--fps", type=float, default=20.0)
-    j2b.add_argument("--scale", type=float, default=1.0, help="units per metre (100 = cm)")
+    scale_help = "file units per metre (100 = cm); bvh2joints reads either back as metres"
+    j2b.add_argument("--scale", type=float, default=1.0, help=scale_help)
     j2b.set_defaults(run=_cmd_joints2bvh)
 
     ren = sub.add_parser("render", help="joints .npy or a BVH -> .png sheet, .gif or .mp4")
     ren.add_argument("inp", metavar="IN")
     ren.add_argument("out", metavar="OUT")
     ren.add_argument("--title", default=None)
+    _add_units(ren, "auto", " (default auto; a .npy is metres)")
     ren.set_defaults(run=_cmd_render)
 
     fit = sub.add_parser("fit-smpl", help="joints (T,22,3) -> AMASS-style SMPL(-X) .npz")
@@ -264,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="BVH or procedural walk -> features -> joints, previews")
     demo.add_argument("--bvh", default=None, help="a BVH clip (default: a procedural walk)")
     demo.add_argument("--map", default=None, help="joint map of the BVH (default: detect)")
+    _add_units(demo, "auto", " (default auto)")
     demo.add_argument("--out", default="demo", help="folder to write into (default: ./demo)")
     demo.set_defaults(run=_cmd_demo)
 

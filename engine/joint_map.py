@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bvh import read_bvh
+from .bvh_units import FileUnits, Units, resolve_units
 from .errors import MotionError
 from .skeleton import FPS, JOINT_NAMES
 
@@ -32,9 +33,11 @@ _UP_AXIS_TO_Y_UP = {
 class JointMap:
     """Where the canonical joints are on one source skeleton.
 
-    joints: one Source per canonical joint, in JOINT_NAMES order. units_to_metres scales the
-    file's units (0.01 for centimetres). up_axis: the source's up axis ("Y" or "Z"); positions
-    are turned to Y up.
+    joints: one Source per canonical joint, in JOINT_NAMES order. units_to_metres: the unit the
+    source usually comes in (0.01 for centimetres), what ``to_canonical`` scales by when not
+    told otherwise; ``bvh_to_canonical`` measures each file's unit instead (``bvh_units``),
+    since a skeleton's names say nothing about the unit it was written in. up_axis: the
+    source's up axis ("Y" or "Z"); positions are turned to Y up.
     """
 
     name: str
@@ -152,13 +155,22 @@ def detect_joint_map(names: Sequence[str]) -> JointMap:
     raise MotionError(f"no joint map fits this skeleton (joints: {shown}): {report}")
 
 
-def to_canonical(positions: np.ndarray, names: Sequence[str], joint_map: JointMap) -> np.ndarray:
-    """Source positions (T, J, 3) in file units -> canonical joints (T, 22, 3), metres, Y up."""
+def to_canonical(
+    positions: np.ndarray,
+    names: Sequence[str],
+    joint_map: JointMap,
+    units_to_metres: float | None = None,
+) -> np.ndarray:
+    """Source positions (T, J, 3) in file units -> canonical joints (T, 22, 3), metres, Y up.
+
+    units_to_metres: metres per file unit; None takes the map's own ``units_to_metres``.
+    """
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[1:] != (len(names), 3):
         raise MotionError(f"positions {positions.shape} do not match {len(names)} joint names")
+    scale = joint_map.units_to_metres if units_to_metres is None else units_to_metres
     mixed = np.einsum("ij,tjd->tid", joint_map.weights(names), positions)  # (T, 22, 3)
-    return mixed @ _UP_AXIS_TO_Y_UP[joint_map.up_axis].T * joint_map.units_to_metres
+    return mixed @ _UP_AXIS_TO_Y_UP[joint_map.up_axis].T * scale
 
 
 def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.ndarray:
@@ -182,12 +194,27 @@ def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.nda
     return joints[lo] * (1.0 - frac) + joints[hi] * frac
 
 
-def bvh_to_canonical(
-    path: str | os.PathLike, map_name: str | None = None, fps: float = FPS
-) -> np.ndarray:
-    """A BVH file -> canonical joints (T', 22, 3) at ``fps`` (20), metres, Y up.
+@dataclass(frozen=True)
+class CanonicalClip:
+    """A BVH read for the engine: joints (T', 22, 3) metres, Y up, at ``fps``; the map used
+    and the file's unit (``units.detected`` says whether it was told from the skeleton)."""
 
-    map_name: a key of JOINT_MAPS, or None to detect the map from the joint names.
+    joints: np.ndarray
+    joint_map: JointMap
+    units: FileUnits
+    fps: float
+
+
+def read_canonical(
+    path: str | os.PathLike, map_name: str | None = None, fps: float = FPS, units: Units = "auto"
+) -> CanonicalClip:
+    """A BVH file -> canonical joints at ``fps`` (20), metres, Y up, with how it was read.
+
+    map_name: a key of JOINT_MAPS, or None to detect the map from the joint names. units:
+    "auto" (the default) tells metres, centimetres or millimetres from the rest skeleton's
+    size; "m", "cm", "mm", "in" or a number of metres per file unit always win. Raises
+    MotionError naming the file for an unknown map, a skeleton it does not fit, or a size
+    "auto" cannot read as human.
     """
     bvh = read_bvh(path)
     if map_name is None:
@@ -197,7 +224,18 @@ def bvh_to_canonical(
     else:
         raise MotionError(f"unknown joint map '{map_name}'; known: {', '.join(JOINT_MAPS)}")
     try:
-        joints = to_canonical(bvh.world_positions(), bvh.names, joint_map)
+        file_units = resolve_units(bvh, units)
+        joints = to_canonical(bvh.world_positions(), bvh.names, joint_map, file_units.to_metres)
     except MotionError as exc:
         raise MotionError(f"{path}: {exc}") from exc
-    return resample(joints, bvh.fps, fps)
+    return CanonicalClip(resample(joints, bvh.fps, fps), joint_map, file_units, fps)
+
+
+def bvh_to_canonical(
+    path: str | os.PathLike, map_name: str | None = None, fps: float = FPS, units: Units = "auto"
+) -> np.ndarray:
+    """A BVH file -> canonical joints (T', 22, 3) at ``fps`` (20), metres, Y up.
+
+    The joints of ``read_canonical`` (see it for map_name and units).
+    """
+    return read_canonical(path, map_name, fps, units).joints

@@ -63,6 +63,47 @@ def test_raw_keeps_the_files_units_and_rate(walk, tmp_path):
     assert np.load(tmp_path / "20.npy").shape == (27, 22, 3)  # the 4/3 s span at 20 fps
 
 
+def test_centimetre_bvh_reads_back_as_metres(walk, tmp_path, capsys):
+    """joints2bvh --scale 100 writes centimetres; bvh2joints tells so and gives metres."""
+    path, joints = walk
+    cm, back = tmp_path / "cm.bvh", tmp_path / "back.npy"
+    assert main(["joints2bvh", str(path), str(cm), "--scale", "100"]) == 0
+    capsys.readouterr()
+    assert main(["bvh2joints", str(cm), str(back)]) == 0
+    np.testing.assert_allclose(np.load(back), joints, atol=1e-4)
+    assert "units detected: centimetres" in capsys.readouterr().err
+    assert main(["bvh2joints", str(cm), str(back), "--units", "cm"]) == 0
+    np.testing.assert_allclose(np.load(back), joints, atol=1e-4)
+    assert capsys.readouterr().err == ""  # nothing guessed, nothing said
+    assert main(["bvh2joints", str(cm), str(back), "--raw", "--units", "auto"]) == 0
+    np.testing.assert_allclose(np.sort(np.load(back)[..., 1]), np.sort(joints[..., 1]), atol=1e-4)
+
+
+def test_explicit_units_win_over_detection(walk, tmp_path, capsys):
+    path, joints = walk
+    cm, back = tmp_path / "cm.bvh", tmp_path / "back.npy"
+    assert main(["joints2bvh", str(path), str(cm), "--scale", "100"]) == 0
+    assert main(["bvh2joints", str(cm), str(back), "--units", "mm"]) == 0
+    np.testing.assert_allclose(np.load(back), joints / 10, atol=1e-5)
+    assert main(["bvh2joints", str(cm), str(back), "--units", "0.02"]) == 0  # metres per unit
+    np.testing.assert_allclose(np.load(back), joints * 2, atol=1e-4)
+    with pytest.raises(SystemExit) as info:
+        main(["bvh2joints", str(cm), str(back), "--units", "furlongs"])
+    assert info.value.code == 2 and "furlongs" in capsys.readouterr().err
+
+
+def test_implausible_skeleton_size_exits_2_naming_height_and_option(walk, tmp_path, capsys):
+    path, joints = walk
+    tiny, back = tmp_path / "tiny.bvh", tmp_path / "back.npy"
+    assert main(["joints2bvh", str(path), str(tiny), "--scale", "0.001"]) == 0  # 1.5 mm high
+    assert main(["bvh2joints", str(tiny), str(back)]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.bvh" in err and "0.0014" in err and "units high" in err and "--units" in err
+    assert not back.exists()
+    assert main(["bvh2joints", str(tiny), str(back), "--units", "1000"]) == 0  # kilometres
+    np.testing.assert_allclose(np.load(back), joints, atol=2e-3)  # 6 decimals of a km: 1 mm
+
+
 def test_unknown_joint_map_exits_2_naming_it(walk, tmp_path, capsys):
     path, _ = walk
     assert main(["joints2bvh", str(path), str(tmp_path / "w.bvh")]) == 0

@@ -117,7 +117,8 @@ class Report:
             "| Motions | " + " | ".join(COLUMNS.values()) + " |",
             "|---" * (len(COLUMNS) + 1) + "|",
         ]
-        titles = {"real": "Real (test; FID train vs test)", "generated": "Generated"}
+        split = self.settings.get("split", "test")
+        titles = {"real": f"Real ({split}; FID train vs {split})", "generated": "Generated"}
         for row, cells in self.rows.items():
             shown = [cells[k].format() if cells.get(k) else "-" for k in COLUMNS]
             lines.append(f"| {titles.get(row, row)} | " + " | ".join(shown) + " |")
