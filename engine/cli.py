@@ -322,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_benchmark(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None):  # "--out out/walk.png" makes out/, as users expect
+            Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return args.run(args)
     except (MotionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -38,6 +38,24 @@ def test_features_then_recover_round_trip(walk, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "j.npy"), joints[:-1], atol=1e-4)
 
 
+def test_outputs_go_into_folders_that_do_not_exist_yet(walk, tmp_path):
+    path, _ = walk
+    out = tmp_path / "new" / "deeper" / "f.npy"
+    assert main(["features", str(path), str(out)]) == 0
+    assert np.load(out).shape == (40, 263)
+
+
+def test_the_readme_command_generates_a_preview_into_a_new_folder(tmp_path, capsys):
+    # README: generate "a tired person walks forward slowly" ... --out out/walk.png, on the
+    # embedded checkpoint with no setting, from a fresh clone where out/ does not exist.
+    out = tmp_path / "out" / "walk.png"
+    args = ["generate", "a tired person walks forward slowly", "--seconds", "2",
+            "--variations", "2", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2 clip(s) of 2.00 s (mlagen" in capsys.readouterr().out
+
+
 def test_joints_to_bvh_and_back(walk, tmp_path):
     path, joints = walk
     assert main(["joints2bvh", str(path), str(tmp_path / "w.bvh")]) == 0
