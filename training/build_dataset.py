@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from engine.bvh_units import parse_units
 from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
 from engine.joint_map import JOINT_MAPS, bvh_to_canonical
@@ -57,6 +58,14 @@ TRAINING_FRAMES = (40, 196)
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How each BVH is read: the joint map (None: detect) and the file's length unit."""
+
+    map_name: str | None = None
+    units: str = "auto"
+
+
+@dataclass(frozen=True)
 class BuildSettings:
     """Everything the output depends on (recorded in build.json). ``workers`` only sets speed."""
 
@@ -65,6 +74,11 @@ class BuildSettings:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     map_name: str | None = None
     workers: int | None = None  # None: one per CPU
+    units: str = "auto"  # BVH length unit: auto (told from the skeleton's size), m, cm, mm, in
+
+    @property
+    def read(self) -> ReadOptions:
+        return ReadOptions(self.map_name, self.units)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -75,6 +89,7 @@ class BuildSettings:
         if self.map_name is not None and self.map_name not in JOINT_MAPS:
             known = ", ".join(JOINT_MAPS)
             raise MotionError(f"unknown joint map '{self.map_name}'; known: {known}")
+        parse_units(self.units)
 
 
 @dataclass(frozen=True)
@@ -100,12 +115,13 @@ class BuildReport:
     seconds: float
 
 
-def process_clip(path: Path, map_name: str | None) -> ProcessedClip:
+def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
     """Read one BVH and give its canonical joints and features, and those of its mirror.
 
     Raises MotionError (BVHError for the file itself) on bad input.
     """
-    return process_joints(bvh_to_canonical(path, map_name))  # (T, 22, 3) metres, Y up, 20 fps
+    joints = bvh_to_canonical(path, read.map_name, units=read.units)  # (T, 22, 3) m, Y up, 20 fps
+    return process_joints(joints)
 
 
 def process_joints(joints: np.ndarray) -> ProcessedClip:
@@ -124,7 +140,7 @@ def process_joints(joints: np.ndarray) -> ProcessedClip:
     )
 
 
-Process = Callable[[Path, str | None], ProcessedClip]
+Process = Callable[[Path, ReadOptions], ProcessedClip]
 
 
 def _stable_hash(seed: int, name: str) -> int:
@@ -164,22 +180,22 @@ BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (MotionError, OSError, Unico
 
 
 def _run_one(
-    process: Process, map_name: str | None, task: tuple[int, Path]
+    process: Process, read: ReadOptions, task: tuple[int, Path]
 ) -> tuple[int, ProcessedClip | None, str | None]:
     index, path = task
     try:
-        return index, process(path, map_name), None
+        return index, process(path, read), None
     except BAD_INPUT_ERRORS as err:
         return index, None, str(err) or type(err).__name__
 
 
 @contextlib.contextmanager
 def _clip_results(
-    tasks: list[tuple[int, Path]], process: Process, map_name: str | None, workers: int
+    tasks: list[tuple[int, Path]], process: Process, read: ReadOptions, workers: int
 ) -> Iterator[Iterator[tuple[int, ProcessedClip | None, str | None]]]:
     """Results of ``process`` over the tasks, in any order: a pool of ``workers`` processes,
     or inline for one. Leaving the block (also by an exception) stops the pool."""
-    run = partial(_run_one, process, map_name)
+    run = partial(_run_one, process, read)
     if workers <= 1 or len(tasks) <= 1:
         yield map(run, tasks)
         return
@@ -249,6 +265,7 @@ def _summary(
             "seed": settings.seed,
             "split": list(settings.split),
             "map": settings.map_name,
+            "units": settings.units,
         },  # fmt: skip
         "fps": FPS,
         "clips": {
@@ -367,7 +384,7 @@ def _build_into(
     collected = _Collected(work, {}, {}, {}, list(found.skipped))
     tasks = [(i, clip.path) for i, clip in enumerate(found.clips)]
     workers = settings.workers or os.cpu_count() or 1
-    with _clip_results(tasks, process, settings.map_name, workers) as results:
+    with _clip_results(tasks, process, settings.read, workers) as results:
         for index, data, error in tqdm(results, total=len(tasks), unit="clip",
                                        desc="build-dataset", disable=not progress):  # fmt: skip
             clip = found.clips[index]

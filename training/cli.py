@@ -61,11 +61,19 @@ def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="joint map name of engine.joint_map.JOINT_MAPS (default: detect)",
     )
+    parser.add_argument(
+        "--units",
+        default="auto",
+        help="the BVH files' length unit: auto (told from the skeleton's height), m, cm, mm, "
+        "in, or metres per file unit",
+    )
     parser.set_defaults(run=_run_build_dataset)
 
 
 def _run_build_dataset(args: argparse.Namespace) -> int:
-    settings = BuildSettings(args.format, args.seed, args.split, args.map_name, args.workers)
+    settings = BuildSettings(
+        args.format, args.seed, args.split, args.map_name, args.workers, args.units
+    )
     report = build_dataset(args.source, args.out, settings)
     splits = ", ".join(f"{k} {v}" for k, v in report.clips_per_split.items())
     print(

@@ -294,3 +294,31 @@ def test_cli_builds_and_reports_bad_input(source, tmp_path, capsys):
     assert main(argv + ["--map", "no_such_rig"]) == 2
     assert "no_such_rig" in capsys.readouterr().err
     assert main(argv + ["--map", "smpl"]) == 0  # the fixtures' skeleton, named
+
+
+def test_units_are_told_from_the_skeleton_or_given(tmp_path, capsys):
+    # The same clips written in metres and in centimetres build the same joints; a skeleton
+    # too small for any unit fails under auto, naming --units, and builds once it is given.
+    metres, centi, tiny = tmp_path / "m", tmp_path / "cm", tmp_path / "tiny"
+    for folder, scale in ((metres, 1.0), (centi, 100.0), (tiny, 0.1)):
+        folder.mkdir()
+        clip = canonical_bvh(walking_joints(30), fps=30, scale=scale)
+        write_bvh(folder / "walk.bvh", clip)
+        (folder / "walk.txt").write_text("a person walks forward\n")
+    built = {}
+    for name, folder, units in (("m", metres, "auto"), ("cm", centi, "auto"), ("cm2", centi, "cm")):
+        out = tmp_path / f"ds-{name}"
+        build_dataset(folder, out, folder_settings(units=units), progress=False)
+        built[name] = np.load(out / "new_joints" / "000000.npy")
+    np.testing.assert_allclose(built["cm"], built["m"], atol=1e-5)
+    np.testing.assert_allclose(built["cm2"], built["m"], atol=1e-5)
+    argv = ["build-dataset", str(tiny), str(tmp_path / "ds-tiny"), "--format", "folder",
+            "--workers", "1"]  # fmt: skip
+    assert main(argv) == 2  # the only clip is skipped (said on stdout): nothing to build
+    said = capsys.readouterr()
+    assert "cannot tell the units" in said.out and "--units" in said.out and said.err
+    assert main(argv + ["--units", "0.1"]) == 0
+    tiny_joints = np.load(tmp_path / "ds-tiny" / "new_joints" / "000000.npy")
+    np.testing.assert_allclose(tiny_joints, built["m"], atol=1e-5)
+    with pytest.raises(MotionError, match="units"):
+        folder_settings(units="furlongs")
