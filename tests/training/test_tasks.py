@@ -17,7 +17,12 @@ from training.data import collate_items
 from training.distributed import DistInfo
 from training.run_setup import setup_task
 from training.tasks.autoencoder import class_tokens
-from training.tasks.latent import conditions_with_drop, rescale_latents, token_valid
+from training.tasks.latent import (
+    check_same_normalizer,
+    conditions_with_drop,
+    rescale_latents,
+    token_valid,
+)
 from training.tasks.molingo import random_token_mask
 from training.trainer import train
 
@@ -100,6 +105,19 @@ def test_mlagen_loss_falls(tmp_path, data, text, autoencoder_run):
 def test_generator_needs_an_autoencoder(tmp_path, data):
     with pytest.raises(MotionError, match="autoencoder"):
         load_train_config(None, tiny_overrides(tmp_path, data, task="mlagen"))
+
+
+def test_autoencoder_statistics_must_be_the_data_sets_up_to_a_packed_copys_rounding():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=263), rng.uniform(0.1, 2.0, size=263)
+    # a pack-dataset round trip moves them by about 0.02 Std: accepted
+    check_same_normalizer(mean + 0.02 * std, std * 1.004, mean, std, "packed")
+    with pytest.raises(MotionError, match=r"other Mean/Std.*0\.2 Std"):  # another data set
+        check_same_normalizer(mean + 0.2 * std, std, mean, std, "other")
+    with pytest.raises(MotionError, match="other Mean/Std"):
+        check_same_normalizer(mean, std * 1.5, mean, std, "other")
 
 
 def test_rescaled_autoencoder_is_the_same_map_in_scaled_units():
