@@ -263,6 +263,16 @@ def variation(context: bpy.types.Context, index: int) -> tuple[object, results.C
     return entries[index], results.get(entries[index].key, results_folder())
 
 
+def export_name(context: bpy.types.Context, index: int, suffix: str) -> str:
+    """A file name for exporting variation ``index`` (-1: the active one): its prompt,
+    cleaned, then ``suffix``; "" when there is no such variation."""
+    entries = settings(context).variation_list
+    index = settings(context).active_variation if index < 0 else index
+    if not 0 <= index < len(entries):
+        return ""
+    return bpy.path.clean_name(entries[index].prompt)[:60] + suffix
+
+
 def target_armature(context: bpy.types.Context, name: str) -> bpy.types.Object:
     """The armature named ``name``, else the panel's target, else the active armature."""
     if name:
@@ -366,10 +376,7 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
     )  # fmt: skip
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        entries = settings(context).variation_list
-        index = settings(context).active_variation if self.variation < 0 else self.variation
-        if not self.filepath and 0 <= index < len(entries):
-            self.filepath = bpy.path.clean_name(entries[index].prompt)[:60] + self.filename_ext
+        self.filepath = self.filepath or export_name(context, self.variation, self.filename_ext)
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context: bpy.types.Context) -> set[str]:

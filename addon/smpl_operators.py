@@ -24,7 +24,7 @@ from bpy_extras.io_utils import ExportHelper
 from ..engine.errors import MotionError
 from ..engine.smpl_body import find_model_file, smplx_installed
 from . import deps, jobs, preferences, results
-from .operators import BackgroundJobOperator, redraw, results_folder, variation
+from .operators import BackgroundJobOperator, export_name, redraw, results_folder, variation
 from .panel import CATEGORY, _chars_per_line, draw_wrapped
 from .properties import runtime, set_status, settings
 
@@ -294,11 +294,8 @@ class MOTION_OT_export_amass(bpy.types.Operator, ExportHelper):
     variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        entries = settings(context).variation_list
-        index = settings(context).active_variation if self.variation < 0 else self.variation
-        if not self.filepath and 0 <= index < len(entries):
-            name = bpy.path.clean_name(entries[index].prompt)[:60]
-            self.filepath = f"{name}_{body_status(context).model_type}{self.filename_ext}"
+        suffix = f"_{body_status(context).model_type}{self.filename_ext}"
+        self.filepath = self.filepath or export_name(context, self.variation, suffix)
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context: bpy.types.Context) -> set[str]:

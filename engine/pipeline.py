@@ -89,7 +89,7 @@ def generate(
         ckpt = checkpoint
     else:
         ckpt = _cached_checkpoint(checkpoint, torch_device)
-    name = _choose_generator(ckpt, generator)
+    name = choose_generator(ckpt, generator)
     settings = _sampling_settings(ckpt, name, guidance, steps)
     down = ckpt.models["autoencoder"].downsample
     length = plan_length(seconds, frames, ckpt.fps, down, _max_frames(ckpt, name, down))
@@ -271,7 +271,8 @@ def _cached_checkpoint(source: str | Path | None, device: torch.device) -> Check
         return _LOADED[key][1]
 
 
-def _choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:
+def choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:
+    """The generator ``generate`` runs: ``wanted``, else the checkpoint's default."""
     present = [g for g in GENERATORS if g in ckpt.models]
     if "autoencoder" not in ckpt.models or not present:
         raise MotionError(

@@ -24,6 +24,7 @@ import numpy as np
 from .errors import MotionError
 from .quaternion import axis_angle_to_quat, matrix_to_quat, qfix, quat_to_matrix
 from .retarget import Y_UP_FROM_Z_UP, PoseTracks
+from .rig_pose import forward_kinematics
 from .skeleton import JOINT_NAMES
 
 MODEL_TYPES = ("smpl", "smplx")
@@ -161,17 +162,10 @@ def posed_joints(rotations: np.ndarray, trans: np.ndarray, template: BodyTemplat
     As in smplx: each joint hangs off its parent by its rest offset, rotated by the parent's
     global rotation; the root stays at its rest place plus ``trans``.
     """
-    glob = np.empty_like(rotations)
-    out = np.empty(rotations.shape[:2] + (3,))
-    for j, p in enumerate(template.parents):
-        if p < 0:
-            glob[:, j] = rotations[:, j]
-            out[:, j] = template.joints[j] + trans
-            continue
-        glob[:, j] = glob[:, p] @ rotations[:, j]
-        offset = template.joints[j] - template.joints[p]
-        out[:, j] = out[:, p] + glob[:, p] @ offset
-    return out
+    parents = list(template.parents)
+    offsets = template.joints - template.joints[np.maximum(parents, 0)]  # (J, 3); root unused
+    root = template.joints[0] + trans  # (T, 3)
+    return forward_kinematics(matrix_to_quat(rotations), root, parents, offsets)
 
 
 def bone_layout(template: BodyTemplate, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

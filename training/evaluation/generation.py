@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from engine.checkpoint import Checkpoint
 from engine.errors import MotionError
-from engine.pipeline import GENERATORS, SAMPLING_DEFAULTS, generate
+from engine.pipeline import SAMPLING_DEFAULTS, generate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,15 +191,6 @@ def derive_seed(*parts: int) -> int:
 
 
 # ---- sampling settings ---------------------------------------------------------------------
-
-
-def generator_name(checkpoint: Checkpoint, wanted: str | None) -> str:
-    """The generator ``generate`` will run: ``wanted``, else the checkpoint's default."""
-    present = [g for g in GENERATORS if g in checkpoint.models]
-    name = wanted or checkpoint.metadata.get("generator") or (present[0] if present else None)
-    if name not in present:
-        raise MotionError(f"{checkpoint.path}: no generator {name!r}; it has {present}")
-    return name
 
 
 def check_sampling(name: str, sampling: dict[str, Any]) -> dict[str, Any]:

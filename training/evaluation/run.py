@@ -38,7 +38,7 @@ from tqdm import tqdm
 from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
 from engine.features import Normalizer
-from engine.pipeline import resolve_device
+from engine.pipeline import choose_generator, resolve_device
 from engine.text_encoder import TextEncoder, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
 from training.evaluation import metrics
@@ -47,7 +47,6 @@ from training.evaluation.generation import (
     Request,
     Stopwatch,
     check_sampling,
-    generator_name,
     parse_sampling,
 )
 from training.evaluation.metrics import Interval, confidence_interval
@@ -389,7 +388,7 @@ def _generation(
     over the sampling settings it was saved with."""
     ckpt = load_checkpoint(checkpoint, device=device)
     if sampling:
-        allowed = check_sampling(generator_name(ckpt, generator), sampling)
+        allowed = check_sampling(choose_generator(ckpt, generator), sampling)
         ckpt.metadata["sampling"] = {**ckpt.metadata.get("sampling", {}), **allowed}
     return Generation(ckpt, device, generator, guidance, steps)
 
