@@ -7,7 +7,8 @@ speed depends on (weights' values do not change the work done). Results print as
 markdown table and, with ``--json``, are written for ``docs/benchmarks.md``.
 
 On CUDA, ``--fast off`` times the reference sampling loops (what the CPU runs) and
-``--precision`` picks fp32 / tf32 / bf16 products for the fast path; ``--check`` compares
+``--precision`` picks fp32 / tf32 / bf16 for the fast path and ``--compile`` fuses MLA-Gen's
+trunk with torch.compile; ``--check`` compares
 the fast path's motion with the reference loop's (relative error), and ``--profile``
 counts kernel launches, graph launches and host syncs of one batch-1 call.
 """
@@ -37,6 +38,9 @@ from .sampling.graphs import PRECISIONS, FastOptions
 from .text_encoder import TextEncoderConfig, load_text_encoder
 
 REFERENCE = FastOptions(enabled=False, graphs=False, precision="fp32")
+CHECKED = [FastOptions(precision=p) for p in PRECISIONS] + [
+    FastOptions(precision=p, compile=True) for p in ("auto", "bf16")
+]  # the variants --check compares with the reference
 
 PROMPTS = (
     "a person walks forward and waves with the right hand",
@@ -116,7 +120,8 @@ def _mode(device: torch.device) -> str:
     options = pipeline.FAST_SAMPLING or FastOptions()
     if device.type != "cuda" or not options.enabled:
         return "reference"
-    return f"fast/{options.precision}" + ("" if options.graphs else "/no-graphs")
+    return (f"fast/{options.precision}" + ("" if options.graphs else "/no-graphs")
+            + ("/compiled" if options.compile else ""))  # fmt: skip
 
 
 def _prompts(batch: int) -> tuple[list[str], int]:
@@ -137,11 +142,13 @@ def _active(checkpoint: Path, generator: str, device: torch.device) -> Checkpoin
 
 
 def check_fast_path(
-    checkpoint: Path, generator: str, device: torch.device, batch: int, precisions: list[str]
-) -> list[dict]:
+    checkpoint: Path, generator: str, device: torch.device, batch: int,
+    variants: list[FastOptions],
+) -> list[dict]:  # fmt: skip
     """The fast path's features against the reference loop's, same seed: relative error
-    ||fast - ref|| / ||ref|| per precision, and whether a repeat call is bit-identical.
-    For scale, ``seed_gap`` is the same measure between two seeds of the reference."""
+    ||fast - ref|| / ||ref|| per variant (precision, compiled or not), and whether a repeat
+    call is bit-identical. For scale, ``seed_gap`` is the same measure between two seeds of
+    the reference."""
     prompts, variations = _prompts(batch)
     kwargs = dict(frames=196, variations=variations, device=device, generator=generator,
                   checkpoint=_active(checkpoint, generator, device))  # fmt: skip
@@ -152,12 +159,13 @@ def check_fast_path(
         other = torch.from_numpy(generate(prompts, seed=8, **kwargs).features).double()
         gap = float((other - ref).norm() / ref.norm())
         rows = []
-        for precision in precisions:
-            pipeline.FAST_SAMPLING = FastOptions(precision=precision)
+        for options in variants:
+            pipeline.FAST_SAMPLING = options
             fast = generate(prompts, seed=7, **kwargs).features
             again = generate(prompts, seed=7, **kwargs).features
             diff = torch.from_numpy(fast).double() - ref
-            rows.append({"generator": generator, "precision": precision, "batch": len(ref),
+            rows.append({"generator": generator, "precision": options.precision,
+                         "compile": options.compile, "batch": len(ref),
                          "rel_error": float(diff.norm() / ref.norm()), "seed_gap": gap,
                          "max_abs": float(diff.abs().max()),
                          "repeatable": bool(np.array_equal(fast, again))})  # fmt: skip
@@ -242,13 +250,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--fast", default="on", choices=["on", "off"], help="CUDA fast path")
     parser.add_argument("--precision", default="auto", choices=list(PRECISIONS))
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="MLA-Gen's trunk through torch.compile (needs Triton)",
+    )
     parser.add_argument("--check", action="store_true", help="compare with the reference")
     parser.add_argument("--profile", default="", help="profile one call at these batches")
     parser.add_argument("--sweep", action="store_true", help="IEEE vs TF32 product times")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    fast = FastOptions(precision=args.precision) if args.fast == "on" else REFERENCE
+    fast = FastOptions(precision=args.precision, compile=args.compile)
+    fast = fast if args.fast == "on" else REFERENCE
     saved, pipeline.FAST_SAMPLING = pipeline.FAST_SAMPLING, fast
     try:
         return _run(args, device, fast)
@@ -276,7 +290,7 @@ def _run(args: argparse.Namespace, device: torch.device, fast: FastOptions) -> i
         if args.sweep and device.type == "cuda":
             extra["sweep"] = product_sweep(device)
         for name in names if args.check else []:
-            extra["check"] += check_fast_path(ckpt, name, device, 4, list(PRECISIONS))
+            extra["check"] += check_fast_path(ckpt, name, device, 4, CHECKED)
         for batch in [int(b) for b in args.profile.split(",") if b]:
             for name in names:
                 pipeline.FAST_SAMPLING = fast

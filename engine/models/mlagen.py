@@ -30,6 +30,7 @@ for SinkRatio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, gate, 
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
+
+Rope = tuple[Tensor, Tensor]  # cos, sign-folded sin (N, head_dim)
 
 
 @dataclass
@@ -106,36 +109,20 @@ class MemorySelfAttention(nn.Module):
         self.out = nn.Linear(config.width, config.width)
         self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
         self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
-        self._rope_cache: dict[tuple[int, torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, H, n, Dh)
 
-    def _rope(self, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sign-folded sin tables (n, Dh), kept per (length, device, dtype).
-
-        They depend on positions only; rebuilding them cost ~8 small kernels per block per
-        call, a large share of a sampling step at batch 1. With the sign folded into sin,
-        ``x * cos + x.roll(Dh/2) * sin`` equals ``apply_rope`` bit for bit with one kernel
-        fewer. Not cached while a CUDA graph is being captured (nothing runs then).
-        """
-        key = (n, like.device, like.dtype)
-        tables = self._rope_cache.get(key)
-        if tables is None:
-            cos, sin = rope_tables(n, self.head_dim, self.rope_base, like)
-            half = self.head_dim // 2
-            tables = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=-1))
-            if not (like.is_cuda and torch.cuda.is_current_stream_capturing()):
-                self._rope_cache[key] = tables
-        return tables
-
-    def forward(self, x: Tensor, memory: Tensor | None, frame_mask: Tensor | None) -> Tensor:
-        """x (B, N, W); memory (S, W) or None; frame_mask (B, N) True = real -> (B, N, W)."""
+    def forward(
+        self, x: Tensor, memory: Tensor | None, frame_mask: Tensor | None, rope: Rope
+    ) -> Tensor:
+        """x (B, N, W); memory (S, W) or None; frame_mask (B, N) True = real;
+        rope = ``MLAGen.rope(N, like)`` -> (B, N, W)."""
         b, n, w = x.shape
         q, k, v = (self._split(part) for part in self.qkv(x).chunk(3, dim=-1))
         q, k = self.q_norm(q), self.k_norm(k)
-        cos, signed_sin = self._rope(n, q)  # (n, Dh): same rotation as apply_rope
+        cos, signed_sin = rope  # (n, Dh): same rotation as apply_rope
         half = self.head_dim // 2
         q = q * cos + q.roll(half, dims=-1) * signed_sin
         k = k * cos + k.roll(half, dims=-1) * signed_sin
@@ -167,12 +154,23 @@ class MLAGenBlock(nn.Module):
         self.ada = AdaLNModulation(width, width, 6)
 
     def forward(
-        self, x: Tensor, cond: Tensor, memory: Tensor | None, frame_mask: Tensor | None
+        self, x: Tensor, cond: Tensor, memory: Tensor | None, frame_mask: Tensor | None, rope: Rope
     ) -> Tensor:
         """x (B, N, W), cond (B, N, W) per-frame condition -> (B, N, W)."""
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(cond)
-        x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask), g1)
+        x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask, rope), g1)
         return x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
+
+
+def run_blocks(
+    blocks: nn.ModuleList, x: Tensor, cond: Tensor, memory: Tensor | None,
+    frame_mask: Tensor | None, rope: Rope,
+) -> Tensor:  # fmt: skip
+    """The DiT trunk. A free function so that samplers can swap in a compiled version of it
+    (``MLAGen.run_blocks``) without touching the module tree or its weights' names."""
+    for block in blocks:
+        x = block(x, cond, memory, frame_mask, rope)
+    return x
 
 
 @register_model(MLAGenConfig)
@@ -197,6 +195,28 @@ class MLAGen(nn.Module):
         nn.init.zeros_(self.final.weight)  # start by predicting zero velocity
         nn.init.zeros_(self.final.bias)
         self.last_attention: Tensor | None = None
+        self.run_blocks: Callable[..., Tensor] = run_blocks  # samplers may compile it
+        self._rope_cache: dict[tuple[int, torch.device, torch.dtype], Rope] = {}
+
+    def rope(self, n: int, like: Tensor) -> Rope:
+        """cos and sign-folded sin tables (n, Dh) of the self-attention, kept per (length,
+        device, dtype).
+
+        They depend on positions only; rebuilding them cost ~8 small kernels per block per
+        call, a large share of a sampling step at batch 1. With the sign folded into sin,
+        ``x * cos + x.roll(Dh/2) * sin`` equals ``apply_rope`` bit for bit with one kernel
+        fewer. Not cached while a CUDA graph is being captured (nothing runs then).
+        """
+        key = (n, like.device, like.dtype)
+        tables = self._rope_cache.get(key)
+        if tables is None:
+            head_dim = self.config.width // self.config.heads
+            cos, sin = rope_tables(n, head_dim, self.config.rope_base, like)
+            half = head_dim // 2
+            tables = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=-1))
+            if not (like.is_cuda and torch.cuda.is_current_stream_capturing()):
+                self._rope_cache[key] = tables
+        return tables
 
     def sink_keep(self, t: Tensor, length: int) -> Tensor:
         """Cross-attention keys allowed by the sink-mask: (B, 1, 1, L) bool.
@@ -248,11 +268,12 @@ class MLAGen(nn.Module):
         local_text = text if local_text is None else local_text
         h = self.x_embed(x_t)  # (B, N, W)
         weight = self._local_weight(weak_local, h)  # (B, 1, 1)
-        cond = self.t_embed(t.to(h.dtype)) + self.global_embed(text.pooled.to(h.dtype))  # (B, W)
+        # t stays float32: rounded to bfloat16 (a reduced-precision copy) it would move by
+        # up to 0.004, four of the embedding's 1000 time units.
+        cond = self.t_embed(t.float()).to(h.dtype) + self.global_embed(text.pooled.to(h.dtype))
         cond = cond[:, None, :] + weight * self.local_condition(h, t, local_text)  # (B, N, W)
-        x = h
-        for block in self.blocks:
-            x = block(x, cond, self.memory, frame_mask)
+        rope = self.rope(h.shape[1], h)
+        x = self.run_blocks(self.blocks, h, cond, self.memory, frame_mask, rope)
         shift, scale = self.final_ada(cond)
         return self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, C)
 

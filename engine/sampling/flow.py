@@ -37,6 +37,7 @@ from .graphs import (
 )
 from .guidance import CFG, SinkCtrl, sink_ratio
 from .ode import METHODS, Progress, solve_ode, time_grid
+from .sampling_model import call_network, sampling_model
 
 MODES = ("sink_ctrl", "cfg")
 
@@ -101,11 +102,14 @@ def sample_flow(
     guide.reset()
     single = mode == "cfg" and guide.scale == 1.0  # CFG at 1 is the conditional branch alone
     options = default_options() if fast is None else fast
-    args = (model, text, null_text, noise, steps, method, guide, single, progress)
     with torch.no_grad():
         if not use_fast_path(options, device):
-            return _sample_eager(*args)
-        with inference_precision(options.precision, device):
+            return _sample_eager(model, model, text, null_text, noise, steps, method, guide,
+                                 single, progress)  # fmt: skip
+        reduced = torch.bfloat16 if options.precision == "bf16" else None
+        net = sampling_model(model, reduced, options.compile)
+        args = (model, net, text, null_text, noise, steps, method, guide, single, progress)
+        with inference_precision(options.precision, device, autocast=False):
             if options.graphs and _guide_key(guide) is not None and method in METHODS:
                 return _sample_graphed(*args, options.precision)
             return _sample_eager(*args)
@@ -113,6 +117,7 @@ def sample_flow(
 
 def _sample_eager(
     model: nn.Module,
+    net: nn.Module,
     text: TextEncoding,
     null_text: TextEncoding,
     noise: Tensor,
@@ -122,7 +127,10 @@ def _sample_eager(
     single: bool,
     progress: Progress | None,
 ) -> FlowSample:
-    """The reference loop: one velocity call after another through ``solve_ode``."""
+    """The reference loop: one velocity call after another through ``solve_ode``.
+
+    ``net`` is ``model`` or its sampling copy (``sampling_model``), which the velocity calls
+    run; ``model.last_attention`` is left as the last call's maps either way."""
     batch, device = len(text), noise.device
     both = TextEncoding.cat([text, null_text])  # global condition: prompt | null
     local = TextEncoding.cat([text, text])  # local condition: the prompt on both halves
@@ -131,16 +139,18 @@ def _sample_eager(
 
     def velocity(x: Tensor, t: Tensor) -> Tensor:
         if single:
-            v = model(x, t, text)
-            ratios.append(sink_ratio(model.last_attention, text.mask))
+            v = call_network(net, x, t, text)
+            ratios.append(sink_ratio(net.last_attention, text.mask).to(x.dtype))
             return v
-        out = model(torch.cat([x, x]), torch.cat([t, t]), both, weak_local=weak, local_text=local)
+        out = call_network(net, torch.cat([x, x]), torch.cat([t, t]), both, weak_local=weak,
+                           local_text=local)  # fmt: skip
         v_cond, v_uncond = out.chunk(2)
-        sink = sink_ratio(model.last_attention[:batch], local.mask[:batch])  # (B,)
+        sink = sink_ratio(net.last_attention[:batch], local.mask[:batch]).to(x.dtype)  # (B,)
         ratios.append(sink)
         return guide(v_cond, v_uncond, sink)
 
     latents = solve_ode(velocity, noise, steps, method, progress=progress)
+    model.last_attention = net.last_attention
     return FlowSample(latents=latents, sink_ratio=torch.stack(ratios).mean(0))
 
 
@@ -187,10 +197,10 @@ class _FlowSession:
     sum (B,). Two graphs: the first step (no previous guidance yet) and any later step.
     """
 
-    def __init__(self, model: nn.Module, text: TextEncoding, null_text: TextEncoding,
+    def __init__(self, net: nn.Module, text: TextEncoding, null_text: TextEncoding,
                  noise: Tensor, method: str, guide: CFG | SinkCtrl, single: bool):  # fmt: skip
         batch, device = len(text), noise.device
-        self.model, self.method, self.guide, self.single = model, method, guide, single
+        self.net, self.method, self.guide, self.single = net, method, guide, single
         self.x = torch.zeros_like(noise)
         self.t = noise.new_zeros(batch)
         self.t_next = noise.new_zeros(batch)
@@ -215,17 +225,18 @@ class _FlowSession:
         self.ratio.zero_()
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        model, batch = self.model, x.shape[0]
+        net, batch = self.net, x.shape[0]
         if self.single:
-            v = model(x, t, self.both, weak_local=self.weak).to(x.dtype)
-            self._keep_attention(model.last_attention)
-            self.ratio.add_(sink_ratio(model.last_attention, self.both.mask))
+            v = call_network(net, x, t, self.both, weak_local=self.weak)
+            self._keep_attention(net.last_attention)
+            self.ratio.add_(sink_ratio(net.last_attention, self.both.mask))
             return v
-        out = model(torch.cat([x, x]), torch.cat([t, t]), self.both, weak_local=self.weak,
-                    local_text=self.local)  # fmt: skip
-        self._keep_attention(model.last_attention)
-        v_cond, v_uncond = out.to(x.dtype).chunk(2)  # guidance in the state's precision
-        sink = sink_ratio(model.last_attention[:batch], self.local.mask[:batch])  # (B,)
+        out = call_network(net, torch.cat([x, x]), torch.cat([t, t]), self.both,
+                           weak_local=self.weak, local_text=self.local)  # fmt: skip
+        self._keep_attention(net.last_attention)
+        v_cond, v_uncond = out.chunk(2)  # guidance in the state's precision
+        sink = sink_ratio(net.last_attention[:batch], self.local.mask[:batch])  # (B,)
+        sink = sink.to(x.dtype)
         self.ratio.add_(sink)
         return self.guide(v_cond, v_uncond, sink)
 
@@ -290,6 +301,7 @@ def _pad_text(encoding: TextEncoding, length: int) -> TextEncoding:
 
 def _sample_graphed(
     model: nn.Module,
+    net: nn.Module,
     text: TextEncoding,
     null_text: TextEncoding,
     noise: Tensor,
@@ -310,7 +322,7 @@ def _sample_graphed(
     rows = noise.shape[0] * noise.shape[1] * (1 if single else 2)
     with LOCK, on_device(noise.device), product_precision(precision, rows):
         session = cached_session(
-            model, key, lambda: _FlowSession(model, text, null_text, noise, method, guide, single)
+            net, key, lambda: _FlowSession(net, text, null_text, noise, method, guide, single)
         )
         session.guide = guide  # read when a graph not yet captured is captured
         session.start(text, null_text, noise)

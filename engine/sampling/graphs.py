@@ -47,13 +47,18 @@ class FastOptions:
         means the reference loop, kernel by kernel, as on the CPU.
     graphs: capture each sampling step as a CUDA graph (needs ``enabled``).
     precision: float32 matrix products as "fp32" (IEEE), "tf32" (Ampere/Hopper tensor
-        cores, ~1e-3 relative error per product), "bf16" (autocast to bfloat16), or "auto":
-        TF32 for products of at least ``SMALL_PRODUCT_ROWS`` rows, IEEE below (faster there).
+        cores, ~1e-3 relative error per product), "auto": TF32 for products of at least
+        ``SMALL_PRODUCT_ROWS`` rows, IEEE below (faster there), or "bf16": MLA-Gen runs a
+        bfloat16 copy of its weights (``sampling_model``), MoLingo autocasts to bfloat16.
+    compile: MLA-Gen's trunk through ``torch.compile`` (fused kernels; needs Triton). The
+        first call of each new shape pays the compilation (seconds to a minute), so it pays
+        off for many clips at once (evaluation, batch generation), not for one clip.
     """
 
     enabled: bool = True
     graphs: bool = True
     precision: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -106,8 +111,11 @@ def product_precision(precision: str, rows: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def inference_precision(precision: str, device: torch.device) -> Iterator[None]:
-    """Matrix-product precision for the duration of a sampling call on ``device`` (CUDA).
+def inference_precision(
+    precision: str, device: torch.device, autocast: bool = True
+) -> Iterator[None]:
+    """Matrix-product precision for the duration of a sampling call on ``device`` (CUDA);
+    "bf16" autocasts unless ``autocast`` is False (the sampler runs a bfloat16 copy).
 
     The setting is process-wide in PyTorch, so it is restored on exit. Graph capture bakes
     in the kernels chosen under it, which is why the precision is part of a session's key.
@@ -121,7 +129,7 @@ def inference_precision(precision: str, device: torch.device) -> Iterator[None]:
     except RuntimeError:  # the caller mixed PyTorch's old and new TF32 switches: leave them
         before = None
     try:
-        if precision == "bf16":
+        if precision == "bf16" and autocast:
             # cache_enabled=False: cached weight casts would be baked into a captured graph.
             with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
                 yield
