@@ -62,6 +62,7 @@ def generate(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     generator: str | None = None,
+    fast: FastOptions | None = None,
 ) -> Motion:
     """Generate ``variations`` clips per prompt, all of one length.
 
@@ -78,6 +79,8 @@ def generate(
         device: "auto" (CUDA, then Apple MPS, then CPU) or a torch device.
         progress: ``callable(step, total)`` after each sampling step (raise to cancel).
         generator: "molingo" or "mlagen" when the checkpoint holds both (None: its default).
+        fast: how to sample on CUDA (None: ``FAST_SAMPLING``), e.g. ``FastOptions(
+            compile=True)`` for many large batches in a row.
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -107,7 +110,10 @@ def generate(
         clock = time.perf_counter()
         rng = torch.Generator(device=torch_device).manual_seed(seed)
         model = ckpt.models[name].to(torch_device)
-        latents, sink = _sample(name, model, text, null, length.tokens, settings, rng, progress)
+        latents, sink = _sample(
+            name, model, text, null, length.tokens, settings, rng, progress,
+            FAST_SAMPLING if fast is None else fast,
+        )  # fmt: skip
         times["sample"] = time.perf_counter() - clock
         clock = time.perf_counter()
         features, joints = decode_latents(ckpt, latents)
@@ -341,6 +347,7 @@ def _sample(
     settings: dict[str, Any],
     rng: torch.Generator,
     progress: Progress | None,
+    fast: FastOptions | None,
 ) -> tuple[torch.Tensor, list[float] | None]:
     """Latents (N, tokens, C) from the chosen generator, and MLA-Gen's SinkRatio per clip."""
     if name == "molingo":
@@ -351,7 +358,7 @@ def _sample(
             model, text, null if guided else None, tokens,
             ar_steps=settings["ar_steps"], flow_steps=settings["steps"],
             guidance=settings["guidance"], method=settings["method"], generator=rng,
-            progress=progress, fast=FAST_SAMPLING,
+            progress=progress, fast=fast,
         )  # fmt: skip
         return latents, None
     from .sampling.flow import sample_flow
@@ -359,7 +366,7 @@ def _sample(
     result = sample_flow(
         model, text, null, tokens, steps=settings["steps"], guidance=settings["guidance"],
         mode=settings["mode"], method=settings["method"], generator=rng, progress=progress,
-        fast=FAST_SAMPLING,
+        fast=fast,
     )  # fmt: skip
     # one device-to-host copy for the whole batch (a float() per clip syncs once per clip)
     return result.latents, [round(r, 4) for r in result.sink_ratio.tolist()]

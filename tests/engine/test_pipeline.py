@@ -177,3 +177,27 @@ def test_progress_and_loaded_checkpoints(checkpoint):
     )
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert np.array_equal(motion.features, _run(checkpoint, "mlagen", steps=3).features)
+
+
+@pytest.mark.parametrize("generator", ["molingo", "mlagen"])
+def test_sampling_options_reach_the_sampler(checkpoint, generator, monkeypatch):
+    """A caller's FastOptions (e.g. the evaluation's compiled bf16 sampling) are what the
+    sampler gets; without them, the module-wide default."""
+    from engine import pipeline
+    from engine.sampling import flow, mar
+    from engine.sampling.graphs import FastOptions
+
+    seen = []
+    module, name = (mar, "sample_mar") if generator == "molingo" else (flow, "sample_flow")
+    real = getattr(module, name)
+
+    def spy(*args, fast=None, **kwargs):
+        seen.append(fast)
+        return real(*args, fast=fast, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    options = FastOptions(precision="bf16", compile=True)
+    _run(checkpoint, generator, fast=options)
+    monkeypatch.setattr(pipeline, "FAST_SAMPLING", FastOptions(precision="tf32"))
+    _run(checkpoint, generator)
+    assert seen == [options, FastOptions(precision="tf32")]

@@ -18,6 +18,7 @@ from engine.features import Normalizer
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from engine.models.mlagen import MLAGen, MLAGenConfig
 from engine.motion import Motion
+from engine.sampling.graphs import FastOptions
 from engine.text_encoder import TextEncoderConfig
 from training.data import MotionDataset, make_loader, set_epoch
 from training.evaluation import generation, metrics
@@ -211,7 +212,8 @@ def test_generation_is_batched_across_replications(data_root, checkpoint, monkey
     the oracle then shows which caption every generated clip was paired with."""
     calls: list[tuple[list[str], int]] = []
 
-    def fake_generate(prompts, *, frames, seed, **_):
+    def fake_generate(prompts, *, frames, seed, fast, **_):
+        assert fast == options  # every call samples as the evaluation was told to
         calls.append((list(prompts), frames))
         scale = 1.0 + 0.2 * np.random.default_rng(seed).random(len(prompts))  # (n,)
         features = np.zeros((len(prompts), frames, 263), np.float32)
@@ -223,8 +225,11 @@ def test_generation_is_batched_across_replications(data_root, checkpoint, monkey
     monkeypatch.setattr(generation, "generate", fake_generate)
     per_call, reps = 10, 3  # 12 clips per length: 2 calls (one per replication would be 3)
     protocol = Protocol(mm_batches=1, mm_repeats=4, mm_pairs=2, prompts_per_call=per_call)
+    options = FastOptions(precision="bf16", compile=True)
     report = evaluate(checkpoint, data_root, Oracle(), replications=reps, batch_size=4, seed=2,
-                      device="cpu", protocol=protocol)  # fmt: skip
+                      device="cpu", protocol=protocol, fast=options)  # fmt: skip
+    assert report.settings["fast"] == {"enabled": True, "graphs": True, "precision": "bf16",
+                                       "compile": True}  # fmt: skip
 
     main, mm = Counter(), Counter()
     for batches in _draws(data_root, reps, 4, 2):

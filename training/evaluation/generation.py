@@ -27,6 +27,7 @@ from tqdm import tqdm
 from engine.checkpoint import Checkpoint
 from engine.errors import MotionError
 from engine.pipeline import SAMPLING_DEFAULTS, generate
+from engine.sampling.graphs import FastOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Generation:
     name: str | None = None
     guidance: float | None = None
     steps: int | None = None
+    fast: FastOptions | None = None  # CUDA sampling options (None: the engine's default)
 
     def embed(
         self, requests: Sequence[Request], repeats: int, embedder: Any, *, key: tuple[int, int],
@@ -118,7 +120,7 @@ class Generation:
                     [requests[i].caption for i, _ in clips], frames=length,
                     seed=derive_seed(*key, length, chunk), guidance=self.guidance,
                     steps=self.steps, checkpoint=self.checkpoint, device=self.device,
-                    generator=self.name,
+                    generator=self.name, fast=self.fast,
                 )  # fmt: skip
             with watch("embedding"):
                 widths = [requests[i].width for i, _ in clips]

@@ -39,6 +39,7 @@ from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
 from engine.features import Normalizer
 from engine.pipeline import choose_generator, resolve_device
+from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
 from engine.text_encoder import TextEncoder, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
 from training.evaluation import metrics
@@ -314,6 +315,7 @@ def evaluate(
     protocol: Protocol | None = None,
     progress: bool = False,
     sampling: dict[str, Any] | None = None,
+    fast: FastOptions | None = None,
 ) -> Report:
     """Score ``checkpoint`` (an engine checkpoint folder or Hub id; ``"real"`` for the real
     rows only) on ``split`` of the HumanML3D-layout ``data_root``.
@@ -324,8 +326,9 @@ def evaluate(
     win). ``sampling`` overrides the checkpoint's sampling settings for this evaluation
     (e.g. ``{"mode": "cfg"}`` to score MLA-Gen with plain guidance at the same scale,
     ``{"steps": 25, "method": "heun"}``); its keys must be those of ``SAMPLING_DEFAULTS``
-    for the generator, and ``guidance`` / ``steps`` given here win over it. ``progress``
-    shows each phase on stderr.
+    for the generator, and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
+    how the clips are sampled on CUDA (precision, compiled trunk; None: the engine's
+    default); it is recorded in the report. ``progress`` shows each phase on stderr.
     """
     protocol = dataclasses.replace(
         protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
@@ -346,6 +349,7 @@ def evaluate(
         gen = None
         if str(checkpoint) != "real":
             gen = _generation(checkpoint, torch_device, generator, guidance, steps, sampling)
+            gen.fast = fast
             _keep_captions(load_text_encoder(gen.checkpoint.text_encoder, torch_device), test)
         _keep_captions(getattr(embedder, "text_encoder", None), test)
     draws = [
@@ -370,6 +374,7 @@ def evaluate(
         "data_root": str(data_root), "split": split, "seed": seed,
         "generator": generator, "guidance": guidance, "steps": steps, "device": str(torch_device),
         "sampling": sampling or {},
+        "fast": dataclasses.asdict(fast or default_options()),
         "items_per_replication": len(loader) * protocol.batch_size,
         "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
         "phase_seconds": watch.rounded(), "generate_calls": calls,
@@ -445,6 +450,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="override a sampling setting of the checkpoint (repeatable), e.g. steps=25, "
         "method=heun, ar_steps=8; keys: those of engine.pipeline.SAMPLING_DEFAULTS",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="CUDA sampling precision (bf16: MLA-Gen in a bfloat16 copy)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="fuse MLA-Gen's trunk with torch.compile (CUDA, needs Triton)",
+    )
     parser.add_argument("--prompts-per-call", type=int, default=Protocol.prompts_per_call,
                         help="clips per generate() call across replications (memory)")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -460,6 +476,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
         mm=not args.no_mm, progress=True, sampling=sampling or None,
         protocol=Protocol(prompts_per_call=args.prompts_per_call),
+        fast=FastOptions(precision=args.precision, compile=args.compile),
     )  # fmt: skip
     report.save(args.out, args.markdown)
     print(report.to_markdown(), end="")
