@@ -37,7 +37,7 @@ from .graphs import (
 )
 from .guidance import CFG, SinkCtrl, sink_ratio
 from .ode import METHODS, Progress, solve_ode, time_grid
-from .sampling_model import call_network, sampling_model
+from .sampling_model import call_network, network_precision, sampling_model
 
 MODES = ("sink_ctrl", "cfg")
 
@@ -106,7 +106,7 @@ def sample_flow(
         if not use_fast_path(options, device):
             return _sample_eager(model, model, text, null_text, noise, steps, method, guide,
                                  single, progress)  # fmt: skip
-        reduced = torch.bfloat16 if options.precision == "bf16" else None
+        reduced = network_precision(options.precision, device)
         net = sampling_model(model, reduced, options.compile)
         args = (model, net, text, null_text, noise, steps, method, guide, single, progress)
         with inference_precision(options.precision, device, autocast=False):

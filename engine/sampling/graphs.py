@@ -48,8 +48,9 @@ class FastOptions:
     graphs: capture each sampling step as a CUDA graph (needs ``enabled``).
     precision: float32 matrix products as "fp32" (IEEE), "tf32" (Ampere/Hopper tensor
         cores, ~1e-3 relative error per product), "auto": TF32 for products of at least
-        ``SMALL_PRODUCT_ROWS`` rows, IEEE below (faster there), or "bf16": MLA-Gen runs a
-        bfloat16 copy of its weights (``sampling_model``), MoLingo autocasts to bfloat16.
+        ``SMALL_PRODUCT_ROWS`` rows, IEEE below (faster there), and MLA-Gen as a bfloat16
+        copy of its weights on GPUs with bfloat16 tensor cores (``network_precision``), or
+        "bf16": MLA-Gen's bfloat16 copy everywhere, MoLingo autocast to bfloat16.
     compile: MLA-Gen's trunk through ``torch.compile`` (fused kernels; needs Triton). The
         first call of each new shape pays the compilation (seconds to a minute), so it pays
         off for many clips at once (evaluation, batch generation), not for one clip.

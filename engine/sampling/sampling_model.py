@@ -51,6 +51,22 @@ def sampling_model(model: nn.Module, dtype: torch.dtype | None, compiled: bool) 
     return twin
 
 
+def network_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype MLA-Gen's network runs in on ``device`` under a ``FastOptions.precision``.
+
+    "bf16" always; "auto" too on GPUs with bfloat16 tensor cores (compute capability 8 or
+    more: Ampere, Ada, Hopper, ...), where it is faster at every batch size and scores the
+    same on test (docs/results.md); older GPUs emulate bfloat16 slowly and keep float32.
+    None: the model's own dtype.
+    """
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else None
+    return None
+
+
 def weights_version(model: nn.Module) -> tuple[Hashable, ...]:
     """Address and in-place version of every parameter and buffer: changes with the weights."""
     tensors = [*model.parameters(), *model.buffers()]

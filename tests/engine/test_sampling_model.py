@@ -105,3 +105,21 @@ def test_compiling_without_triton_warns_once_and_runs_uncompiled(monkeypatch):
         assert copy.run_blocks is model.run_blocks  # the plain trunk
     finally:
         sampling_model.can_compile.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "capability", "expected"),
+    [
+        ("auto", "cuda", (9, 0), torch.bfloat16),  # Hopper: bfloat16 tensor cores
+        ("auto", "cuda", (8, 6), torch.bfloat16),  # Ampere / Ada
+        ("auto", "cuda", (7, 5), None),  # Turing emulates bfloat16: stays float32
+        ("tf32", "cuda", (9, 0), None),
+        ("fp32", "cuda", (9, 0), None),
+        ("bf16", "cuda", (7, 5), torch.bfloat16),  # asked for explicitly
+        ("auto", "cpu", None, None),
+    ],
+)  # fmt: skip
+def test_which_gpus_run_mlagen_in_bfloat16(monkeypatch, precision, device, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _device=None: capability)
+    got = sampling_model.network_precision(precision, torch.device(device))
+    assert got == expected
