@@ -41,9 +41,10 @@ SAMPLING_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlagen": {"guidance": 4.0, "steps": 100, "mode": "sink_ctrl", "method": "euler"},
 }
 
-# How sampling runs on CUDA: static shapes + CUDA graphs + TF32 for all but thin products
-# by default (None reads KINETEXT_FAST_SAMPLING; "0" there runs the reference loops, which
-# the CPU always runs). E.g. FAST_SAMPLING = FastOptions(precision="fp32") for IEEE products.
+# How sampling runs on CUDA: static shapes + CUDA graphs + TF32 for all but thin products,
+# MLA-Gen as a bfloat16 copy on GPUs with bfloat16 tensor cores, by default (None reads
+# KINETEXT_FAST_SAMPLING; "0" there runs the reference loops, which the CPU always runs).
+# E.g. FAST_SAMPLING = FastOptions(precision="fp32") for IEEE products and float32 weights.
 FAST_SAMPLING: FastOptions | None = None
 
 Progress = Callable[[int, int], None]
