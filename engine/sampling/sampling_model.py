@@ -70,7 +70,10 @@ def network_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def weights_version(model: nn.Module) -> tuple[Hashable, ...]:
     """Address and in-place version of every parameter and buffer: changes with the weights."""
     tensors = [*model.parameters(), *model.buffers()]
-    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    # Tensors made under torch.inference_mode keep no version counter (reading it raises).
+    return tuple(
+        (t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype, t.device) for t in tensors
+    )
 
 
 def network_dtype(model: nn.Module) -> torch.dtype:

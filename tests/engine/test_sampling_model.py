@@ -123,3 +123,10 @@ def test_which_gpus_run_mlagen_in_bfloat16(monkeypatch, precision, device, capab
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _device=None: capability)
     got = sampling_model.network_precision(precision, torch.device(device))
     assert got == expected
+
+
+def test_a_model_built_in_inference_mode_gets_its_copy():
+    with torch.inference_mode():
+        model = _model()
+        copy = sampling_model.sampling_model(model, torch.bfloat16, compiled=False)
+    assert next(copy.parameters()).dtype == torch.bfloat16
