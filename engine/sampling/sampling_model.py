@@ -9,10 +9,11 @@ float32. A real bfloat16 copy halves the bytes every kernel moves; compiling the
 into one read and one write each. The ODE state, guidance and SinkRatio stay in the
 original model's precision: the sampler casts the network's input and output.
 
-The copy is made once per model and options and rebuilt when the model's weights change
-(new addresses, or in-place updates: a training loop that evaluates as it goes samples with
-its current weights). Compiling needs Triton (Linux and a CUDA GPU); where it is missing the
-trunk runs uncompiled, with one warning.
+The copy also pads odd feed-forward widths to whole GEMM tiles (``pad_feedforward``: the
+same function, faster kernels). It is made once per model and options and rebuilt when the
+model's weights change (new addresses, or in-place updates: a training loop that evaluates
+as it goes samples with its current weights). Compiling needs Triton (Linux and a CUDA
+GPU); where it is missing the trunk runs uncompiled, with one warning.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ import weakref
 from collections.abc import Callable, Hashable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..models.layers import SwiGLU
+
+GEMM_ALIGN = 64  # feed-forward widths of the sampling copy are padded to a multiple of this
 
 _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, nn.Module]] = (
     weakref.WeakKeyDictionary()
@@ -45,10 +51,42 @@ def sampling_model(model: nn.Module, dtype: torch.dtype | None, compiled: bool) 
     if cached is not None and cached[0] == key:
         return cached[1]
     twin = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    pad_feedforward(twin)
     if compiled:
         twin.run_blocks = compiled_trunk(model.run_blocks)
     _COPIES[model] = (key, twin)
     return twin
+
+
+def pad_feedforward(model: nn.Module, multiple: int = GEMM_ALIGN) -> None:
+    """Zero-pad every SwiGLU's hidden width to a multiple of ``multiple``, in place.
+
+    Why: the ``small`` MLA-Gen's hidden width is 2/3 x 4 x 224 = 597, an odd size that sends
+    the three feed-forward products to unaligned (align1) GEMM kernels: 37 of 160 ms of GPU
+    time at batch 256 (docs/benchmarks.md). The padded rows of ``w1`` and ``w3`` give
+    ``silu(0) * 0 = 0`` and ``w2``'s padded columns multiply those zeros, so the network
+    computes the same function.
+    """
+    for module in model.modules():
+        if not isinstance(module, SwiGLU):
+            continue
+        extra = -module.w1.out_features % multiple
+        if extra:
+            module.w1 = _padded(module.w1, rows=extra)
+            module.w3 = _padded(module.w3, rows=extra)
+            module.w2 = _padded(module.w2, columns=extra)
+
+
+def _padded(linear: nn.Linear, rows: int = 0, columns: int = 0) -> nn.Linear:
+    """``linear`` with ``rows`` more outputs and ``columns`` more inputs, all zero weights."""
+    weight = F.pad(linear.weight.detach(), (0, columns, 0, rows))
+    out = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
+                    device=weight.device, dtype=weight.dtype)  # fmt: skip
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        if linear.bias is not None:
+            out.bias.copy_(F.pad(linear.bias.detach(), (0, rows)))
+    return out.requires_grad_(False)
 
 
 def network_precision(precision: str, device: torch.device) -> torch.dtype | None:

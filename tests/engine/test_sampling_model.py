@@ -130,3 +130,17 @@ def test_a_model_built_in_inference_mode_gets_its_copy():
         model = _model()
         copy = sampling_model.sampling_model(model, torch.bfloat16, compiled=False)
     assert next(copy.parameters()).dtype == torch.bfloat16
+
+
+def test_padding_the_feedforward_keeps_the_function():
+    """The sampling copy pads SwiGLU's odd hidden width (tiny: 85) to whole GEMM tiles."""
+    model = _model().double()
+    twin = sampling_model.sampling_model(model, torch.float32, compiled=False).double()
+    hidden = [m.w1.out_features for m in twin.modules() if hasattr(m, "w3")]
+    assert hidden and all(h % sampling_model.GEMM_ALIGN == 0 for h in hidden)
+    assert model.blocks[0].mlp.w1.out_features == 85  # the model itself is untouched
+    text = _text([4, 2], seed=3)
+    text = type(text)(text.tokens.double(), text.mask, text.pooled.double())
+    x, t = torch.randn(2, 7, 16, dtype=torch.float64), torch.tensor([0.3, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x, t, text), model(x, t, text), rtol=0, atol=1e-12)
