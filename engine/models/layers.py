@@ -53,15 +53,20 @@ class TimestepEmbedder(nn.Module):
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """AdaLN: ``x * (1 + scale) + shift``; a (B, D) condition broadcasts over x (B, N, D)."""
+    """AdaLN: ``x * (1 + scale) + shift``; a (B, D) condition broadcasts over x (B, N, D).
+
+    One ``addcmul`` instead of a multiply and an add: at large batch these passes over the
+    activations are memory-bound, and each kernel saved is one read and write of them.
+    """
     if shift.dim() == x.dim() - 1:
         shift, scale = shift.unsqueeze(1), scale.unsqueeze(1)
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)
 
 
-def gate(x: Tensor, g: Tensor) -> Tensor:
-    """Residual gate of an AdaLN block; broadcasts like ``modulate``."""
-    return x * (g.unsqueeze(1) if g.dim() == x.dim() - 1 else g)
+def add_gated(residual: Tensor, x: Tensor, g: Tensor) -> Tensor:
+    """The gated residual of an AdaLN block, ``residual + x * g`` in one kernel; ``g``
+    broadcasts like ``modulate``'s condition."""
+    return torch.addcmul(residual, x, g.unsqueeze(1) if g.dim() == x.dim() - 1 else g)
 
 
 class AdaLNModulation(nn.Module):
@@ -281,7 +286,7 @@ class TransformerBlock(nn.Module):
             if cond is None:
                 raise ValueError("this block is AdaLN-conditioned: pass cond")
             sh1, sc1, g1, sh2, sc2, g2 = self.ada(cond)
-            x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), key_mask=key_mask), g1)
+            x = add_gated(x, self.attn(modulate(self.norm1(x), sh1, sc1), key_mask=key_mask), g1)
         else:
             x = x + self.attn(self.norm1(x), key_mask=key_mask)
         if self.cross is not None:
@@ -292,7 +297,7 @@ class TransformerBlock(nn.Module):
             else:
                 x = x + self.cross(self.norm_cross(x), context, key_mask=context_mask)
         if self.ada is not None:
-            x = x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
+            x = add_gated(x, self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
         else:
             x = x + self.mlp(self.norm2(x))
         return x

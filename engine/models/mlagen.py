@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import register_model
 from ..config import Config
-from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, gate, modulate
+from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, add_gated, modulate
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
@@ -124,8 +124,8 @@ class MemorySelfAttention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         cos, signed_sin = rope  # (n, Dh): same rotation as apply_rope
         half = self.head_dim // 2
-        q = q * cos + q.roll(half, dims=-1) * signed_sin
-        k = k * cos + k.roll(half, dims=-1) * signed_sin
+        q = torch.addcmul(q * cos, q.roll(half, dims=-1), signed_sin)
+        k = torch.addcmul(k * cos, k.roll(half, dims=-1), signed_sin)
         keep = None if frame_mask is None else frame_mask.bool()  # (B, N)
         if memory is not None:
             # Only the key/value rows of the projection apply to the slots (no queries).
@@ -158,8 +158,8 @@ class MLAGenBlock(nn.Module):
     ) -> Tensor:
         """x (B, N, W), cond (B, N, W) per-frame condition -> (B, N, W)."""
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(cond)
-        x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask, rope), g1)
-        return x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
+        x = add_gated(x, self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask, rope), g1)
+        return add_gated(x, self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
 
 
 def run_blocks(
