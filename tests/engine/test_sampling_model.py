@@ -132,12 +132,14 @@ def test_a_model_built_in_inference_mode_gets_its_copy():
     assert next(copy.parameters()).dtype == torch.bfloat16
 
 
-def test_padding_the_feedforward_keeps_the_function():
-    """The sampling copy pads SwiGLU's odd hidden width (tiny: 85) to whole GEMM tiles."""
+def test_the_copys_padded_feedforward_and_split_modulations_keep_the_function():
+    """The sampling copy pads SwiGLU's odd hidden width (tiny: 85) to whole GEMM tiles and
+    computes each AdaLN chunk by its own product: the same network."""
     model = _model().double()
     twin = sampling_model.sampling_model(model, torch.float32, compiled=False).double()
     hidden = [m.w1.out_features for m in twin.modules() if hasattr(m, "w3")]
     assert hidden and all(h % sampling_model.GEMM_ALIGN == 0 for h in hidden)
+    assert not any(isinstance(m, AdaLNModulation) for m in twin.modules())  # split per chunk
     assert model.blocks[0].mlp.w1.out_features == 85  # the model itself is untouched
     text = _text([4, 2], seed=3)
     text = type(text)(text.tokens.double(), text.mask, text.pooled.double())
