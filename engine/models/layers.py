@@ -84,7 +84,12 @@ class AdaLNModulation(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, cond: Tensor) -> tuple[Tensor, ...]:
-        return self.proj(F.silu(cond)).chunk(self.chunks, dim=-1)
+        return self.project(F.silu(cond))
+
+    def project(self, activated: Tensor) -> tuple[Tensor, ...]:
+        """The chunks from ``silu(cond)``, for callers that share it between several
+        modulations (MLA-Gen's blocks all read the same per-frame condition)."""
+        return self.proj(activated).chunk(self.chunks, dim=-1)
 
 
 class MLP(nn.Module):

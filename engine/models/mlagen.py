@@ -110,9 +110,18 @@ class MemorySelfAttention(nn.Module):
         self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
         self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
 
-    def _split(self, x: Tensor) -> Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, H, n, Dh)
+    def _project(self, x: Tensor, part: int) -> Tensor:
+        """Rows ``part`` (0 = q, 1 = k, 2 = v) of the qkv projection of ``x`` (..., W),
+        split into heads (..., H, Dh).
+
+        Three products instead of one wide one: each result is contiguous, so the q/k norms
+        read it without a copy and the heads stay in (B, N, H, Dh) order, the layout the
+        fused attention kernels read directly (profile at batch 256, docs/benchmarks.md).
+        """
+        w = self.qkv.in_features
+        rows = slice(part * w, (part + 1) * w)
+        out = F.linear(x, self.qkv.weight[rows], self.qkv.bias[rows])
+        return out.view(*x.shape[:-1], self.heads, self.head_dim)
 
     def forward(
         self, x: Tensor, memory: Tensor | None, frame_mask: Tensor | None, rope: Rope
@@ -120,22 +129,23 @@ class MemorySelfAttention(nn.Module):
         """x (B, N, W); memory (S, W) or None; frame_mask (B, N) True = real;
         rope = ``MLAGen.rope(N, like)`` -> (B, N, W)."""
         b, n, w = x.shape
-        q, k, v = (self._split(part) for part in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (self._project(x, part) for part in range(3))  # (B, N, H, Dh)
         q, k = self.q_norm(q), self.k_norm(k)
-        cos, signed_sin = rope  # (n, Dh): same rotation as apply_rope
+        cos, signed_sin = (table[:, None] for table in rope)  # (n, 1, Dh): as apply_rope
         half = self.head_dim // 2
         q = torch.addcmul(q * cos, q.roll(half, dims=-1), signed_sin)
         k = torch.addcmul(k * cos, k.roll(half, dims=-1), signed_sin)
         keep = None if frame_mask is None else frame_mask.bool()  # (B, N)
         if memory is not None:
             # Only the key/value rows of the projection apply to the slots (no queries).
-            mkv = F.linear(memory, self.qkv.weight[w:], self.qkv.bias[w:])  # (S, 2W)
-            mk, mv = (self._split(part[None]).expand(b, -1, -1, -1) for part in mkv.chunk(2, -1))
-            k = torch.cat([k, self.k_norm(mk)], dim=2)  # (B, H, N + S, Dh)
-            v = torch.cat([v, mv], dim=2)
+            slots = memory.shape[0]
+            mk = self.k_norm(self._project(memory, 1)).expand(b, slots, -1, -1)  # (B, S, H, Dh)
+            mv = self._project(memory, 2).expand(b, slots, -1, -1)
+            k = torch.cat([k, mk], dim=1)  # (B, N + S, H, Dh)
+            v = torch.cat([v, mv], dim=1)
             if keep is not None:
-                slots = keep.new_ones(b, memory.shape[0])
-                keep = torch.cat([keep, slots], dim=1)  # (B, N + S)
+                keep = torch.cat([keep, keep.new_ones(b, slots)], dim=1)  # (B, N + S)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, Dh) views
         mask = None if keep is None else keep[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, N, Dh)
         return self.out(out.transpose(1, 2).reshape(b, n, w))
@@ -154,22 +164,24 @@ class MLAGenBlock(nn.Module):
         self.ada = AdaLNModulation(width, width, 6)
 
     def forward(
-        self, x: Tensor, cond: Tensor, memory: Tensor | None, frame_mask: Tensor | None, rope: Rope
-    ) -> Tensor:
-        """x (B, N, W), cond (B, N, W) per-frame condition -> (B, N, W)."""
-        sh1, sc1, g1, sh2, sc2, g2 = self.ada(cond)
+        self, x: Tensor, activated: Tensor, memory: Tensor | None, frame_mask: Tensor | None,
+        rope: Rope,
+    ) -> Tensor:  # fmt: skip
+        """x (B, N, W), activated = silu of the per-frame condition (B, N, W), computed once
+        for all blocks -> (B, N, W)."""
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada.project(activated)
         x = add_gated(x, self.attn(modulate(self.norm1(x), sh1, sc1), memory, frame_mask, rope), g1)
         return add_gated(x, self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
 
 
 def run_blocks(
-    blocks: nn.ModuleList, x: Tensor, cond: Tensor, memory: Tensor | None,
+    blocks: nn.ModuleList, x: Tensor, activated: Tensor, memory: Tensor | None,
     frame_mask: Tensor | None, rope: Rope,
 ) -> Tensor:  # fmt: skip
     """The DiT trunk. A free function so that samplers can swap in a compiled version of it
     (``MLAGen.run_blocks``) without touching the module tree or its weights' names."""
     for block in blocks:
-        x = block(x, cond, memory, frame_mask, rope)
+        x = block(x, activated, memory, frame_mask, rope)
     return x
 
 
@@ -273,8 +285,9 @@ class MLAGen(nn.Module):
         cond = self.t_embed(t.float()).to(h.dtype) + self.global_embed(text.pooled.to(h.dtype))
         cond = cond[:, None, :] + weight * self.local_condition(h, t, local_text)  # (B, N, W)
         rope = self.rope(h.shape[1], h)
-        x = self.run_blocks(self.blocks, h, cond, self.memory, frame_mask, rope)
-        shift, scale = self.final_ada(cond)
+        activated = F.silu(cond)  # every AdaLN modulation reads silu(cond): computed once
+        x = self.run_blocks(self.blocks, h, activated, self.memory, frame_mask, rope)
+        shift, scale = self.final_ada.project(activated)
         return self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, C)
 
     def _local_weight(self, weak_local: bool | Tensor, like: Tensor) -> Tensor:

@@ -97,7 +97,9 @@ class SplitAdaLN(nn.Module):
         self.parts = nn.ModuleList(_linear(w, b) for w, b in zip(weights, biases, strict=True))
 
     def forward(self, cond: Tensor) -> tuple[Tensor, ...]:
-        activated = F.silu(cond)
+        return self.project(F.silu(cond))
+
+    def project(self, activated: Tensor) -> tuple[Tensor, ...]:
         return tuple(part(activated) for part in self.parts)
 
 
