@@ -148,13 +148,14 @@ classes = (
 )
 
 
+register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register_classes()
     bpy.types.Scene.kinetext_bone_map = bpy.props.PointerProperty(type=KINETEXT_PG_bone_map)
 
 
 def unregister() -> None:
     del bpy.types.Scene.kinetext_bone_map
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()

@@ -442,9 +442,11 @@ classes = (
 )
 
 
+register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register_classes()
 
 
 def unregister() -> None:
@@ -452,6 +454,5 @@ def unregister() -> None:
     job = jobs.current()
     if job is not None:
         jobs.end(job)
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()
     results.clear_memory()

@@ -150,11 +150,4 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
 classes = (KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_variations, KINETEXT_PT_bake)
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -272,9 +272,11 @@ def draw_dependencies(box: bpy.types.UILayout, prefs: KINETEXT_AP_preferences) -
 classes = (KINETEXT_AP_preferences, MOTION_OT_install_dependencies)
 
 
+register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register_classes()
     deps.add_to_path(deps.site_packages_folder(user_folder()))
     prefs = get(bpy.context)
     if prefs is not None and prefs.site_packages.strip():
@@ -282,7 +284,6 @@ def register() -> None:
 
 
 def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()
     deps.remove_added_paths()
     _INSTALL.clear()

@@ -132,9 +132,11 @@ def set_status(context: bpy.types.Context, text: str, level: str = "INFO") -> No
 classes = (KINETEXT_PG_variation, KINETEXT_PG_settings, KINETEXT_PG_runtime)
 
 
+register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register_classes()
     bpy.types.Scene.kinetext = bpy.props.PointerProperty(type=KINETEXT_PG_settings)
     bpy.types.WindowManager.kinetext = bpy.props.PointerProperty(type=KINETEXT_PG_runtime)
 
@@ -142,5 +144,4 @@ def register() -> None:
 def unregister() -> None:
     del bpy.types.WindowManager.kinetext
     del bpy.types.Scene.kinetext
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()

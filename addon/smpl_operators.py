@@ -357,12 +357,13 @@ class KINETEXT_PT_smpl_body(bpy.types.Panel):
 classes = (MOTION_OT_fit_body, MOTION_OT_export_amass, KINETEXT_PT_smpl_body)
 
 
+register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register_classes()
 
 
 def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()
     _FITS.clear()

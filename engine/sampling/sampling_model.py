@@ -42,7 +42,7 @@ _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, nn.Module]] = (
 def sampling_model(model: nn.Module, dtype: torch.dtype | None, compiled: bool) -> nn.Module:
     """``model`` itself, or its cached copy in ``dtype`` (None: unchanged) with its trunk
     compiled when ``compiled`` (for models with a ``run_blocks`` trunk, e.g. ``MLAGen``)."""
-    current = next(model.parameters()).dtype
+    current = network_dtype(model)
     dtype = current if dtype is None else dtype
     compiled = compiled and hasattr(model, "run_blocks") and can_compile()
     if dtype == current and not compiled:

@@ -188,13 +188,17 @@ def test_a_bake_that_fails_leaves_the_body_as_it_was(scene, monkeypatch):
     (armature,) = bodies()
     (mesh,) = armature.children
     keys = mesh.data.shape_keys
-    before = (
-        snapshot(),
-        armature.animation_data.action,
-        keys.animation_data.action,
-        len(armature.animation_data.nla_tracks),
-        len(keys.animation_data.nla_tracks),
-    )
+
+    def state():
+        return (
+            snapshot(),
+            armature.animation_data.action,
+            keys.animation_data.action,
+            len(armature.animation_data.nla_tracks),
+            len(keys.animation_data.nla_tracks),
+        )
+
+    before = state()
 
     def broken(*args, **kwargs):
         raise MotionError("the rig refused the keys")
@@ -202,14 +206,7 @@ def test_a_bake_that_fails_leaves_the_body_as_it_was(scene, monkeypatch):
     monkeypatch.setattr(bake, "write_action", broken)  # after the correctives were written
     with pytest.raises(RuntimeError, match="the rig refused the keys"):
         bpy.ops.motion.fit_body(steps=3)  # the same clip: the same body, reused
-    after = (
-        snapshot(),
-        armature.animation_data.action,
-        keys.animation_data.action,
-        len(armature.animation_data.nla_tracks),
-        len(keys.animation_data.nla_tracks),
-    )
-    assert after == before
+    assert state() == before
     clear_scene()
     add_variation(bpy.context)
     before = snapshot()
