@@ -200,7 +200,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     motion = generate(
         args.prompt, seconds=args.seconds, seed=args.seed, variations=args.variations,
         guidance=args.guidance, steps=args.steps, checkpoint=args.checkpoint,
-        device=args.device, generator=args.generator,
+        device=args.device, generator=args.generator, clean=not args.raw,
     )  # fmt: skip
     note = motion.diagnostics.get("length_note")
     if note:
@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
     gen.add_argument("--checkpoint", default=None, help="folder or Hugging Face id owner/name")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    gen.add_argument(
+        "--raw", action="store_true",
+        help="write the network's joints as they come (no rigid bones, grounding or foot pins)",
+    )  # fmt: skip
     gen.add_argument("--out", required=True)
     gen.set_defaults(run=_cmd_generate)
 

@@ -15,6 +15,8 @@ import numpy as np
 
 PLANTED = 0.5
 """Contact feature value above which a foot joint counts as planted."""
+HINT_WEIGHT = 0.2
+"""Weight (in thigh lengths) of the bend hint against the knee's own offset from the line."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class LegChain:
 
 
 def pin_feet(
-    positions: np.ndarray, contacts: np.ndarray, legs: Sequence[LegChain], blend: int = 3
+    positions: np.ndarray, contacts: np.ndarray, legs: Sequence[LegChain], blend: int = 3,
+    fps: float | None = None,
 ) -> np.ndarray:
     """Hold each planted ankle still and re-solve its leg; positions (T, J, 3), Y up.
 
@@ -38,19 +41,60 @@ def pin_feet(
     the run, easing in and out over ``blend`` frames; the knee follows by two-bone IK with
     the hip fixed and the thigh and shin lengths kept. The toe moves with the ankle, and is
     held too while its own contact says planted. Returns new positions (T, J, 3).
+
+    ``fps`` (the clip's frame rate) holds each run where the foot stood instead
+    (``_stance_pins``), for a generator's contacts: its runs of "planted" frames start and
+    end while the foot already moves several cm a frame, and pulling it to the run's mean
+    made the foot jump by 10-15 cm when the run ended.
     """
     out = np.array(positions, dtype=np.float64)
+
+    def pins_of(path: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
+        if fps is not None:
+            return _stance_pins(path, contacts[:, column], fps, blend)
+        return _pins(path, contacts[:, column] > PLANTED, blend)
+
     for leg in legs:
         ankle = out[:, leg.ankle].copy()
-        weight, pins = _pins(ankle, contacts[:, leg.ankle_contact] > PLANTED, blend)
+        weight, pins = pins_of(ankle, leg.ankle_contact)
         target = ankle + weight[:, None] * (pins - ankle)
-        knee, reached = two_bone_ik(out[:, leg.hip], out[:, leg.knee], ankle, target)
+        hint = None if leg.toe is None else out[:, leg.toe] - ankle
+        knee, reached = two_bone_ik(out[:, leg.hip], out[:, leg.knee], ankle, target, hint)
         out[:, leg.knee], out[:, leg.ankle] = knee, reached
         if leg.toe is not None:
             toe = out[:, leg.toe] + (reached - ankle)
-            weight, pins = _pins(toe, contacts[:, leg.toe_contact] > PLANTED, blend)
+            weight, pins = pins_of(toe, leg.toe_contact)
             out[:, leg.toe] = toe + weight[:, None] * (pins - toe)
     return out
+
+
+def _stance_pins(
+    path: np.ndarray, contact: np.ndarray, fps: float, blend: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (T,) and pinned positions (T, 3) for contact probabilities (T,).
+
+    Runs are the frames whose contact is above PLANTED, as in ``_pins``, but each is held
+    where the foot stood, not at its mean: frames are weighted by 1 / (speed + 5 cm/s), so a
+    run that starts or ends while the foot already moves is pinned at its still part. The
+    weight eases in and out over ``blend`` frames on each side with a smoothstep, which has
+    no corner for the acceleration to jump at."""
+    step = np.linalg.norm(np.diff(path, axis=0), axis=-1) * fps  # (T-1,) m/s
+    speed = np.concatenate([step[:1], np.minimum(step[1:], step[:-1]), step[-1:]])
+    stillness = 1.0 / (0.05 + speed)
+    weight, pins = np.zeros(len(path)), path.copy()
+    planted = contact > PLANTED
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
+        w = stillness[a:b, None]
+        spot = (w * path[a:b]).sum(axis=0) / w.sum()
+        pins[a:b], weight[a:b] = spot, 1.0
+        for k in range(1, blend + 1):
+            x = 1.0 - k / (blend + 1)
+            x = x * x * (3.0 - 2.0 * x)
+            for t in (a - k, b - 1 + k):
+                if 0 <= t < len(path) and x > weight[t]:
+                    weight[t], pins[t] = x, spot
+    return weight, pins
 
 
 def _pins(path: np.ndarray, planted: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,13 +113,17 @@ def _pins(path: np.ndarray, planted: np.ndarray, blend: int) -> tuple[np.ndarray
 
 
 def two_bone_ik(
-    hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray
+    hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
+    hint: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Knee and ankle (T, 3) putting the ankle at target (or as near as the leg reaches).
 
     All inputs (T, 3). The thigh |knee - hip| and shin |ankle - knee| keep their lengths;
     the knee stays on the side it bent to (its plane through hip and target), or forward
-    (+Z) where the leg was straight along the new line.
+    (+Z) where the leg was straight along the new line. ``hint`` (T, 3), e.g. the foot's
+    direction (knees bend over the toes), steadies that side on a nearly straight leg: its
+    tiny bend says little about where the knee should go once the pin asks for more bend,
+    and following it made the knee swing from frame to frame.
     """
     thigh = np.linalg.norm(knee - hip, axis=-1)  # (T,)
     shin = np.linalg.norm(ankle - knee, axis=-1)
@@ -85,6 +133,10 @@ def two_bone_ik(
     dist = np.clip(dist, np.abs(thigh - shin) + 1e-9, (thigh + shin) * (1 - 1e-9))
     pole = (knee - hip) - ((knee - hip) * along).sum(-1, keepdims=True) * along
     fallback = np.array([0.0, 0.0, 1.0]) - along[:, 2:3] * along
+    if hint is not None:
+        steady = hint - (hint * along).sum(-1, keepdims=True) * along
+        steady /= np.maximum(np.linalg.norm(steady, axis=-1, keepdims=True), 1e-12)
+        pole = pole + HINT_WEIGHT * thigh[:, None] * steady
     weak = np.linalg.norm(pole, axis=-1) < 1e-9 * np.maximum(thigh, 1e-12)
     pole = np.where(weak[:, None], fallback, pole)
     pole /= np.maximum(np.linalg.norm(pole, axis=-1, keepdims=True), 1e-12)

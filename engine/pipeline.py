@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
+from .cleanup import Cleanup, clean_motion
 from .errors import MotionError
 from .features import recover_from_ric
 from .motion import Motion
@@ -64,6 +65,7 @@ def generate(
     progress: Progress | None = None,
     generator: str | None = None,
     fast: FastOptions | None = None,
+    clean: bool | Cleanup = True,
 ) -> Motion:
     """Generate ``variations`` clips per prompt, all of one length.
 
@@ -82,6 +84,10 @@ def generate(
         generator: "molingo" or "mlagen" when the checkpoint holds both (None: its default).
         fast: how to sample on CUDA (None: ``FAST_SAMPLING``), e.g. ``FastOptions(
             compile=True)`` for many large batches in a row.
+        clean: True (default) turns the network's joints into a body (``engine.cleanup``:
+            rigid canonical bones, feet on the floor, planted feet held, light smoothing) and
+            gives the features of those joints; a ``Cleanup`` chooses the steps; False
+            returns the network's raw output.
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -120,6 +126,12 @@ def generate(
         features, joints = decode_latents(ckpt, latents)
         times["decode"] = time.perf_counter() - clock
 
+    joints, features = _to_host(joints.float(), features.float())
+    cleanup = _cleanup_options(ckpt, clean)
+    if cleanup is not None:
+        clock = time.perf_counter()
+        joints, features = clean_motion(joints, features, cleanup, ckpt.fps)
+        times["clean"] = time.perf_counter() - clock
     diagnostics = {
         "generator": name,
         "frames": length.frames,
@@ -130,9 +142,9 @@ def generate(
         **settings,
         "sink_ratio": sink,
         "device": str(torch_device),
+        "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
-    joints, features = _to_host(joints.float(), features.float())
     return Motion(
         joints=joints,
         features=features,
@@ -140,6 +152,19 @@ def generate(
         prompts=[p for p in prompts for _ in range(variations)],
         diagnostics=diagnostics,
     )
+
+
+def _cleanup_options(ckpt: Checkpoint, clean: bool | Cleanup) -> Cleanup | None:
+    """The ``Cleanup`` a call asked for (None: raw output); a checkpoint may say where its
+    training data's planted feet sit (``metadata["planted_height"]``, four metres)."""
+    if clean is False:
+        return None
+    if clean is True:
+        heights = ckpt.metadata.get("planted_height")
+        return Cleanup() if heights is None else Cleanup(planted_height=tuple(heights))
+    if not isinstance(clean, Cleanup):
+        raise MotionError(f"clean must be True, False or a Cleanup, got {clean!r}")
+    return clean
 
 
 def _to_host(*tensors: torch.Tensor) -> list[np.ndarray]:

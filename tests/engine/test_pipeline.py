@@ -63,7 +63,7 @@ def test_shapes_prompts_and_diagnostics(checkpoint, generator):
     np.testing.assert_allclose(motion.joints, recover_from_ric(motion.features), atol=1e-5)
     info = motion.diagnostics
     assert info["generator"] == generator and info["frames"] == 40 and info["length_note"] is None
-    assert set(info["timings"]) == {"load", "encode", "sample", "decode"}
+    assert set(info["timings"]) == {"load", "encode", "sample", "decode", "clean"}
     if generator == "mlagen":
         assert len(info["sink_ratio"]) == 4 and all(0 < r <= 1 for r in info["sink_ratio"])
     else:

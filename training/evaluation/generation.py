@@ -25,9 +25,11 @@ import torch
 from tqdm import tqdm
 
 from engine.checkpoint import Checkpoint
+from engine.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.pipeline import SAMPLING_DEFAULTS, generate
 from engine.sampling.graphs import FastOptions
+from training.evaluation.physical import ClipPhysics, clip_physics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Generated:
     embeddings: np.ndarray  # (N, repeats, E)
     sink_ratio: np.ndarray | None  # (N, repeats) MLA-Gen's SinkRatio; None for MoLingo
     calls: int  # generate() calls made
+    physics: list[list[ClipPhysics | None]]  # [N][repeats] each clip's physical measurements
 
 
 class Stopwatch:
@@ -95,17 +98,20 @@ class Generation:
     guidance: float | None = None
     steps: int | None = None
     fast: FastOptions | None = None  # CUDA sampling options (None: the engine's default)
+    clean: bool | Cleanup = True  # the clips users get (False: the network's raw output)
 
     def embed(
         self, requests: Sequence[Request], repeats: int, embedder: Any, *, key: tuple[int, int],
         prompts_per_call: int, watch: Stopwatch, progress: bool = False, label: str = "clips",
+        physics: bool = False,
     ) -> Generated:  # fmt: skip
         """Generate ``repeats`` clips per request and embed them with ``embedder`` (an
         ``Embedder`` of ``run.py``) -> ``Generated``.
 
         Clips of one length, across all requests, share calls of up to ``prompts_per_call``
         clips. ``key`` = (run seed, purpose): different purposes (main set, MModality) get
-        independent noise, and a purpose's clips do not depend on whether another runs."""
+        independent noise, and a purpose's clips do not depend on whether another runs.
+        ``physics``: also measure each clip's joints (``physical.clip_physics``)."""
         if prompts_per_call < 1 or repeats < 1:
             raise MotionError(
                 f"need prompts_per_call >= 1 and repeats >= 1, got {prompts_per_call}, {repeats}"
@@ -120,13 +126,16 @@ class Generation:
                     [requests[i].caption for i, _ in clips], frames=length,
                     seed=derive_seed(*key, length, chunk), guidance=self.guidance,
                     steps=self.steps, checkpoint=self.checkpoint, device=self.device,
-                    generator=self.name, fast=self.fast,
+                    generator=self.name, fast=self.fast, clean=self.clean,
                 )  # fmt: skip
             with watch("embedding"):
                 widths = [requests[i].width for i, _ in clips]
                 store.put(clips, _embed(embedder, motion.features, widths))
             store.put_sinks(clips, motion.diagnostics.get("sink_ratio"))
-        return Generated(store.embeddings, store.sinks, len(calls))
+            if physics:
+                with watch("physics"):
+                    store.put_physics(clips, [clip_physics(j, motion.fps) for j in motion.joints])
+        return Generated(store.embeddings, store.sinks, len(calls), store.physics)
 
 
 def _plan_calls(
@@ -169,6 +178,7 @@ class _Store:
         self.count, self.repeats = count, repeats
         self.embeddings = np.zeros((count, repeats, 0), dtype=np.float32)  # (N, R, E)
         self.sinks: np.ndarray | None = None  # (N, R)
+        self.physics: list[list[ClipPhysics | None]] = [[None] * repeats for _ in range(count)]
 
     def put(self, clips: Sequence[tuple[int, int]], embeddings: np.ndarray) -> None:
         if self.embeddings.shape[-1] != embeddings.shape[-1]:
@@ -176,6 +186,10 @@ class _Store:
                                        dtype=embeddings.dtype)  # fmt: skip
         rows, repeats = np.array(clips).T
         self.embeddings[rows, repeats] = embeddings
+
+    def put_physics(self, clips: Sequence[tuple[int, int]], found: Sequence[ClipPhysics]) -> None:
+        for (row, repeat), clip in zip(clips, found, strict=True):
+            self.physics[row][repeat] = clip
 
     def put_sinks(self, clips: Sequence[tuple[int, int]], sinks: Sequence[float] | None) -> None:
         if sinks is None:

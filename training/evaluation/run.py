@@ -37,12 +37,13 @@ from tqdm import tqdm
 
 from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.features import Normalizer, recover_from_ric
 from engine.pipeline import choose_generator, resolve_device
 from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
+from engine.skeleton import FPS
 from engine.text_encoder import TextEncoder, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
-from training.evaluation import metrics
+from training.evaluation import metrics, physical
 from training.evaluation.generation import (
     Generation,
     Request,
@@ -64,6 +65,7 @@ COLUMNS = {
     "clip_score": "CLIP-score ↑",
     "sink_ratio": "SinkRatio",
 }
+ALL_COLUMNS = {**COLUMNS, **physical.PHYSICS_COLUMNS}
 T2M_PREFIX = "t2m:"
 
 
@@ -122,6 +124,11 @@ class Report:
         for row, cells in self.rows.items():
             shown = [cells[k].format() if cells.get(k) else "-" for k in COLUMNS]
             lines.append(f"| {titles.get(row, row)} | " + " | ".join(shown) + " |")
+        lines += ["", "| Motions | " + " | ".join(physical.PHYSICS_COLUMNS.values()) + " |",
+                  "|---" * (len(physical.PHYSICS_COLUMNS) + 1) + "|"]  # fmt: skip
+        for row, cells in self.rows.items():
+            shown = [cells[k].format() if cells.get(k) else "-" for k in physical.PHYSICS_COLUMNS]
+            lines.append(f"| {titles.get(row, row)} | " + " | ".join(shown) + " |")
         s = self.settings
         lines += [
             "",
@@ -129,7 +136,8 @@ class Report:
             f"({s['evaluator_kind']}), split `{s['split']}`: {s['items_per_replication']} items "
             f"per replication, {s['protocol']['replications']} replications, mean ± 1.96σ/√n. "
             "Distances are Euclidean in the evaluator's joint space; CLIP-score is the mean "
-            "text-motion cosine (not x100).",
+            "text-motion cosine (not x100). Physical measures (`training/evaluation/physical.py`) "
+            f"read the joints of the same clips; generated clips are {s.get('motion', 'cleaned')}.",
         ]
         return "\n".join(lines) + "\n"
 
@@ -225,11 +233,23 @@ def _draw(
             train_emb = _embed_batches(embedder, train, train_ids, rep, protocol.batch_size, watch)
     with watch("scoring"):
         real_row = _score(text, real, train_emb, rng, protocol)
+    with watch("physics"):
+        real_row.update(physical.summarise(_real_physics(batches, embedder.normalizer)))
     return Draw(
         captions=[c for b in batches for c in b.captions],
         lengths=[int(n) for b in batches for n in b.lengths],
         sizes=[len(b) for b in batches], text=text, real=real, rng=rng, real_row=real_row,
     )  # fmt: skip
+
+
+def _real_physics(batches: list[MotionBatch], normalizer: Normalizer) -> list:
+    """Physical measurements of the real clips of ``batches`` (recovered from features)."""
+    found = []
+    for batch in batches:
+        features = normalizer.denormalize(batch.features.numpy().astype(np.float64))
+        for clip, length in zip(features, batch.lengths.tolist(), strict=True):
+            found.append(physical.clip_physics(recover_from_ric(clip[:length]), FPS))
+    return found
 
 
 # ---- the generated rows, all replications at once ------------------------------------------
@@ -248,7 +268,8 @@ def _generated_rows(
     are generated together (see ``generation``), then each replication is scored."""
     main = [r for d in draws for r in d.main_requests()]
     made = gen.embed(main, 1, embedder, key=(seed, MAIN), watch=watch, progress=progress,
-                     prompts_per_call=protocol.prompts_per_call, label="clips")  # fmt: skip
+                     prompts_per_call=protocol.prompts_per_call, label="clips",
+                     physics=True)  # fmt: skip
     calls, mm = made.calls, None
     if protocol.mm:
         texts = [r for d in draws for r in d.mm_requests(protocol.mm_batches)]
@@ -265,6 +286,7 @@ def _generated_rows(
             row = _score(d.text, motion, np.concatenate(d.real), d.rng, protocol)
             sinks = made.sink_ratio
             row["sink_ratio"] = None if sinks is None else float(sinks[part].mean())
+            row.update(physical.summarise(p[0] for p in made.physics[part]))
             if mm is not None:  # (texts, repeats, E)
                 emb = mm.embeddings[mm_part]
                 row["mmodality"] = metrics.multimodality(emb, d.rng, protocol.mm_pairs)
@@ -316,6 +338,7 @@ def evaluate(
     progress: bool = False,
     sampling: dict[str, Any] | None = None,
     fast: FastOptions | None = None,
+    clean: bool = True,
 ) -> Report:
     """Score ``checkpoint`` (an engine checkpoint folder or Hub id; ``"real"`` for the real
     rows only) on ``split`` of the HumanML3D-layout ``data_root``.
@@ -328,7 +351,9 @@ def evaluate(
     ``{"steps": 25, "method": "heun"}``); its keys must be those of ``SAMPLING_DEFAULTS``
     for the generator, and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
     how the clips are sampled on CUDA (precision, compiled trunk; None: the engine's
-    default); it is recorded in the report. ``progress`` shows each phase on stderr.
+    default); it is recorded in the report. ``clean``: score the cleaned clips users get
+    (``engine.cleanup``), or the network's raw output with False. ``progress`` shows each
+    phase on stderr.
     """
     protocol = dataclasses.replace(
         protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
@@ -349,7 +374,7 @@ def evaluate(
         gen = None
         if str(checkpoint) != "real":
             gen = _generation(checkpoint, torch_device, generator, guidance, steps, sampling)
-            gen.fast = fast
+            gen.fast, gen.clean = fast, clean
             _keep_captions(load_text_encoder(gen.checkpoint.text_encoder, torch_device), test)
         _keep_captions(getattr(embedder, "text_encoder", None), test)
     draws = [
@@ -373,7 +398,7 @@ def evaluate(
         "evaluator_kind": getattr(embedder, "name", type(embedder).__name__),
         "data_root": str(data_root), "split": split, "seed": seed,
         "generator": generator, "guidance": guidance, "steps": steps, "device": str(torch_device),
-        "sampling": sampling or {},
+        "sampling": sampling or {}, "motion": "cleaned" if clean else "raw",
         "fast": dataclasses.asdict(fast or default_options()),
         "items_per_replication": len(loader) * protocol.batch_size,
         "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
@@ -408,7 +433,7 @@ def _keep_captions(encoder: TextEncoder | None, dataset: MotionDataset) -> None:
 
 def _summarise(results: list[dict[str, float | None]]) -> dict[str, Interval | None]:
     out: dict[str, Interval | None] = {}
-    for key in COLUMNS:
+    for key in ALL_COLUMNS:
         found = [r[key] for r in results if r.get(key) is not None]
         out[key] = confidence_interval(found) if found else None  # type: ignore[arg-type]
     return out
@@ -461,6 +486,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fuse MLA-Gen's trunk with torch.compile (CUDA, needs Triton)",
     )
+    parser.add_argument("--raw", action="store_true",
+                        help="score the network's raw joints instead of the cleaned body")
     parser.add_argument("--prompts-per-call", type=int, default=Protocol.prompts_per_call,
                         help="clips per generate() call across replications (memory)")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -476,7 +503,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
         mm=not args.no_mm, progress=True, sampling=sampling or None,
         protocol=Protocol(prompts_per_call=args.prompts_per_call),
-        fast=FastOptions(precision=args.precision, compile=args.compile),
+        fast=FastOptions(precision=args.precision, compile=args.compile), clean=not args.raw,
     )  # fmt: skip
     report.save(args.out, args.markdown)
     print(report.to_markdown(), end="")

@@ -1,0 +1,198 @@
+"""Clean generated joints into a body: rigid bones, feet on the floor, planted feet still.
+
+A generator predicts 22 joint positions per frame independently, so its bones stretch (a
+forearm of the shipped checkpoint went from 9.8 to 27.4 cm within one clip), its feet hover
+or sink and slide while the contact features say they are planted. Animators see that on
+every path (preview, .npy, .bvh, the bake), so ``generate()`` runs ``clean_joints`` on
+every clip by default, and ``Cleanup`` is the one switch (``generate(..., clean=False)``,
+``--raw`` on the command line) that gives the network's output back.
+
+Steps, in order (each an option of ``Cleanup``):
+1. smoothing: a zero-phase Gaussian over time (timing is kept: the kernel is symmetric);
+2. rigid skeleton: from the root outwards every bone keeps the generated direction and takes
+   one fixed length for the whole clip (the canonical skeleton's, or the clip's median);
+3. grounding: a vertical offset per frame that puts the planted foot joints at the height
+   they have when planted on the canonical skeleton (interpolated through steps where no
+   foot is planted, smoothed), then lifts any frame whose lowest joint is under the floor;
+4. foot pinning: each planted ankle and toe held at its run's mean position, the knee
+   re-solved by two-bone IK (``foot_cleanup.pin_feet``), bone lengths kept.
+Directions in, rigid lengths out: this is the IK-to-FK round trip that the reference BVH
+exporters do, without the twist a position-only solve cannot know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .errors import MotionError
+from .features import FOOT_CONTACT, joints_to_features, recover_from_ric
+from .foot_cleanup import PLANTED, LegChain, pin_feet
+from .skeleton import BONE_LENGTHS, FOOT_LEFT, FOOT_RIGHT, FPS, NUM_JOINTS, PARENTS, RAW_OFFSETS
+
+CANONICAL_LEGS = (
+    LegChain(hip=1, knee=4, ankle=FOOT_LEFT[0], toe=FOOT_LEFT[1], ankle_contact=0, toe_contact=1),
+    LegChain(hip=2, knee=5, ankle=FOOT_RIGHT[0], toe=FOOT_RIGHT[1], ankle_contact=2, toe_contact=3),
+)
+"""The canonical skeleton's legs, with the columns of their foot contacts (features order)."""
+CONTACT_JOINTS = (FOOT_LEFT[0], FOOT_LEFT[1], FOOT_RIGHT[0], FOOT_RIGHT[1])
+"""Joint of each foot-contact column: left ankle, left toe, right ankle, right toe."""
+PLANTED_HEIGHT = (0.094, 0.002, 0.094, 0.002)
+"""Metres above the floor of each contact joint when planted (left ankle, left toe, right
+ankle, right toe): the medians over the contact frames of 800 Bandai Namco training clips
+(ankles 0.091 / 0.097, toes 0.0002 / 0.0025, averaged over the sides). HumanML3D's feet sit
+otherwise (ankle 0.057, toe 0.015-0.03 in its example clip), so a checkpoint can carry its
+data's own values in ``metadata["planted_height"]``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleanup:
+    """How ``clean_joints`` turns network output into a body (the defaults: all on)."""
+
+    lengths: Literal["canonical", "median"] = "canonical"
+    smoothing: float = 1.0  # Gaussian sigma in frames; 0 = none
+    ground: bool = True
+    pin_feet: bool = True
+    ground_smoothing: float = 3.0  # sigma (frames) of the per-frame vertical offset
+    pin_blend: int = 4  # frames a pinned foot eases in and out over
+    planted_height: tuple[float, float, float, float] = PLANTED_HEIGHT  # metres, see there
+
+    def __post_init__(self) -> None:
+        if self.lengths not in ("canonical", "median"):
+            raise MotionError(
+                f"Cleanup.lengths must be 'canonical' or 'median', not {self.lengths!r}"
+            )
+        for name in ("smoothing", "ground_smoothing"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 20):
+                raise MotionError(f"Cleanup.{name} must be between 0 and 20 frames, got {value!r}")
+
+
+def clean_joints(
+    joints: np.ndarray, contacts: np.ndarray | None, options: Cleanup | None = None,
+    fps: float = FPS,
+) -> np.ndarray:
+    """Clips (N, T, 22, 3) or one clip (T, 22, 3), metres, Y up -> cleaned, same shape.
+
+    contacts: (N, T, 4) / (T, 4) foot contacts in the features' order (planted above 0.5),
+    or None (no grounding by contact, no pinning: the lowest joint goes on the floor)."""
+    options = options or Cleanup()
+    arr = np.asarray(joints, dtype=np.float64)
+    single = arr.ndim == 3
+    if single:
+        arr = arr[None]
+        contacts = None if contacts is None else np.asarray(contacts)[None]
+    if arr.ndim != 4 or arr.shape[2:] != (NUM_JOINTS, 3) or arr.shape[1] < 2:
+        raise MotionError(f"clean_joints needs joints (N, T, 22, 3), got {np.shape(joints)}")
+    if contacts is not None and np.shape(contacts) != arr.shape[:2] + (4,):
+        raise MotionError(f"contacts {np.shape(contacts)} do not fit joints {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise MotionError("clean_joints: the joints hold NaN or infinite values")
+    planted = None if contacts is None else np.asarray(contacts) > PLANTED  # (N, T, 4)
+    if options.smoothing > 0 and arr.shape[1] > 2:
+        arr = gaussian_filter1d(arr, options.smoothing, axis=1, mode="nearest")
+    arr = rigid_skeleton(arr, _target_lengths(arr, options.lengths))
+    if options.ground:
+        arr = ground(arr, planted, options.ground_smoothing, options.planted_height)
+    if options.pin_feet and planted is not None:
+        lengths = _bone_lengths(arr[:, :1])[:, 0]  # (N, 22): rigid, so any frame's
+        for i in range(len(arr)):
+            arr[i] = pin_feet(
+                arr[i], contacts[i], CANONICAL_LEGS, blend=options.pin_blend, fps=fps
+            )
+        arr = rigid_skeleton(arr, lengths)  # the pinned toe may sit off its foot bone
+        arr = lift_above_floor(arr)
+    return arr[0] if single else arr
+
+
+def _bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """(..., 22, 3) -> (..., 22): each joint's distance to its parent (0 for the root)."""
+    parents = [0, *PARENTS[1:]]
+    return np.linalg.norm(joints - joints[..., parents, :], axis=-1)
+
+
+def _target_lengths(joints: np.ndarray, which: str) -> np.ndarray:
+    """(N, 22) bone lengths every frame of each clip gets."""
+    if which == "canonical":
+        return np.broadcast_to(BONE_LENGTHS, (len(joints), NUM_JOINTS))
+    return np.median(_bone_lengths(joints), axis=1)  # (N, 22)
+
+
+def rigid_skeleton(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Joints (N, T, 22, 3) rebuilt from the root out with bone lengths (N, 22).
+
+    Each bone keeps the direction it has in ``joints``; a bone of zero length takes its rest
+    direction. Parents precede children in PARENTS, so one pass builds every chain."""
+    out = np.empty_like(joints)
+    out[:, :, 0] = joints[:, :, 0]
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        bone = joints[:, :, j] - joints[:, :, p]  # (N, T, 3)
+        norm = np.linalg.norm(bone, axis=-1, keepdims=True)
+        direction = np.where(norm > 1e-9, bone / np.maximum(norm, 1e-12), RAW_OFFSETS[j])
+        out[:, :, j] = out[:, :, p] + direction * lengths[:, None, j, None]
+    return out
+
+
+def ground(
+    joints: np.ndarray, planted: np.ndarray | None, sigma: float,
+    planted_height: tuple[float, ...] = PLANTED_HEIGHT,
+) -> np.ndarray:
+    """Shift each frame vertically so planted feet stand on y = 0 and nothing goes below.
+
+    joints (N, T, 22, 3); planted (N, T, 4) bool or None. Where a contact joint is planted,
+    the frame's offset puts it at its PLANTED_HEIGHT (the lowest such joint wins); frames
+    with no planted joint take the offset interpolated from their neighbours; a clip with
+    none puts its lowest joint on the floor. The offset is smoothed (sigma frames) so the body
+    does not bob with the network's noise, then raised wherever a joint would be under y = 0.
+    """
+    out = joints.copy()
+    heights = out[:, :, list(CONTACT_JOINTS), 1] - np.asarray(planted_height)  # (N, T, 4)
+    for i in range(len(out)):
+        offset = _contact_offset(heights[i], None if planted is None else planted[i])
+        if offset is None:
+            offset = np.full(out.shape[1], -out[i, :, :, 1].min())
+        elif sigma > 0 and len(offset) > 2:
+            offset = gaussian_filter1d(offset, sigma, mode="nearest")
+        out[i, :, :, 1] += offset[:, None]
+    return lift_above_floor(out)
+
+
+def lift_above_floor(joints: np.ndarray) -> np.ndarray:
+    """Raise each frame (N, T, 22, 3) whose lowest joint is below y = 0 until it touches."""
+    lowest = joints[..., 1].min(axis=-1)  # (N, T)
+    out = joints.copy()
+    out[..., 1] += np.maximum(-lowest, 0.0)[..., None]
+    return out
+
+
+def _contact_offset(heights: np.ndarray, planted: np.ndarray | None) -> np.ndarray | None:
+    """(T,) offsets that put each frame's lowest planted contact joint at its planted height,
+    interpolated over frames without one; None when no frame has one."""
+    if planted is None or not planted.any():
+        return None
+    lowest = np.where(planted, heights, np.inf).min(axis=1)  # (T,)
+    known = np.isfinite(lowest)
+    frames = np.arange(len(lowest))
+    return np.interp(frames, frames[known], -lowest[known])
+
+
+def clean_motion(
+    joints: np.ndarray, features: np.ndarray, cleanup: Cleanup, fps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network joints (N, T, 22, 3) and features (N, T, 263) -> cleaned joints and their
+    features (float32), so that every output (and an evaluator reading features) sees the
+    same body and ``recover_from_ric(features)`` gives the joints back.
+
+    The features are taken as the data set's are (``joints_to_features``, with one frame
+    extrapolated so that they keep T frames), which also puts the clip as the data set does:
+    frame 0's root at the origin, its hips and shoulders facing +Z, its lowest joint on the
+    floor. The joints returned are the ones those features describe (a turn of a few
+    degrees and a shift of millimetres from the cleaned ones, bones still rigid)."""
+    clean = clean_joints(joints, features[..., FOOT_CONTACT], cleanup, fps=fps)
+    extended = np.concatenate([clean, 2 * clean[:, -1:] - clean[:, -2:-1]], axis=1)
+    feats = np.stack([joints_to_features(clip) for clip in extended])  # (N, T, 263)
+    return recover_from_ric(feats).astype(np.float32), feats.astype(np.float32)
