@@ -11,9 +11,9 @@ Steps, in order (each an option of ``Cleanup``):
 1. smoothing: a zero-phase Gaussian over time (timing is kept: the kernel is symmetric);
 2. rigid skeleton: from the root outwards every bone keeps the generated direction and takes
    one fixed length for the whole clip (the canonical skeleton's, or the clip's median);
-3. grounding: a vertical offset per frame that puts the planted foot joints at the height
-   they have when planted on the canonical skeleton (interpolated through steps where no
-   foot is planted, smoothed), then lifts any frame whose lowest joint is under the floor;
+3. grounding: a vertical offset per frame that puts the lowest joint of the planted feet on
+   y = 0 (interpolated through steps where no foot is planted, smoothed), then lifts any
+   frame whose lowest joint is under the floor;
 4. foot pinning: each planted ankle and toe held at its run's mean position, the knee
    re-solved by two-bone IK (``foot_cleanup.pin_feet``), bone lengths kept.
 Directions in, rigid lengths out: this is the IK-to-FK round trip that the reference BVH
@@ -38,16 +38,6 @@ CANONICAL_LEGS = (
     LegChain(hip=2, knee=5, ankle=FOOT_RIGHT[0], toe=FOOT_RIGHT[1], ankle_contact=2, toe_contact=3),
 )
 """The canonical skeleton's legs, with the columns of their foot contacts (features order)."""
-CONTACT_JOINTS = (FOOT_LEFT[0], FOOT_LEFT[1], FOOT_RIGHT[0], FOOT_RIGHT[1])
-"""Joint of each foot-contact column: left ankle, left toe, right ankle, right toe."""
-PLANTED_HEIGHT = (0.094, 0.002, 0.094, 0.002)
-"""Metres above the floor of each contact joint when planted (left ankle, left toe, right
-ankle, right toe): the medians over the contact frames of 800 Bandai Namco training clips
-(ankles 0.091 / 0.097, toes 0.0002 / 0.0025, averaged over the sides). HumanML3D's feet sit
-otherwise (ankle 0.057, toe 0.015-0.03 in its example clip), so a checkpoint can carry its
-data's own values in ``metadata["planted_height"]``."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Cleanup:
     """How ``clean_joints`` turns network output into a body (the defaults: all on)."""
@@ -58,7 +48,6 @@ class Cleanup:
     pin_feet: bool = True
     ground_smoothing: float = 3.0  # sigma (frames) of the per-frame vertical offset
     pin_blend: int = 4  # frames a pinned foot eases in and out over
-    planted_height: tuple[float, float, float, float] = PLANTED_HEIGHT  # metres, see there
 
     def __post_init__(self) -> None:
         if self.lengths not in ("canonical", "median"):
@@ -96,7 +85,7 @@ def clean_joints(
         arr = gaussian_filter1d(arr, options.smoothing, axis=1, mode="nearest")
     arr = rigid_skeleton(arr, _target_lengths(arr, options.lengths))
     if options.ground:
-        arr = ground(arr, planted, options.ground_smoothing, options.planted_height)
+        arr = ground(arr, planted, options.ground_smoothing)
     if options.pin_feet and planted is not None:
         lengths = _bone_lengths(arr[:, :1])[:, 0]  # (N, 22): rigid, so any frame's
         for i in range(len(arr)):
@@ -137,22 +126,21 @@ def rigid_skeleton(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def ground(
-    joints: np.ndarray, planted: np.ndarray | None, sigma: float,
-    planted_height: tuple[float, ...] = PLANTED_HEIGHT,
-) -> np.ndarray:
+def ground(joints: np.ndarray, planted: np.ndarray | None, sigma: float) -> np.ndarray:
     """Shift each frame vertically so planted feet stand on y = 0 and nothing goes below.
 
-    joints (N, T, 22, 3); planted (N, T, 4) bool or None. Where a contact joint is planted,
-    the frame's offset puts it at its PLANTED_HEIGHT (the lowest such joint wins); frames
-    with no planted joint take the offset interpolated from their neighbours; a clip with
-    none puts its lowest joint on the floor. The offset is smoothed (sigma frames) so the body
-    does not bob with the network's noise, then raised wherever a joint would be under y = 0.
+    joints (N, T, 22, 3); planted (N, T, 4) bool or None. A foot counts as planted when its
+    ankle or toe contact says so; the frame's offset puts the lowest joint of its planted
+    feet on the floor. Frames with no planted foot take the offset interpolated from their
+    neighbours (a jump keeps its height); a clip with none puts its lowest joint on the
+    floor. The offset is smoothed (sigma frames) so the body does not bob with the
+    network's noise, then raised wherever a joint would be under y = 0. Touching the floor
+    with the foot's lowest joint holds on any data set, whatever height its ankle joints sit
+    at (Bandai Namco's 9 cm, HumanML3D's 6 cm).
     """
     out = joints.copy()
-    heights = out[:, :, list(CONTACT_JOINTS), 1] - np.asarray(planted_height)  # (N, T, 4)
     for i in range(len(out)):
-        offset = _contact_offset(heights[i], None if planted is None else planted[i])
+        offset = None if planted is None else _contact_offset(out[i], planted[i])
         if offset is None:
             offset = np.full(out.shape[1], -out[i, :, :, 1].min())
         elif sigma > 0 and len(offset) > 2:
@@ -161,23 +149,28 @@ def ground(
     return lift_above_floor(out)
 
 
+def _contact_offset(joints: np.ndarray, planted: np.ndarray) -> np.ndarray | None:
+    """(T,) offsets putting each frame's lowest planted-foot joint on y = 0, interpolated
+    over frames without a planted foot; None when no frame has one. joints (T, 22, 3),
+    planted (T, 4) in the contact columns' order."""
+    lowest = np.full(len(joints), np.inf)
+    for leg in CANONICAL_LEGS:
+        down = planted[:, leg.ankle_contact] | planted[:, leg.toe_contact]  # (T,)
+        foot = np.minimum(joints[:, leg.ankle, 1], joints[:, leg.toe, 1])  # (T,)
+        lowest = np.where(down, np.minimum(lowest, foot), lowest)
+    known = np.isfinite(lowest)
+    if not known.any():
+        return None
+    frames = np.arange(len(lowest))
+    return np.interp(frames, frames[known], -lowest[known])
+
+
 def lift_above_floor(joints: np.ndarray) -> np.ndarray:
     """Raise each frame (N, T, 22, 3) whose lowest joint is below y = 0 until it touches."""
     lowest = joints[..., 1].min(axis=-1)  # (N, T)
     out = joints.copy()
     out[..., 1] += np.maximum(-lowest, 0.0)[..., None]
     return out
-
-
-def _contact_offset(heights: np.ndarray, planted: np.ndarray | None) -> np.ndarray | None:
-    """(T,) offsets that put each frame's lowest planted contact joint at its planted height,
-    interpolated over frames without one; None when no frame has one."""
-    if planted is None or not planted.any():
-        return None
-    lowest = np.where(planted, heights, np.inf).min(axis=1)  # (T,)
-    known = np.isfinite(lowest)
-    frames = np.arange(len(lowest))
-    return np.interp(frames, frames[known], -lowest[known])
 
 
 def clean_motion(

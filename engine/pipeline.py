@@ -127,7 +127,7 @@ def generate(
         times["decode"] = time.perf_counter() - clock
 
     joints, features = _to_host(joints.float(), features.float())
-    cleanup = _cleanup_options(ckpt, clean)
+    cleanup = _cleanup_options(clean)
     if cleanup is not None:
         clock = time.perf_counter()
         joints, features = clean_motion(joints, features, cleanup, ckpt.fps)
@@ -154,14 +154,12 @@ def generate(
     )
 
 
-def _cleanup_options(ckpt: Checkpoint, clean: bool | Cleanup) -> Cleanup | None:
-    """The ``Cleanup`` a call asked for (None: raw output); a checkpoint may say where its
-    training data's planted feet sit (``metadata["planted_height"]``, four metres)."""
+def _cleanup_options(clean: bool | Cleanup) -> Cleanup | None:
+    """The ``Cleanup`` a call asked for (None: the raw output)."""
     if clean is False:
         return None
     if clean is True:
-        heights = ckpt.metadata.get("planted_height")
-        return Cleanup() if heights is None else Cleanup(planted_height=tuple(heights))
+        return Cleanup()
     if not isinstance(clean, Cleanup):
         raise MotionError(f"clean must be True, False or a Cleanup, got {clean!r}")
     return clean

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from engine.checkpoint import load_checkpoint
+from engine.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.features import Normalizer, recover_from_ric
 from engine.pipeline import choose_generator, resolve_device
@@ -338,7 +339,7 @@ def evaluate(
     progress: bool = False,
     sampling: dict[str, Any] | None = None,
     fast: FastOptions | None = None,
-    clean: bool = True,
+    clean: bool | Cleanup = True,
 ) -> Report:
     """Score ``checkpoint`` (an engine checkpoint folder or Hub id; ``"real"`` for the real
     rows only) on ``split`` of the HumanML3D-layout ``data_root``.
@@ -352,8 +353,8 @@ def evaluate(
     for the generator, and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
     how the clips are sampled on CUDA (precision, compiled trunk; None: the engine's
     default); it is recorded in the report. ``clean``: score the cleaned clips users get
-    (``engine.cleanup``), or the network's raw output with False. ``progress`` shows each
-    phase on stderr.
+    (``engine.cleanup``; a ``Cleanup`` for other settings), or the raw output with False.
+    ``progress`` shows each phase on stderr.
     """
     protocol = dataclasses.replace(
         protocol or Protocol(), batch_size=batch_size, replications=replications, mm=mm
@@ -398,7 +399,7 @@ def evaluate(
         "evaluator_kind": getattr(embedder, "name", type(embedder).__name__),
         "data_root": str(data_root), "split": split, "seed": seed,
         "generator": generator, "guidance": guidance, "steps": steps, "device": str(torch_device),
-        "sampling": sampling or {}, "motion": "cleaned" if clean else "raw",
+        "sampling": sampling or {}, "motion": _motion_label(clean),
         "fast": dataclasses.asdict(fast or default_options()),
         "items_per_replication": len(loader) * protocol.batch_size,
         "protocol": dataclasses.asdict(protocol), "seconds": round(time.perf_counter() - clock, 2),
@@ -421,6 +422,34 @@ def _generation(
         allowed = check_sampling(choose_generator(ckpt, generator), sampling)
         ckpt.metadata["sampling"] = {**ckpt.metadata.get("sampling", {}), **allowed}
     return Generation(ckpt, device, generator, guidance, steps)
+
+
+def _motion_label(clean: bool | Cleanup) -> str:
+    if clean is False:
+        return "raw"
+    return "cleaned" if clean is True else f"cleaned ({clean})"
+
+
+def parse_cleanup(pairs: Sequence[str]) -> Cleanup:
+    """``["pin_blend=2", "smoothing=1.5"]`` -> ``Cleanup(pin_blend=2, smoothing=1.5)``."""
+    fields = {f.name for f in dataclasses.fields(Cleanup)}
+    values = parse_sampling(pairs)  # the same KEY=VALUE reading
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise MotionError(f"unknown --cleanup setting {unknown[0]!r}: allowed are "
+                          + ", ".join(sorted(fields)))  # fmt: skip
+    for key in ("ground", "pin_feet"):
+        if key in values:
+            values[key] = _parse_switch(key, values[key])
+    return Cleanup(**values)
+
+
+def _parse_switch(key: str, value: Any) -> bool:
+    if str(value).lower() in ("1", "true", "on", "yes"):
+        return True
+    if str(value).lower() in ("0", "false", "off", "no"):
+        return False
+    raise MotionError(f"--cleanup {key} must be true or false, got {value!r}")
 
 
 def _keep_captions(encoder: TextEncoder | None, dataset: MotionDataset) -> None:
@@ -488,6 +517,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--raw", action="store_true",
                         help="score the network's raw joints instead of the cleaned body")
+    parser.add_argument(
+        "--cleanup", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting of engine.cleanup.Cleanup for the generated clips (repeatable), e.g. "
+        "pin_blend=2, smoothing=1.5, lengths=median, pin_feet=false",
+    )  # fmt: skip
     parser.add_argument("--prompts-per-call", type=int, default=Protocol.prompts_per_call,
                         help="clips per generate() call across replications (memory)")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -503,7 +537,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
         mm=not args.no_mm, progress=True, sampling=sampling or None,
         protocol=Protocol(prompts_per_call=args.prompts_per_call),
-        fast=FastOptions(precision=args.precision, compile=args.compile), clean=not args.raw,
+        fast=FastOptions(precision=args.precision, compile=args.compile),
+        clean=False if args.raw else (parse_cleanup(args.cleanup) if args.cleanup else True),
     )  # fmt: skip
     report.save(args.out, args.markdown)
     print(report.to_markdown(), end="")
