@@ -14,8 +14,9 @@ Steps, in order (each an option of ``Cleanup``):
 3. grounding: a vertical offset per frame that puts the lowest joint of the planted feet on
    y = 0 (interpolated through steps where no foot is planted, smoothed), then lifts any
    frame whose lowest joint is under the floor;
-4. foot pinning: each planted ankle and toe held at its run's mean position, the knee
-   re-solved by two-bone IK (``foot_cleanup.pin_feet``), bone lengths kept.
+4. foot pinning: each planted ankle and toe held where the foot stood during its run, then
+   each planted foot's lowest joint put on the floor, the knee re-solved by two-bone IK
+   (``foot_cleanup.pin_feet``, ``floor_feet``), bone lengths kept.
 Directions in, rigid lengths out: this is the IK-to-FK round trip that the reference BVH
 exporters do, without the twist a position-only solve cannot know.
 """
@@ -30,7 +31,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .errors import MotionError
 from .features import FOOT_CONTACT, joints_to_features, recover_from_ric
-from .foot_cleanup import PLANTED, LegChain, pin_feet
+from .foot_cleanup import PLANTED, LegChain, floor_feet, pin_feet
 from .skeleton import BONE_LENGTHS, FOOT_LEFT, FOOT_RIGHT, FPS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
 CANONICAL_LEGS = (
@@ -56,8 +57,13 @@ class Cleanup:
             )
         for name in ("smoothing", "ground_smoothing"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value <= 20):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and 0 <= value <= 20):
                 raise MotionError(f"Cleanup.{name} must be between 0 and 20 frames, got {value!r}")
+        if isinstance(self.pin_blend, bool) or not (
+            isinstance(self.pin_blend, int) and 0 <= self.pin_blend <= 20
+        ):
+            raise MotionError(f"Cleanup.pin_blend must be 0 to 20 frames, got {self.pin_blend!r}")
 
 
 def clean_joints(
@@ -89,9 +95,9 @@ def clean_joints(
     if options.pin_feet and planted is not None:
         lengths = _bone_lengths(arr[:, :1])[:, 0]  # (N, 22): rigid, so any frame's
         for i in range(len(arr)):
-            arr[i] = pin_feet(
-                arr[i], contacts[i], CANONICAL_LEGS, blend=options.pin_blend, fps=fps
-            )
+            blend = options.pin_blend
+            pinned = pin_feet(arr[i], contacts[i], CANONICAL_LEGS, blend=blend, fps=fps)
+            arr[i] = floor_feet(pinned, contacts[i], CANONICAL_LEGS, blend=blend)
         arr = rigid_skeleton(arr, lengths)  # the pinned toe may sit off its foot bone
         arr = lift_above_floor(arr)
     return arr[0] if single else arr

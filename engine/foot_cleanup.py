@@ -68,6 +68,47 @@ def pin_feet(
     return out
 
 
+def floor_feet(
+    positions: np.ndarray, contacts: np.ndarray, legs: Sequence[LegChain], blend: int = 3,
+    floor: float = 0.0,
+) -> np.ndarray:
+    """Put each planted foot's lowest joint (ankle or toe) on ``floor``; the leg follows.
+
+    positions (T, J, 3), Y up; contacts (T, 4). A foot is planted while its ankle or its
+    toe contact says so; the correction eases in and out over ``blend`` frames. The ankle
+    moves vertically, the knee by two-bone IK with the hip fixed (bone lengths kept), the
+    toe with the ankle. Why: a generated double support often has one foot on the floor and
+    the other a few cm above it, and grounding the body cannot fix both.
+    """
+    out = np.array(positions, dtype=np.float64)
+    for leg in legs:
+        if leg.toe is None:
+            continue
+        planted = (contacts[:, [leg.ankle_contact, leg.toe_contact]] > PLANTED).any(axis=1)
+        weight = eased_weight(planted, blend)
+        ankle, toe = out[:, leg.ankle].copy(), out[:, leg.toe]
+        target = ankle.copy()
+        target[:, 1] -= weight * (np.minimum(ankle[:, 1], toe[:, 1]) - floor)
+        knee, reached = two_bone_ik(out[:, leg.hip], out[:, leg.knee], ankle, target, toe - ankle)
+        out[:, leg.knee], out[:, leg.ankle] = knee, reached
+        out[:, leg.toe] = toe + (reached - ankle)
+    return out
+
+
+def eased_weight(planted: np.ndarray, blend: int) -> np.ndarray:
+    """(T,) 1 on planted frames, easing to 0 over ``blend`` frames on each side (smoothstep:
+    no corner for the acceleration to jump at)."""
+    weight = planted.astype(np.float64)
+    for k in range(1, blend + 1):
+        x = 1.0 - k / (blend + 1)
+        x = x * x * (3.0 - 2.0 * x)
+        near = np.zeros(len(planted), dtype=bool)
+        near[k:] |= planted[:-k]
+        near[:-k] |= planted[k:]
+        weight = np.where(near, np.maximum(weight, x), weight)
+    return weight
+
+
 def _stance_pins(
     path: np.ndarray, contact: np.ndarray, fps: float, blend: int
 ) -> tuple[np.ndarray, np.ndarray]:
