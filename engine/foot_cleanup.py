@@ -96,16 +96,18 @@ def floor_feet(
 
 
 def eased_weight(planted: np.ndarray, blend: int) -> np.ndarray:
-    """(T,) 1 on planted frames, easing to 0 over ``blend`` frames on each side (smoothstep:
-    no corner for the acceleration to jump at)."""
-    weight = planted.astype(np.float64)
-    for k in range(1, blend + 1):
-        x = 1.0 - k / (blend + 1)
-        x = x * x * (3.0 - 2.0 * x)
-        near = np.zeros(len(planted), dtype=bool)
-        near[k:] |= planted[:-k]
-        near[:-k] |= planted[k:]
-        weight = np.where(near, np.maximum(weight, x), weight)
+    """(T,) weights over runs of planted frames: 1 inside a run, easing from 0 over its first
+    and last ``blend`` frames (smoothstep: no corner for the acceleration to jump at).
+
+    The ease stays inside the run: easing outside it held feet still for longer than the
+    contacts said, which changed the motion's stance timing (the evaluator's FID rose from
+    0.042 to 0.099 on val as the blend went from 2 to 6 frames outside the runs)."""
+    weight = np.zeros(len(planted))
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
+        k = np.arange(b - a)
+        x = np.clip(np.minimum(k + 1, b - a - k) / (blend + 1), 0.0, 1.0)
+        weight[a:b] = x * x * (3.0 - 2.0 * x)
     return weight
 
 
@@ -117,25 +119,17 @@ def _stance_pins(
     Runs are the frames whose contact is above PLANTED, as in ``_pins``, but each is held
     where the foot stood, not at its mean: frames are weighted by 1 / (speed + 5 cm/s), so a
     run that starts or ends while the foot already moves is pinned at its still part. The
-    weight eases in and out over ``blend`` frames on each side with a smoothstep, which has
-    no corner for the acceleration to jump at."""
+    weight eases in and out inside the run (``eased_weight``)."""
     step = np.linalg.norm(np.diff(path, axis=0), axis=-1) * fps  # (T-1,) m/s
     speed = np.concatenate([step[:1], np.minimum(step[1:], step[:-1]), step[-1:]])
     stillness = 1.0 / (0.05 + speed)
-    weight, pins = np.zeros(len(path)), path.copy()
     planted = contact > PLANTED
+    pins = path.copy()
     edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
     for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
         w = stillness[a:b, None]
-        spot = (w * path[a:b]).sum(axis=0) / w.sum()
-        pins[a:b], weight[a:b] = spot, 1.0
-        for k in range(1, blend + 1):
-            x = 1.0 - k / (blend + 1)
-            x = x * x * (3.0 - 2.0 * x)
-            for t in (a - k, b - 1 + k):
-                if 0 <= t < len(path) and x > weight[t]:
-                    weight[t], pins[t] = x, spot
-    return weight, pins
+        pins[a:b] = (w * path[a:b]).sum(axis=0) / w.sum()
+    return eased_weight(planted, blend), pins
 
 
 def _pins(path: np.ndarray, planted: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:
