@@ -44,7 +44,7 @@ class Cleanup:
     """How ``clean_joints`` turns network output into a body (the defaults: all on)."""
 
     lengths: Literal["canonical", "median"] = "canonical"
-    smoothing: float = 1.0  # Gaussian sigma in frames; 0 = none
+    smoothing: float = 0.0  # Gaussian sigma in frames; 0 = none (see docs/results.md)
     ground: bool = True
     pin_feet: bool = True
     ground_smoothing: float = 3.0  # sigma (frames) of the per-frame vertical offset
