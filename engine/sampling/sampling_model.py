@@ -163,6 +163,15 @@ def call_network(net: nn.Module, x: Tensor, *args: object, **kwargs: object) -> 
     return net(x.to(network_dtype(net)), *args, **kwargs).to(x.dtype)
 
 
+def call_network_attention(
+    net: nn.Module, x: Tensor, *args: object, **kwargs: object
+) -> tuple[Tensor, Tensor]:
+    """``call_network`` with ``return_attention=True``: (output cast back to ``x``'s dtype,
+    the network's attention maps as it returned them)."""
+    out, attention = net(x.to(network_dtype(net)), *args, return_attention=True, **kwargs)
+    return out.to(x.dtype), attention
+
+
 @functools.cache
 def can_compile() -> bool:
     """Whether ``torch.compile`` can build GPU kernels here (it needs Triton); warns once."""
