@@ -190,8 +190,9 @@ def _read_pkl(path: Path) -> dict[str, Any]:
         ) from error
     except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, MemoryError, RecursionError) as error:  # fmt: skip
-        raise MotionError(f"{path}: unreadable model pickle ({type(error).__name__}: {error})") \
-            from error
+        raise MotionError(
+            f"{path}: unreadable model pickle ({type(error).__name__}: {error})"
+        ) from error
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise MotionError(f"{path}: an SMPL model pickle holds a dict of named arrays")
     arrays = {}
