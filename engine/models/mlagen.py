@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import register_model
-from ..config import Config
+from ..config import Config, check_ratio, check_sizes
+from ..errors import MotionError
 from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, add_gated, modulate
 
 if TYPE_CHECKING:
@@ -66,6 +67,18 @@ class MLAGenConfig(Config):
     sink_mask: bool = True  # mask the start token late in sampling (off for encoders without one)
     sink_mask_threshold: float = 0.2  # in sampling progress 1 - t (paper's time)
     rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        check_sizes(
+            self, positive=("latent_dim", "text_dim", "width", "heads"),
+            non_negative=("depth", "memory_slots"), divisible=(("width", "heads"),),
+        )  # fmt: skip
+        check_ratio(self, "mlp_ratio")
+        if (self.width // self.heads) % 2:
+            raise MotionError(
+                f"MLAGenConfig: width / heads ({self.width // self.heads}) must be even (RoPE "
+                "turns pairs of channels)"
+            )
 
     @classmethod
     def tiny(cls) -> MLAGenConfig:
