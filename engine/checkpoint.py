@@ -424,7 +424,9 @@ def _planned_tensors(
     """Name -> (floating point?, shape) of every tensor ``cls(config)`` would hold, from a
     build on the meta device (no memory), stopped as soon as it registers more tensors than
     the weight files hold for it (a depth of 10^6 stops after a few blocks)."""
-    limit = sum(1 for key in specs if key.startswith(f"{name}.")) + 16
+    own = [shape for key, (_, shape) in specs.items() if key.startswith(f"{name}.")]
+    _check_size_bounds(name, config, own, where)
+    limit = len(own) + 16
     count = 0
     thread = threading.get_ident()
 
@@ -453,6 +455,23 @@ def _planned_tensors(
             hook.remove()
     state = model.state_dict()
     return {f"{name}.{k}": (v.is_floating_point(), tuple(v.shape)) for k, v in state.items()}
+
+
+def _check_size_bounds(
+    name: str, config: Config, shapes: list[tuple[int, ...]], where: Path
+) -> None:
+    """A model config's whole numbers are sizes (widths, lengths, slots) or counts (layers,
+    heads): none can exceed both the largest dimension of its stored tensors and their
+    number. Checked first, so a width of 10^9 is named as such rather than as an overflow."""
+    bound = max([len(shapes), *(d for shape in shapes for d in shape)])
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+            raise MotionError(
+                f"{where}: models.{name}.config.{field.name} = {value} is larger than every "
+                f"dimension and the number of its stored tensors (at most {bound}): the config "
+                "does not describe these weights"
+            )
 
 
 def _build_model(name: str, cls: type[nn.Module], config: Config, where: Path) -> nn.Module:
