@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 import scipy.sparse
-from smpl_fixtures import SMPL_FIELDS, make_tiny_smpl
+from smpl_fixtures import PER_JOINT, SMPL_FIELDS, make_tiny_smpl, make_tiny_smplx_file
 
 from engine.errors import MotionError
 from engine.smpl_model_file import read_model_arrays
@@ -172,3 +172,28 @@ def test_a_derived_required_array_says_how_to_convert(tmp_path, monkeypatch):
     path.write_bytes(_dumps_with_fake_chumpy(monkeypatch, data, pickle.HIGHEST_PROTOCOL))
     with pytest.raises(MotionError, match=r"lacks the arrays \['posedirs'\].*np.savez"):
         read_model_arrays(path)
+
+
+def test_an_smplx_pickle_loads_like_its_npz(tmp_path, monkeypatch):
+    smplx = pytest.importorskip("smplx")
+    import torch
+
+    from engine.smpl_fit import load_body_model
+
+    small = {
+        k: min(int(v), 55 * PER_JOINT - 1) for k, v in smplx.vertex_ids.vertex_ids["smplx"].items()
+    }  # SMPL-X adds joints at real-model vertex ids: point them into the small mesh
+    monkeypatch.setitem(smplx.vertex_ids.vertex_ids, "smplx", small)
+    (tmp_path / "npz").mkdir()
+    (tmp_path / "pkl").mkdir()
+    make_tiny_smplx_file(tmp_path / "npz")
+    with np.load(tmp_path / "npz" / "SMPLX_NEUTRAL.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
+    (tmp_path / "pkl" / "SMPLX_NEUTRAL.pkl").write_bytes(pickle.dumps(arrays, protocol=2))
+    pose = torch.linspace(-0.3, 0.3, 63)[None]
+    with torch.no_grad():
+        ours = load_body_model(tmp_path / "pkl", "smplx")(body_pose=pose).joints
+        ref = load_body_model(tmp_path / "npz", "smplx")(body_pose=pose).joints
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    assert not list(tmp_path.glob("**/model.npz"))  # the plain copy lived in a temp folder
