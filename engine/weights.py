@@ -102,19 +102,19 @@ def check_inside(path: Path, root: Path) -> Path:
     return path
 
 
-def _index(folder: Path, root: Path) -> dict[str, str]:
+def _index(folder: Path, root: Path) -> dict[str, str] | None:
     """The index's tensor name -> shard file map, every shard a plain name present in
-    ``folder`` (or a lone ``model.safetensors`` when there is no index)."""
+    ``folder``; None for a lone ``model.safetensors`` without an index."""
     index_path = folder / INDEX_FILE
     if not index_path.exists() and (folder / SINGLE_WEIGHTS_FILE).is_file():
         check_inside(folder / SINGLE_WEIGHTS_FILE, root)
-        return {}
+        return None
     index = read_json(index_path, "weights index", root)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
         raise MotionError(f"{index_path}: needs a 'weight_map' of tensor name -> shard file")
     for shard in sorted(set(weight_map.values())):  # all present before reading any
-        if not _SHARD_NAME.fullmatch(shard) or shard in (".", ".."):
+        if not _SHARD_NAME.fullmatch(shard):
             raise MotionError(
                 f"{index_path}: names shard {shard!r}, which is not a file name inside the "
                 "checkpoint folder (paths and '..' are refused)"
@@ -125,9 +125,9 @@ def _index(folder: Path, root: Path) -> dict[str, str]:
     return weight_map
 
 
-def _shards(weight_map: Mapping[str, str]) -> list[tuple[str, set[str] | None]]:
+def _shards(weight_map: Mapping[str, str] | None) -> list[tuple[str, set[str] | None]]:
     """(shard file, the tensor names the index puts there) per shard; None: no index."""
-    if not weight_map:
+    if weight_map is None:
         return [(SINGLE_WEIGHTS_FILE, None)]
     shards = sorted(set(weight_map.values()))
     return [(shard, {n for n, s in weight_map.items() if s == shard}) for shard in shards]
@@ -159,7 +159,7 @@ def read_weight_headers(
         path = folder / shard
         try:
             with safe_open(path, framework="pt", device="cpu") as file:
-                for name in file.keys():  # noqa: SIM118 - safe_open has no __iter__
+                for name in file.keys():
                     view = file.get_slice(name)
                     headers[name] = (view.get_dtype(), tuple(view.get_shape()))
                     sources[name] = shard
