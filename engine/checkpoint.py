@@ -469,11 +469,14 @@ def _check_size_bounds(
 ) -> None:
     """A model config's whole numbers are sizes (widths, lengths, slots) or counts (layers,
     heads): none can exceed both the largest dimension of its stored tensors and their
-    number. Checked first, so a width of 10^9 is named as such rather than as an overflow."""
+    number (fields in ``Config.not_sizes`` aside). Checked first, so a width of 10^9 is
+    named as such rather than as an overflow."""
     bound = max([len(shapes), *(d for shape in shapes for d in shape)])
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+        if field.name in config.not_sizes or isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value > bound:
             raise MotionError(
                 f"{where}: models.{name}.config.{field.name} = {value} is larger than every "
                 f"dimension and the number of its stored tensors (at most {bound}): the config "

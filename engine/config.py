@@ -17,7 +17,14 @@ from .errors import MotionError
 
 @dataclasses.dataclass
 class Config:
-    """Base of every model and training config."""
+    """Base of every model and training config.
+
+    A model config's whole-number fields are taken to be sizes or counts, which loading
+    bounds by the stored weights' shapes (``checkpoint._check_size_bounds``); a field that
+    is neither (a period, a seed) is named in ``not_sizes``.
+    """
+
+    not_sizes: typing.ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,6 +4,7 @@ integer weights are refused, and no file outside the folder is read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,11 +15,14 @@ import pytest
 import torch
 from pipeline_fixtures import save_tiny_checkpoint
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 import engine.checkpoint as checkpoint_module
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint, register_model, save_checkpoint
 from engine.cli import main
+from engine.config import Config
 from engine.errors import MotionError
+from engine.text_encoder import TextEncoderConfig
 from engine.weights import INDEX_FILE
 
 
@@ -241,3 +245,34 @@ def test_the_cli_reports_a_bad_checkpoint_in_one_line_and_writes_nothing(folder,
     assert err.startswith("error: ") and "more tensors than the weight files hold" in err
     assert len(err.splitlines()) == 1
     assert list(tmp_path.glob("walk*")) == []
+
+
+@dataclasses.dataclass
+class PeriodConfig(Config):
+    width: int = 4
+    period: int = 10_000  # not a size: larger than any stored dimension, and legitimate
+
+    not_sizes = ("period",)
+
+
+class PeriodNet(nn.Module):
+    config_class = PeriodConfig
+
+    def __init__(self, config: PeriodConfig):
+        super().__init__()
+        self.config = config
+        self.proj = nn.Linear(config.width, config.width)
+
+
+def test_fields_named_as_not_sizes_are_not_bounded_by_the_weights(tmp_path):
+    kw = dict(text_encoder=TextEncoderConfig(), normalizer_mean=[0.0], normalizer_std=[1.0],
+              fps=20, license="none", attribution="tests")  # fmt: skip
+    register_model(PeriodConfig)(PeriodNet)
+    folder = save_checkpoint(tmp_path / "ckpt", {"net": PeriodNet(PeriodConfig())}, **kw)
+    assert load_checkpoint(folder).configs["net"].period == 10_000
+    PeriodConfig.not_sizes = ()
+    try:
+        with pytest.raises(MotionError, match="config.period = 10000 is larger than every"):
+            load_checkpoint(folder)
+    finally:
+        PeriodConfig.not_sizes = ("period",)
