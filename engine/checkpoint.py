@@ -363,13 +363,6 @@ def _check_metadata(metadata: dict[str, Any], where: Path) -> None:
     frames = metadata.get("max_frames", 1)
     if not 0 < frames <= MAX_FRAMES_LIMIT:
         raise MotionError(f"{where}: metadata.max_frames must be 1 to {MAX_FRAMES_LIMIT}")
-    heights = metadata.get("planted_height")
-    if heights is not None and not (
-        isinstance(heights, list)
-        and len(heights) == 4
-        and all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in heights)
-    ):
-        raise MotionError(f"{where}: metadata.planted_height must be a list of 4 heights (m)")
 
 
 def _check_normaliser(header: CheckpointConfig, configs: Mapping[str, Config], where: Path) -> None:

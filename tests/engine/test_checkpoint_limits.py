@@ -112,10 +112,6 @@ CONFIGS = {
         lambda d: d["metadata"].__setitem__("max_frames", 10**9),
         "metadata.max_frames must be 1 to",
     ),
-    "planted_height an object": (
-        lambda d: d["metadata"].__setitem__("planted_height", {"left": 0.1}),
-        "metadata.planted_height must be a list of 4 heights",
-    ),
     "fps 10^9": (lambda d: d.__setitem__("fps", 10**9), "fps must be between 1 and 1000"),
 }
 RAW = {
