@@ -65,7 +65,11 @@ def add_variations(context: bpy.types.Context, motion: Motion) -> int:
     folder = results_folder()
     first, count = len(panel.variation_list), len(motion)
     seed = int(motion.diagnostics.get("seed", 0))
-    info = {"length_note": motion.diagnostics.get("length_note"), "seconds": motion.seconds}
+    info = {
+        "length_note": motion.diagnostics.get("length_note"),
+        "seconds": motion.seconds,
+        "sources": motion.diagnostics.get("sources"),
+    }  # checkpoint and encoder commits
     for i in range(count):
         clip = results.Clip(
             motion.joints[i], motion.features[i], motion.fps, motion.prompts[i], seed, info

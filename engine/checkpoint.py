@@ -16,6 +16,7 @@ import importlib
 import json
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,19 +24,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from . import skeleton as _skeleton
 from .config import Config
 from .errors import MotionError
-from .hub import resolve_folder
+from .hub import Source, resolve_source
 from .text_encoder import TextEncoderConfig
 from .weights import (
+    FLOAT_DTYPES,
     INDEX_FILE,
     MAX_SHARD_BYTES,
+    check_finite,
     few,
     gather_tensors,
     read_json,
+    read_weight_headers,
     read_weights,
     write_json,
     write_sharded,
@@ -117,6 +125,7 @@ class Checkpoint:
     license: str
     attribution: str
     metadata: dict[str, Any]
+    source: Source | None = None  # where it was loaded from (Hub repo and commit, or a path)
 
 
 # ---- saving --------------------------------------------------------------------------------
@@ -254,17 +263,28 @@ def load_checkpoint(
     """Load a checkpoint folder (or Hub id) and rebuild its models from their configs.
 
     ``model_classes`` (class name -> class with ``config_class``) adds to or overrides the
-    registry. Every problem raises ``MotionError`` naming the file and what is wrong.
+    registry. Every problem raises ``MotionError`` naming the file and what is wrong, and
+    the config is checked against the weights' own shapes (read from the safetensors
+    headers) before anything is allocated: a config asking for width 10^9 or depth 10^6
+    fails in milliseconds, not in the allocator.
     """
-    folder = resolve_folder(path_or_repo_id, revision, allow_patterns=CHECKPOINT_FILES)
-    header = read_checkpoint_config(folder)
+    source = resolve_source(path_or_repo_id, revision, allow_patterns=CHECKPOINT_FILES)
+    folder, root = source.folder, source.root  # files must not link outside root
+    header = read_checkpoint_config(folder, root)
     where = folder / CONFIG_FILE
     classes = {**_registered_models(), **(model_classes or {})}
-    models, configs = {}, {}
+    specs, sources = read_weight_headers(folder, root)
+    configs: dict[str, Config] = {}
+    built: dict[str, type[nn.Module]] = {}
+    expected: dict[str, tuple[bool, tuple[int, ...]]] = {}
     for name, entry in header.models.items():
-        configs[name], models[name] = _build_model(name, entry, classes, where)
-    weights, sources = read_weights(folder)
-    _check_weights(models, weights, sources, folder)
+        built[name], configs[name] = _model_config(name, entry, classes, where)
+        expected.update(_planned_tensors(name, built[name], configs[name], specs, where))
+    _check_weights(expected, specs, sources, folder)
+    _check_normaliser(header, configs, where)
+    models = {name: _build_model(name, built[name], configs[name], where) for name in built}
+    weights, sources = read_weights(folder, root)
+    check_finite(weights, sources, folder)
     for name, model in models.items():
         prefix = f"{name}."
         model.load_state_dict(
@@ -274,16 +294,17 @@ def load_checkpoint(
     return Checkpoint(
         folder, models, configs, header.text_encoder, np.asarray(header.mean, np.float32),
         np.asarray(header.std, np.float32), header.fps, header.skeleton, header.license,
-        header.attribution, header.metadata,
+        header.attribution, header.metadata, source,
     )  # fmt: skip
 
 
-def read_checkpoint_config(folder: str | Path) -> CheckpointConfig:
-    """Read and check ``folder/config.json`` without touching the weights."""
+def read_checkpoint_config(folder: str | Path, root: Path | None = None) -> CheckpointConfig:
+    """Read and check ``folder/config.json`` without touching the weights (the file must lie
+    inside ``root``, default ``folder``, after following symlinks)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MotionError(f"{folder}: no such checkpoint folder")
-    data = read_json(folder / CONFIG_FILE, "checkpoint config")
+    data = read_json(folder / CONFIG_FILE, "checkpoint config", folder if root is None else root)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         found = data.get("format") if isinstance(data, dict) else None
         raise MotionError(f"{folder / CONFIG_FILE}: not a kinetext checkpoint (format {found!r})")
@@ -307,16 +328,52 @@ def read_checkpoint_config(folder: str | Path) -> CheckpointConfig:
     return header
 
 
+MAX_FPS = 1000
+MAX_FRAMES_LIMIT = 100_000  # metadata["max_frames"]: far above any training clip (196)
+
+
 def _check_header_values(header: CheckpointConfig, where: Path) -> None:
     if len(header.mean) != len(header.std):
         raise MotionError(f"{where}: mean has {len(header.mean)} values but std {len(header.std)}")
-    if header.fps <= 0:
-        raise MotionError(f"{where}: fps must be positive, got {header.fps}")
+    if not all(s > 0 for s in header.std):
+        raise MotionError(f"{where}: every std value must be positive")
+    if not 0 < header.fps <= MAX_FPS:
+        raise MotionError(f"{where}: fps must be between 1 and {MAX_FPS}, got {header.fps}")
     bones = header.skeleton
     if not len(bones.joint_names) == len(bones.parents) == len(bones.offsets) or any(
         len(offset) != 3 for offset in bones.offsets
     ):
         raise MotionError(f"{where}: skeleton needs one name, parent and 3-D offset per joint")
+    _check_metadata(header.metadata, where)
+
+
+def _check_metadata(metadata: dict[str, Any], where: Path) -> None:
+    """The metadata keys the engine reads must have the types it reads them as."""
+    kinds = {"generator": str, "sampling": dict, "sampling_defaults": dict, "max_frames": int}
+    for key, kind in kinds.items():
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise MotionError(
+                f"{where}: metadata.{key} must be {'an object' if kind is dict else kind.__name__}"
+                f", got {type(value).__name__}"
+            )
+    for name, settings in metadata.get("sampling_defaults", {}).items():
+        if not isinstance(settings, dict):
+            raise MotionError(f"{where}: metadata.sampling_defaults.{name} must be an object")
+    frames = metadata.get("max_frames", 1)
+    if not 0 < frames <= MAX_FRAMES_LIMIT:
+        raise MotionError(f"{where}: metadata.max_frames must be 1 to {MAX_FRAMES_LIMIT}")
+
+
+def _check_normaliser(header: CheckpointConfig, configs: Mapping[str, Config], where: Path) -> None:
+    """The feature mean/std must have one value per feature of the models that use them."""
+    for name, config in configs.items():
+        width = getattr(config, "feature_dim", None)
+        if width is not None and len(header.mean) != width:
+            raise MotionError(
+                f"{where}: mean and std have {len(header.mean)} values, but models.{name} "
+                f"works on {width} features"
+            )
 
 
 def _registered_models() -> dict[str, type[nn.Module]]:
@@ -331,9 +388,10 @@ def _registered_models() -> dict[str, type[nn.Module]]:
     return dict(MODEL_REGISTRY)
 
 
-def _build_model(
+def _model_config(
     name: str, entry: Any, classes: Mapping[str, type[nn.Module]], where: Path
-) -> tuple[Config, nn.Module]:
+) -> tuple[type[nn.Module], Config]:
+    """The class and the checked config of ``models.<name>`` (nothing built yet)."""
     if not isinstance(entry, dict) or set(entry) != {"class", "config"}:
         raise MotionError(f"{where}: models.{name} must be {{'class': ..., 'config': {{...}}}}")
     cls = classes.get(entry["class"]) if isinstance(entry["class"], str) else None
@@ -345,34 +403,119 @@ def _build_model(
     if not isinstance(getattr(cls, "config_class", None), type):
         raise MotionError(f"{where}: models.{name}: {cls.__name__} has no config_class")
     config = cls.config_class.from_dict(entry["config"], where=f"{where}: models.{name}.config")
+    return cls, config
+
+
+_BUILD_ERRORS = (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError,
+                 OverflowError, MemoryError)  # fmt: skip
+
+
+class _TooManyTensors(Exception):
+    """Raised from a registration hook to stop building a model larger than its weights."""
+
+
+def _planned_tensors(
+    name: str,
+    cls: type[nn.Module],
+    config: Config,
+    specs: Mapping[str, tuple[str, tuple[int, ...]]],
+    where: Path,
+) -> dict[str, tuple[bool, tuple[int, ...]]]:
+    """Name -> (floating point?, shape) of every tensor ``cls(config)`` would hold, from a
+    build on the meta device (no memory), stopped as soon as it registers more tensors than
+    the weight files hold for it (a depth of 10^6 stops after a few blocks)."""
+    own = [shape for key, (_, shape) in specs.items() if key.startswith(f"{name}.")]
+    _check_size_bounds(name, config, own, where)
+    limit = len(own) + 16
+    count = 0
+    thread = threading.get_ident()
+
+    def count_tensor(module: nn.Module, label: str, tensor: Any) -> None:
+        nonlocal count
+        if threading.get_ident() == thread:  # the hooks are global: other threads' models
+            count += 1
+            if count > limit:
+                raise _TooManyTensors
+
+    hooks = [register_module_parameter_registration_hook(count_tensor),
+             register_module_buffer_registration_hook(count_tensor)]  # fmt: skip
     try:
-        return config, cls(config)
-    except (ValueError, TypeError, AssertionError) as error:
+        with torch.device("meta"):
+            model = cls(config)
+    except _TooManyTensors:
         raise MotionError(
-            f"{where}: models.{name}: cannot build {cls.__name__}: {error}"
-        ) from error
+            f"{where}: models.{name}: its config describes more tensors than the weight files "
+            f"hold for it ({limit - 16}): a size in the config (depth?) does not match the "
+            "weights"
+        ) from None
+    except _BUILD_ERRORS as error:
+        raise _cannot_build(where, name, cls, error) from error
+    finally:
+        for hook in hooks:
+            hook.remove()
+    state = model.state_dict()
+    return {f"{name}.{k}": (v.is_floating_point(), tuple(v.shape)) for k, v in state.items()}
+
+
+def _check_size_bounds(
+    name: str, config: Config, shapes: list[tuple[int, ...]], where: Path
+) -> None:
+    """A model config's whole numbers are sizes (widths, lengths, slots) or counts (layers,
+    heads): none can exceed both the largest dimension of its stored tensors and their
+    number (fields in ``Config.not_sizes`` aside). Checked first, so a width of 10^9 is
+    named as such rather than as an overflow."""
+    bound = max([len(shapes), *(d for shape in shapes for d in shape)])
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in config.not_sizes or isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value > bound:
+            raise MotionError(
+                f"{where}: models.{name}.config.{field.name} = {value} is larger than every "
+                f"dimension and the number of its stored tensors (at most {bound}): the config "
+                "does not describe these weights"
+            )
+
+
+def _build_model(name: str, cls: type[nn.Module], config: Config, where: Path) -> nn.Module:
+    try:
+        return cls(config)
+    except _BUILD_ERRORS as error:
+        raise _cannot_build(where, name, cls, error) from error
+
+
+def _cannot_build(where: Path, name: str, cls: type, error: BaseException) -> MotionError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return MotionError(f"{where}: models.{name}: cannot build {cls.__name__}: {reason}")
 
 
 def _check_weights(
-    models: Mapping[str, nn.Module],
-    weights: Mapping[str, Tensor],
+    expected: Mapping[str, tuple[bool, tuple[int, ...]]],
+    found: Mapping[str, tuple[str, tuple[int, ...]]],
     sources: Mapping[str, str],
     folder: Path,
 ) -> None:
-    """Missing, unexpected and mis-shaped tensors, each named with where it was looked for."""
-    expected = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
-    missing = expected.keys() - weights.keys()
+    """Missing, unexpected, mis-shaped and mis-typed tensors (from the headers: nothing is
+    loaded yet), each named with where it was looked for."""
+    missing = expected.keys() - found.keys()
     if missing:
         raise MotionError(f"{folder}: the weight files lack tensors {few(missing)}")
-    unexpected = sorted(weights.keys() - expected.keys())
+    unexpected = sorted(found.keys() - expected.keys())
     if unexpected:
         raise MotionError(
             f"{folder / sources[unexpected[0]]}: unexpected tensors {few(unexpected)} "
             "(no model in config.json has them)"
         )
-    for name, tensor in expected.items():
-        if weights[name].shape != tensor.shape:
+    for name, (floating, shape) in expected.items():
+        dtype, stored = found[name]
+        if stored != shape:
             raise MotionError(
-                f"{folder / sources[name]}: tensor {name} has shape {tuple(weights[name].shape)}, "
-                f"but the model built from config.json expects {tuple(tensor.shape)}"
+                f"{folder / sources[name]}: tensor {name} has shape {stored}, "
+                f"but the model built from config.json expects {shape}"
+            )
+        if floating != (dtype in FLOAT_DTYPES):
+            kind = "floating-point" if floating else "integer"
+            raise MotionError(
+                f"{folder / sources[name]}: tensor {name} is {dtype}, but the model needs "
+                f"{kind} values there"
             )

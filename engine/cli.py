@@ -21,6 +21,7 @@ a temporary name and renamed into place, so a failure leaves no half-written fil
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -201,6 +202,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         args.prompt, seconds=args.seconds, seed=args.seed, variations=args.variations,
         guidance=args.guidance, steps=args.steps, checkpoint=args.checkpoint,
         device=args.device, generator=args.generator, clean=not args.raw,
+        revision=args.revision, allow_unpinned=args.allow_unpinned,
     )  # fmt: skip
     note = motion.diagnostics.get("length_note")
     if note:
@@ -218,10 +220,35 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     else:
         _write_preview(motion.joints, args.out, args.prompt, motion.fps)
         written = [args.out]
+    written += _write_sources(Path(args.out), args.prompt, motion.diagnostics)
     d = motion.diagnostics
     print(f"{len(motion)} clip(s) of {motion.seconds:.2f} s ({d['generator']}, seed {d['seed']}, "
           f"{d['device']}) -> {', '.join(written)}")  # fmt: skip
     return 0
+
+
+def _write_sources(out: Path, prompt: str, diagnostics: dict) -> list[str]:
+    """When anything came from the Hub, ``OUT.source.json`` beside the output: the repos and
+    the commits they resolved to (a BVH or .npy has no room for it), also noted on stderr,
+    so that the clip can be made again from exactly those files."""
+    sources = diagnostics.get("sources") or {}
+    fetched = {k: v for k, v in sources.items() if v and v.get("repo_id")}
+    if not fetched:
+        return []
+    for what, record in fetched.items():
+        pinned = "" if record["revision"] else " (no --revision given: pass it to pin this)"
+        print(f"note: {what} {record['repo_id']} at commit {record['commit']}{pinned}",
+              file=sys.stderr)  # fmt: skip
+    keys = ("generator", "seed", "frames", "guidance", "steps")
+    record = {"prompt": prompt, **{k: diagnostics.get(k) for k in keys}, "sources": sources}
+    path = out.with_name(out.name + ".source.json")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return [str(path)]
 
 
 def _cmd_fit_smpl(args: argparse.Namespace) -> int:
@@ -255,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None)
     gen.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
     gen.add_argument("--checkpoint", default=None, help="folder or Hugging Face id owner/name")
+    gen.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision (commit, tag or branch) of a Hub --checkpoint",
+    )
+    gen.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="fetch a Hub text encoder named in the checkpoint without a revision",
+    )
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     gen.add_argument(
         "--raw", action="store_true",

@@ -8,10 +8,12 @@ this module only ever sees a local folder, so loading code has one path to test.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import MotionError
 
@@ -19,6 +21,46 @@ from .errors import MotionError
 # (those are reserved by the cache layout), at most 96 characters.
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
 _MAX_REPO_ID_CHARS = 96
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a folder of files came from: a local path, or a Hub repo at a resolved commit.
+
+    folder: the local folder (for the Hub, the cached snapshot).
+    root: the folder its files may link into (the snapshot's repo cache folder, whose
+        ``blobs`` hold the files; else the folder itself): loaders refuse links elsewhere.
+    repo_id, revision, commit: for a Hub snapshot, the repo, the revision asked for (None:
+        its default branch) and the commit it resolved to, recorded beside what is made.
+    """
+
+    folder: Path
+    root: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What to write beside an output so that it can be made again."""
+        if self.repo_id is None:
+            return {"path": str(self.folder)}
+        return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
+
+
+def local_source(folder: Path, revision: str | None = None) -> Source:
+    """The ``Source`` of a local folder; a Hub cache snapshot (``models--owner--name/
+    snapshots/<commit>``, e.g. one found offline) is recognised as the repo at that commit."""
+    folder = folder.resolve()
+    repo = folder.parent.parent
+    if (
+        folder.parent.name == "snapshots"
+        and repo.name.startswith("models--")
+        and _COMMIT.fullmatch(folder.name)
+    ):
+        repo_id = repo.name[len("models--") :].replace("--", "/", 1)
+        return Source(folder, repo, repo_id, revision, folder.name)
+    return Source(folder, folder)
 
 
 def looks_like_repo_id(text: str) -> bool:
@@ -53,7 +95,19 @@ def resolve_folder(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """The local folder for ``path_or_repo_id``, downloading it from the Hub if needed.
+    """``resolve_source(...).folder``: the local folder for ``path_or_repo_id``."""
+    return resolve_source(path_or_repo_id, revision, allow_patterns, cache_dir=cache_dir).folder
+
+
+def resolve_source(
+    path_or_repo_id: str | os.PathLike[str],
+    revision: str | None = None,
+    allow_patterns: Sequence[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Source:
+    """The local folder for ``path_or_repo_id`` and where it came from, downloading it from
+    the Hub if needed.
 
     An existing local folder is returned as is (``revision`` is then ignored). Anything else
     must look like a Hub repo id and is fetched with ``huggingface_hub.snapshot_download``
@@ -68,14 +122,17 @@ def resolve_folder(
         )
     path = Path(text).expanduser()
     if path.is_dir():
-        return path.resolve()
+        return local_source(path)
     if path.exists():
         raise MotionError(f"{path}: is a file, expected a folder (or a Hub id 'owner/name')")
     if not looks_like_repo_id(text):
         raise MotionError(
             f"{text}: no such folder (and it is not a Hub id of the form 'owner/name')"
         )
-    return _download(text, revision, allow_patterns, cache_dir)
+    folder = _download(text, revision, allow_patterns, cache_dir)
+    found = local_source(folder, revision)
+    commit = found.commit if found.repo_id == text else None
+    return Source(found.folder, found.root, text, revision, commit)
 
 
 def _download(

@@ -26,7 +26,7 @@ from .errors import MotionError
 from .features import recover_from_ric
 from .motion import Motion
 from .sampling.graphs import FastOptions
-from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
+from .text_encoder import TextEncoder, fetches_unpinned, load_text_encoder, validate_prompt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 GENERATORS = ("molingo", "mlagen")
@@ -66,6 +66,8 @@ def generate(
     generator: str | None = None,
     fast: FastOptions | None = None,
     clean: bool | Cleanup = True,
+    revision: str | None = None,
+    allow_unpinned: bool = False,
 ) -> Motion:
     """Generate ``variations`` clips per prompt, all of one length.
 
@@ -88,6 +90,12 @@ def generate(
             rigid canonical bones, feet on the floor, planted feet held, light smoothing) and
             gives the features of those joints; a ``Cleanup`` chooses the steps; False
             returns the network's raw output.
+        revision: the Hub revision (branch, tag or commit) of a Hub ``checkpoint``.
+        allow_unpinned: follow a Hub text encoder named inside the checkpoint without a
+            revision (its moving default branch); refused otherwise.
+
+    ``diagnostics["sources"]`` records where the checkpoint and its text encoder came from
+    (a path, or a Hub repo with the commit it resolved to).
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -98,11 +106,12 @@ def generate(
     if isinstance(checkpoint, Checkpoint):
         ckpt = checkpoint
     else:
-        ckpt = _cached_checkpoint(checkpoint, torch_device)
+        ckpt = _cached_checkpoint(checkpoint, torch_device, revision)
     name = choose_generator(ckpt, generator)
     settings = _sampling_settings(ckpt, name, guidance, steps)
     down = ckpt.models["autoencoder"].downsample
     length = plan_length(seconds, frames, ckpt.fps, down, _max_frames(ckpt, name, down))
+    check_pinned(ckpt, allow_unpinned)
     encoder = load_text_encoder(ckpt.text_encoder, torch_device)
     _check_text_dim(ckpt, name, encoder)
     times["load"] = time.perf_counter() - clock
@@ -143,6 +152,10 @@ def generate(
         "sink_ratio": sink,
         "device": str(torch_device),
         "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
+        "sources": {
+            "checkpoint": None if ckpt.source is None else ckpt.source.record(),
+            "text_encoder": None if encoder.source is None else encoder.source.record(),
+        },
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
     return Motion(
@@ -280,8 +293,11 @@ _LOADED: dict[tuple[str, str], tuple[int, Checkpoint]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def _cached_checkpoint(source: str | Path | None, device: torch.device) -> Checkpoint:
-    """Load once per (source, device); a local folder is reloaded when it was re-saved."""
+def _cached_checkpoint(
+    source: str | Path | None, device: torch.device, revision: str | None = None
+) -> Checkpoint:
+    """Load once per (source, revision, device); a local folder is reloaded when it was
+    re-saved."""
     if source is None:
         if not (DEFAULT_CHECKPOINT / "config.json").is_file():
             raise MotionError(
@@ -292,13 +308,31 @@ def _cached_checkpoint(source: str | Path | None, device: torch.device) -> Check
         source = DEFAULT_CHECKPOINT
     config = Path(source).expanduser() / "config.json"
     stamp = config.stat().st_mtime_ns if config.is_file() else 0
-    key = (str(source), str(device))
+    key = (str(source), revision, str(device))
     with _LOADED_LOCK:
         hit = _LOADED.get(key)
         if hit is None or hit[0] != stamp:
             _LOADED.clear()  # one checkpoint at a time: they can be large
-            _LOADED[key] = (stamp, load_checkpoint(source, device=device))
+            _LOADED[key] = (stamp, load_checkpoint(source, revision, device=device))
         return _LOADED[key][1]
+
+
+def check_pinned(ckpt: Checkpoint, allow_unpinned: bool = False) -> None:
+    """Refuse to follow a Hub repo named inside a checkpoint without a revision.
+
+    A checkpoint's ``text_encoder.name`` may name a Hub repo; fetched at its default branch,
+    what runs would change whenever that repo's owner pushes, and a downloaded checkpoint
+    could point at any repo. The checkpoint must pin it (``text_encoder.revision``) unless
+    the caller consents (``allow_unpinned``, the CLI's ``--allow-unpinned``).
+    """
+    if allow_unpinned or not fetches_unpinned(ckpt.text_encoder):
+        return
+    raise MotionError(
+        f"{ckpt.path}: its text encoder {ckpt.text_encoder.name!r} is a Hub repo named without "
+        "a revision; it is not fetched at its moving default branch: set text_encoder.revision "
+        "in config.json to a commit, or pass --allow-unpinned (allow_unpinned=True) to accept "
+        "whatever that repo holds now"
+    )
 
 
 def choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:

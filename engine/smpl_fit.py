@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import io
 import os
-import pickle
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import torch
 from .errors import MotionError
 from .quaternion import matrix_to_quat
 from .smpl_body import GENDERS, INSTALL_HINT, MODEL_TYPES, find_model_file
+from .smpl_model_file import read_model_arrays
 
 NUM_JOINTS = 22
 NUM_BODY_JOINTS = 21  # SMPL's 23 minus the two hands; SMPL-X's body joints
@@ -132,16 +133,20 @@ def _build(smplx: Any, model: Any, model_type: str, common: dict) -> torch.nn.Mo
 
 
 def _load_file(smplx: Any, path: Path, model_type: str, common: dict) -> torch.nn.Module:
+    """Build smplx's model from the arrays of ``path``, read without unpickling anything
+    (``read_model_arrays``): smplx's own loaders, which unpickle, never see the user's file."""
+    arrays = read_model_arrays(path)
     try:
-        if model_type == "smplx":
-            return smplx.SMPLX(str(path), ext=path.suffix[1:], use_pca=False, **common)
-        if path.suffix == ".npz":  # smplx's SMPL class reads .pkl only; .npz holds the same
-            data = smplx.utils.Struct(**dict(np.load(path, allow_pickle=True)))
-            ids = _small_vertex_ids(smplx, len(data.v_template))
-            return smplx.SMPL(str(path), data_struct=data, vertex_ids=ids, **common)
-        return smplx.SMPL(str(path), **common)
-    except (OSError, ValueError, KeyError, AttributeError, ImportError, AssertionError,
-            pickle.UnpicklingError) as error:  # fmt: skip
+        if model_type == "smplx":  # SMPLX reads a file only: hand it a copy of plain arrays
+            with tempfile.TemporaryDirectory(prefix="kinetext-smplx-") as folder:
+                plain = Path(folder) / "model.npz"
+                np.savez(plain, **arrays)
+                return smplx.SMPLX(str(plain), ext="npz", use_pca=False, **common)
+        data = smplx.utils.Struct(**arrays)
+        ids = _small_vertex_ids(smplx, len(data.v_template))
+        return smplx.SMPL(str(path), data_struct=data, vertex_ids=ids, **common)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError,
+            AssertionError, RuntimeError) as error:  # fmt: skip
         raise MotionError(f"{path}: cannot load as a {model_type} model ({error})") from error
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .config import Config
 from .errors import MotionError
-from .hub import resolve_folder
+from .hub import Source, local_source, looks_like_repo_id, resolve_source
 
 MAX_PROMPT_CHARS = 1000
 KINDS = ("auto", "bert", "t5", "clip")
@@ -165,6 +165,7 @@ class TextEncoder:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
         self._lock = threading.RLock()  # Blender may generate from a worker thread
+        self.source: Source | None = None  # where its files came from (set by the loader)
         self.dim = int(self._cached(config.null_prompt)[1].shape[-1])  # primes the null
 
     @property
@@ -259,11 +260,24 @@ def bundled_minilm_folder() -> Path:
     return folder
 
 
-def encoder_folder(config: TextEncoderConfig) -> Path:
-    """The local folder holding ``config``'s encoder (bundled, local, or fetched)."""
-    if config.name == "minilm" or (config.name == MINILM_REPO_ID and config.revision is None):
-        return bundled_minilm_folder()
-    return resolve_folder(config.name, config.revision, allow_patterns=_ENCODER_FILES)
+def _bundled(config: TextEncoderConfig) -> bool:
+    return config.name == "minilm" or (config.name == MINILM_REPO_ID and config.revision is None)
+
+
+def encoder_source(config: TextEncoderConfig) -> Source:
+    """The local folder holding ``config``'s encoder (bundled, local, or fetched) and where
+    it came from (for a Hub repo: the commit it resolved to)."""
+    if _bundled(config):
+        return local_source(bundled_minilm_folder())
+    return resolve_source(config.name, config.revision, allow_patterns=_ENCODER_FILES)
+
+
+def fetches_unpinned(config: TextEncoderConfig) -> bool:
+    """Whether loading ``config`` would fetch a Hub repo at its moving default branch: a Hub
+    id with no revision, neither bundled nor an existing local folder."""
+    if _bundled(config) or config.revision is not None:
+        return False
+    return not Path(config.name).expanduser().is_dir() and looks_like_repo_id(config.name)
 
 
 def detect_kind(folder: Path) -> str:
@@ -282,7 +296,8 @@ def build_text_encoder(
     config: TextEncoderConfig, device: str | torch.device = "cpu"
 ) -> TextEncoder:
     """Load ``config``'s encoder and tokenizer (uncached; see ``load_text_encoder``)."""
-    folder = encoder_folder(config)
+    source = encoder_source(config)
+    folder = source.folder
     from transformers import AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
 
     try:
@@ -292,7 +307,9 @@ def build_text_encoder(
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise MotionError(f"{folder}: cannot load text encoder {config.name!r}: {error}") from error
-    return TextEncoder(model.to(device), tokenizer, config, kind)
+    encoder = TextEncoder(model.to(device), tokenizer, config, kind)
+    encoder.source = source
+    return encoder
 
 
 _LOADED: dict[tuple[Any, ...], TextEncoder] = {}

@@ -9,13 +9,14 @@ Only safetensors are read: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -25,6 +26,9 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_WEIGHTS_FILE = "model.safetensors"
 MAX_SHARD_BYTES = 16 * 2**20
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
+MAX_JSON_BYTES = 16 * 2**20  # a config or index is kilobytes; refuse to parse a huge one
+# safetensors dtype names of floating-point tensors (what a network's weights must be)
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"}
 
 
 def gather_tensors(
@@ -80,38 +84,121 @@ def write_sharded(folder: Path, tensors: Mapping[str, Tensor], max_shard_bytes: 
     write_json(folder / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def read_weights(folder: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """All tensors of ``folder`` on the CPU and, for each, the file it came from.
+def check_inside(path: Path, root: Path) -> Path:
+    """``path`` if it (after following symlinks) lies inside ``root``; else ``MotionError``.
 
-    Reads the index and its shards, or a lone ``model.safetensors`` when there is no index.
+    A checkpoint is a folder of files; a symlink in it pointing elsewhere (``/etc/...``,
+    another user's files) would make loading read what the folder's author chose. ``root``
+    is the folder itself, or for a Hub download the repo's cache folder, whose snapshot
+    files are links into its ``blobs``.
     """
+    try:
+        real = path.resolve(strict=False)
+        inside = real.is_relative_to(root.resolve())
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        raise MotionError(f"{path}: cannot be resolved ({error})") from error
+    if not inside:
+        raise MotionError(f"{path}: is a link to {real}, outside {root}; refusing to read it")
+    return path
+
+
+def _index(folder: Path, root: Path) -> dict[str, str] | None:
+    """The index's tensor name -> shard file map, every shard a plain name present in
+    ``folder``; None for a lone ``model.safetensors`` without an index."""
     index_path = folder / INDEX_FILE
     if not index_path.exists() and (folder / SINGLE_WEIGHTS_FILE).is_file():
-        tensors = _load_shard(folder / SINGLE_WEIGHTS_FILE)
-        return tensors, dict.fromkeys(tensors, SINGLE_WEIGHTS_FILE)
-    index = read_json(index_path, "weights index")
+        check_inside(folder / SINGLE_WEIGHTS_FILE, root)
+        return None
+    index = read_json(index_path, "weights index", root)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
         raise MotionError(f"{index_path}: needs a 'weight_map' of tensor name -> shard file")
-    shards = sorted(set(weight_map.values()))
-    for shard in shards:  # all present before reading any
-        if not _SHARD_NAME.fullmatch(shard) or not (folder / shard).is_file():
+    for shard in sorted(set(weight_map.values())):  # all present before reading any
+        if not _SHARD_NAME.fullmatch(shard):
+            raise MotionError(
+                f"{index_path}: names shard {shard!r}, which is not a file name inside the "
+                "checkpoint folder (paths and '..' are refused)"
+            )
+        if not (folder / shard).is_file():
             raise MotionError(f"{index_path}: points to shard {shard!r}, which is missing")
-    tensors: dict[str, Tensor] = {}
-    for shard in shards:
+        check_inside(folder / shard, root)
+    return weight_map
+
+
+def _shards(weight_map: Mapping[str, str] | None) -> list[tuple[str, set[str] | None]]:
+    """(shard file, the tensor names the index puts there) per shard; None: no index."""
+    if weight_map is None:
+        return [(SINGLE_WEIGHTS_FILE, None)]
+    shards = sorted(set(weight_map.values()))
+    return [(shard, {n for n, s in weight_map.items() if s == shard}) for shard in shards]
+
+
+def _check_listed(path: Path, listed: set[str] | None, found: Iterable[str]) -> None:
+    if listed is None:
+        return
+    found = set(found)
+    if listed - found:
+        raise MotionError(f"{path}: lacks tensors the index lists: {few(listed - found)}")
+    if found - listed:
+        raise MotionError(f"{path}: holds tensors the index does not list: {few(found - listed)}")
+
+
+def read_weight_headers(
+    folder: Path, root: Path | None = None
+) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict[str, str]]:
+    """Every tensor's safetensors dtype name and shape, from the shards' headers alone (no
+    tensor data is read), and the file each is in.
+
+    Loading checks a checkpoint's config against these before it allocates anything.
+    """
+    root = folder if root is None else root
+    weight_map = _index(folder, root)
+    headers: dict[str, tuple[str, tuple[int, ...]]] = {}
+    sources: dict[str, str] = {}
+    for shard, listed in _shards(weight_map):
         path = folder / shard
-        listed = {n for n, s in weight_map.items() if s == shard}
+        try:
+            with safe_open(path, framework="pt", device="cpu") as file:
+                for name in file.keys():
+                    view = file.get_slice(name)
+                    headers[name] = (view.get_dtype(), tuple(view.get_shape()))
+                    sources[name] = shard
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            raise MotionError(
+                f"{path}: unreadable safetensors file (truncated or corrupt): {error}"
+            ) from error
+        _check_listed(path, listed, [n for n, s in sources.items() if s == shard])
+    return headers, sources
+
+
+def read_weights(
+    folder: Path, root: Path | None = None
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """All tensors of ``folder`` on the CPU and, for each, the file it came from.
+
+    Reads the index and its shards, or a lone ``model.safetensors`` when there is no index.
+    Files must lie inside ``root`` (default: ``folder``) after following symlinks.
+    """
+    root = folder if root is None else root
+    weight_map = _index(folder, root)
+    tensors: dict[str, Tensor] = {}
+    sources: dict[str, str] = {}
+    for shard, listed in _shards(weight_map):
+        path = folder / shard
         found = _load_shard(path)
-        if listed - found.keys():
-            raise MotionError(
-                f"{path}: lacks tensors the index lists: {few(listed - found.keys())}"
-            )
-        if found.keys() - listed:
-            raise MotionError(
-                f"{path}: holds tensors the index does not list: {few(found.keys() - listed)}"
-            )
+        _check_listed(path, listed, found)
         tensors.update(found)
-    return tensors, dict(weight_map)
+        sources.update(dict.fromkeys(found, shard))
+    return tensors, sources
+
+
+def check_finite(tensors: Mapping[str, Tensor], sources: Mapping[str, str], folder: Path) -> None:
+    """Refuse NaN or infinite values in floating-point tensors, naming tensor and file."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise MotionError(
+                f"{folder / sources[name]}: tensor {name} holds NaN or infinite values"
+            )
 
 
 def _load_shard(path: Path) -> dict[str, Tensor]:
@@ -127,18 +214,40 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parse ``path``; a missing file or bad JSON raises ``MotionError`` naming it."""
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number JSON allows")
+
+
+def read_json(path: Path, what: str, root: Path | None = None) -> Any:
+    """Parse ``path``; a missing, huge, non-UTF-8 or invalid file (NaN and infinite numbers
+    included, nesting too deep for the parser) raises ``MotionError`` naming it. With
+    ``root``, the file must lie inside it after following symlinks."""
     if not path.is_file():
         raise MotionError(f"{path}: missing {what} ({path.name})")
+    if root is not None:
+        check_inside(path, root)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise MotionError(f"{path}: {what} is larger than {MAX_JSON_BYTES // 2**20} MiB")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except UnicodeDecodeError as error:
         raise MotionError(f"{path}: {what} is not UTF-8 text") from error
     except json.JSONDecodeError as error:
         raise MotionError(
             f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from error
+    except ValueError as error:
+        raise MotionError(f"{path}: {what}: {error}") from error
+    except RecursionError as error:
+        raise MotionError(f"{path}: {what} is nested too deeply to be a config") from error
 
 
 def few(names: Iterable[str], limit: int = 5) -> str:

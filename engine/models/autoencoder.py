@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import register_model
-from ..config import Config
+from ..config import Config, check_sizes
 from ..errors import MotionError
 
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the VAE's log-variance (reference value)
@@ -41,6 +41,13 @@ class AutoencoderConfig(Config):
     variational: bool = True  # VAE (mean, logvar) or plain deterministic AE
     text_dim: int = 384  # width of the text encoder the semantic head aligns to
     semantic_hidden: int = 256  # hidden width of the semantic projection head
+
+    def __post_init__(self) -> None:
+        check_sizes(
+            self, positive=("feature_dim", "width", "dilation_growth", "latent_dim", "text_dim",
+                            "semantic_hidden"),
+            non_negative=("depth", "down_t"),
+        )  # fmt: skip
 
     @classmethod
     def tiny(cls) -> AutoencoderConfig:

@@ -24,8 +24,10 @@ MLA-Gen (Gu et al. 2026) adds three things, all inside ``forward``:
   ``sink_mask_threshold``: for t < 0.8 with the default 0.2. It depends only on ``t``, so
   training and sampling apply it alike.
 
-``last_attention`` keeps the last call's cross-attention maps ``(B, heads, N, L)`` (detached)
-for SinkRatio.
+``forward(..., return_attention=True)`` also returns that call's cross-attention maps
+``(B, heads, N, L)`` (detached) for SinkRatio. They are returned, not kept on the module:
+one model serves several threads at once (the add-on's worker, scripts, servers), and a map
+left on ``self`` would be overwritten by another call before its sampler read it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import register_model
-from ..config import Config
+from ..config import Config, check_ratio, check_sizes
+from ..errors import MotionError
 from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, add_gated, modulate
 
 if TYPE_CHECKING:
@@ -64,6 +67,18 @@ class MLAGenConfig(Config):
     sink_mask: bool = True  # mask the start token late in sampling (off for encoders without one)
     sink_mask_threshold: float = 0.2  # in sampling progress 1 - t (paper's time)
     rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        check_sizes(
+            self, positive=("latent_dim", "text_dim", "width", "heads"),
+            non_negative=("depth", "memory_slots"), divisible=(("width", "heads"),),
+        )  # fmt: skip
+        check_ratio(self, "mlp_ratio")
+        if (self.width // self.heads) % 2:
+            raise MotionError(
+                f"MLAGenConfig: width / heads ({self.width // self.heads}) must be even (RoPE "
+                "turns pairs of channels)"
+            )
 
     @classmethod
     def tiny(cls) -> MLAGenConfig:
@@ -206,7 +221,6 @@ class MLAGen(nn.Module):
         self.final = nn.Linear(width, config.latent_dim)
         nn.init.zeros_(self.final.weight)  # start by predicting zero velocity
         nn.init.zeros_(self.final.bias)
-        self.last_attention: Tensor | None = None
         self.run_blocks: Callable[..., Tensor] = run_blocks  # samplers may compile it
         self._rope_cache: dict[tuple[int, torch.device, torch.dtype], Rope] = {}
 
@@ -240,15 +254,15 @@ class MLAGen(nn.Module):
             keep[:, 0, 0, 0] = (1.0 - t) <= self.config.sink_mask_threshold
         return keep
 
-    def local_condition(self, h: Tensor, t: Tensor, text: TextEncoding) -> Tensor:
-        """Per-frame text condition from frame embeddings h (B, N, W) -> (B, N, W)."""
+    def local_condition(self, h: Tensor, t: Tensor, text: TextEncoding) -> tuple[Tensor, Tensor]:
+        """Per-frame text condition from frame embeddings h (B, N, W) -> (B, N, W), and the
+        cross-attention maps (B, H, N, L), detached."""
         keep = self.sink_keep(t, text.tokens.shape[1])
         tokens = text.tokens.to(h.dtype)
         local, weights = self.local_attn(
             h, tokens, key_mask=text.mask, attn_mask=keep, need_weights=True
         )
-        self.last_attention = weights.detach()  # (B, H, N, L)
-        return local
+        return local, weights.detach()
 
     def forward(
         self,
@@ -259,7 +273,8 @@ class MLAGen(nn.Module):
         weak_local: bool | Tensor = False,
         local_text: TextEncoding | None = None,
         frame_mask: Tensor | None = None,
-    ) -> Tensor:
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Predict the flow velocity ``noise - data`` at ``x_t``.
 
         Args:
@@ -273,9 +288,10 @@ class MLAGen(nn.Module):
             local_text: tokens for local alignment when they differ from ``text`` (the
                 unconditional branch: null prompt globally, real prompt locally).
             frame_mask: (B, N) bool, True = real frame, for padded training batches.
+            return_attention: also return the local cross-attention maps (SinkRatio).
 
         Returns:
-            velocity (B, N, C).
+            velocity (B, N, C); with ``return_attention``, (velocity, maps (B, H, N, L)).
         """
         local_text = text if local_text is None else local_text
         h = self.x_embed(x_t)  # (B, N, W)
@@ -283,12 +299,14 @@ class MLAGen(nn.Module):
         # t stays float32: rounded to bfloat16 (a reduced-precision copy) it would move by
         # up to 0.004, four of the embedding's 1000 time units.
         cond = self.t_embed(t.float()).to(h.dtype) + self.global_embed(text.pooled.to(h.dtype))
-        cond = cond[:, None, :] + weight * self.local_condition(h, t, local_text)  # (B, N, W)
+        local, attention = self.local_condition(h, t, local_text)
+        cond = cond[:, None, :] + weight * local  # (B, N, W)
         rope = self.rope(h.shape[1], h)
         activated = F.silu(cond)  # every AdaLN modulation reads silu(cond): computed once
         x = self.run_blocks(self.blocks, h, activated, self.memory, frame_mask, rope)
         shift, scale = self.final_ada.project(activated)
-        return self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, C)
+        velocity = self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, C)
+        return (velocity, attention) if return_attention else velocity
 
     def _local_weight(self, weak_local: bool | Tensor, like: Tensor) -> Tensor:
         """Per-row local-condition weight (B, 1, 1)."""

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import register_model
-from ..config import Config
+from ..config import Config, check_ratio, check_sizes
 from ..errors import MotionError
 from .layers import AdaLNModulation, ContextKV, TimestepEmbedder, TransformerBlock, modulate
 
@@ -49,6 +49,11 @@ class MoLingoConfig(Config):
     head_depth: int = 3  # flow-head residual AdaLN blocks (paper: 8)
 
     def __post_init__(self) -> None:
+        check_sizes(
+            self, positive=("latent_dim", "text_dim", "max_tokens", "width", "heads", "head_width"),
+            non_negative=("depth", "adapter_depth", "head_depth"),
+        )  # fmt: skip
+        check_ratio(self, "mlp_ratio")
         if self.conditioning not in CONDITIONINGS:
             raise MotionError(
                 f"MoLingoConfig.conditioning {self.conditioning!r} is not one of {CONDITIONINGS}"

@@ -1,7 +1,14 @@
 """MLA-Gen's sampling loop: noise -> latents by integrating the guided velocity.
 
 The loop owns batch doubling and guidance; the network (``MLAGen``) owns the sink-mask and
-exposes its cross-attention maps, from which SinkRatio is read at every velocity call.
+returns its cross-attention maps with each velocity (``return_attention=True``), from which
+SinkRatio is read at every velocity call.
+
+Thread safety: one model may sample from several threads at once. The CPU loop keeps every
+intermediate in the call's own locals (nothing is stored on the model), so concurrent calls
+give exactly the single-threaded results. The CUDA path shares process-wide state (the
+matrix-product precision switch, the bfloat16 sampling copy, captured graphs and their
+static buffers), so it runs one call at a time under ``graphs.LOCK``.
 
 On a CUDA device each solver step (the doubled forward, SinkRatio, guidance, the update) is
 captured once as a CUDA graph and replayed (``_FlowSession``): the loop has no host syncs
@@ -37,7 +44,7 @@ from .graphs import (
 )
 from .guidance import CFG, SinkCtrl, sink_ratio
 from .ode import METHODS, Progress, solve_ode, time_grid
-from .sampling_model import call_network, network_precision, sampling_model
+from .sampling_model import call_network_attention, network_precision, sampling_model
 
 MODES = ("sink_ctrl", "cfg")
 
@@ -49,10 +56,13 @@ class FlowSample:
     latents: (B, N, C) generated AE latents (normalised space the model was trained in).
     sink_ratio: (B,) SinkRatio of the conditional branch, averaged over velocity calls: a
         diagnostic of how much each sample's attention collapsed onto one or two tokens.
+    attention: the last velocity call's cross-attention maps (2B or B rows, heads, N, L):
+        conditional rows first, then the unconditional ones unless CFG is off.
     """
 
     latents: Tensor
     sink_ratio: Tensor
+    attention: Tensor
 
 
 def sample_flow(
@@ -79,7 +89,7 @@ def sample_flow(
     ``SinkCtrl(scale=guidance)`` (or ``controller`` when given, reset first).
 
     Args:
-        model: an ``MLAGen`` (anything with its ``forward`` and ``last_attention``).
+        model: an ``MLAGen`` (anything whose ``forward`` takes ``return_attention``).
         text: prompts (B rows); null_text: the null prompt, 1 or B rows.
         num_tokens: latent steps N (frames / the AE's downsampling).
         steps, method: ODE solver settings (paper: 100 Euler steps).
@@ -104,19 +114,21 @@ def sample_flow(
     options = default_options() if fast is None else fast
     with torch.no_grad():
         if not use_fast_path(options, device):
-            return _sample_eager(model, model, text, null_text, noise, steps, method, guide,
-                                 single, progress)  # fmt: skip
-        reduced = network_precision(options.precision, device)
-        net = sampling_model(model, reduced, options.compile)
-        args = (model, net, text, null_text, noise, steps, method, guide, single, progress)
-        with inference_precision(options.precision, device, autocast=False):
-            if options.graphs and _guide_key(guide) is not None and method in METHODS:
-                return _sample_graphed(*args, options.precision)
-            return _sample_eager(*args)
+            return _sample_eager(model, text, null_text, noise, steps, method, guide, single,
+                                 progress)  # fmt: skip
+        # one CUDA sampling call at a time: the precision switch, the sampling copy and the
+        # captured graphs are shared by every thread
+        with LOCK:
+            reduced = network_precision(options.precision, device)
+            net = sampling_model(model, reduced, options.compile)
+            args = (net, text, null_text, noise, steps, method, guide, single, progress)
+            with inference_precision(options.precision, device, autocast=False):
+                if options.graphs and _guide_key(guide) is not None and method in METHODS:
+                    return _sample_graphed(*args, options.precision)
+                return _sample_eager(*args)
 
 
 def _sample_eager(
-    model: nn.Module,
     net: nn.Module,
     text: TextEncoding,
     null_text: TextEncoding,
@@ -129,29 +141,32 @@ def _sample_eager(
 ) -> FlowSample:
     """The reference loop: one velocity call after another through ``solve_ode``.
 
-    ``net`` is ``model`` or its sampling copy (``sampling_model``), which the velocity calls
-    run; ``model.last_attention`` is left as the last call's maps either way."""
+    ``net`` is the model or its sampling copy (``sampling_model``), which the velocity calls
+    run. Everything a call computes stays in its locals (thread-safe on the CPU)."""
     batch, device = len(text), noise.device
     both = TextEncoding.cat([text, null_text])  # global condition: prompt | null
     local = TextEncoding.cat([text, text])  # local condition: the prompt on both halves
     weak = torch.arange(2 * batch, device=device) >= batch  # (2B,) True on the null half
     ratios: list[Tensor] = []
+    last: list[Tensor] = []  # the latest velocity call's attention maps
 
     def velocity(x: Tensor, t: Tensor) -> Tensor:
         if single:
-            v = call_network(net, x, t, text)
-            ratios.append(sink_ratio(net.last_attention, text.mask).to(x.dtype))
+            v, attention = call_network_attention(net, x, t, text)
+            last[:] = [attention]
+            ratios.append(sink_ratio(attention, text.mask).to(x.dtype))
             return v
-        out = call_network(net, torch.cat([x, x]), torch.cat([t, t]), both, weak_local=weak,
-                           local_text=local)  # fmt: skip
+        out, attention = call_network_attention(
+            net, torch.cat([x, x]), torch.cat([t, t]), both, weak_local=weak, local_text=local
+        )
+        last[:] = [attention]
         v_cond, v_uncond = out.chunk(2)
-        sink = sink_ratio(net.last_attention[:batch], local.mask[:batch]).to(x.dtype)  # (B,)
+        sink = sink_ratio(attention[:batch], local.mask[:batch]).to(x.dtype)  # (B,)
         ratios.append(sink)
         return guide(v_cond, v_uncond, sink)
 
     latents = solve_ode(velocity, noise, steps, method, progress=progress)
-    model.last_attention = net.last_attention
-    return FlowSample(latents=latents, sink_ratio=torch.stack(ratios).mean(0))
+    return FlowSample(latents, torch.stack(ratios).mean(0), last[0])
 
 
 def _guidance(mode: str, scale: float) -> CFG | SinkCtrl:
@@ -227,15 +242,17 @@ class _FlowSession:
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         net, batch = self.net, x.shape[0]
         if self.single:
-            v = call_network(net, x, t, self.both, weak_local=self.weak)
-            self._keep_attention(net.last_attention)
-            self.ratio.add_(sink_ratio(net.last_attention, self.both.mask))
+            v, attention = call_network_attention(net, x, t, self.both, weak_local=self.weak)
+            self._keep_attention(attention)
+            self.ratio.add_(sink_ratio(attention, self.both.mask))
             return v
-        out = call_network(net, torch.cat([x, x]), torch.cat([t, t]), self.both,
-                           weak_local=self.weak, local_text=self.local)  # fmt: skip
-        self._keep_attention(net.last_attention)
+        out, attention = call_network_attention(
+            net, torch.cat([x, x]), torch.cat([t, t]), self.both, weak_local=self.weak,
+            local_text=self.local,
+        )  # fmt: skip
+        self._keep_attention(attention)
         v_cond, v_uncond = out.chunk(2)  # guidance in the state's precision
-        sink = sink_ratio(net.last_attention[:batch], self.local.mask[:batch])  # (B,)
+        sink = sink_ratio(attention[:batch], self.local.mask[:batch])  # (B,)
         sink = sink.to(x.dtype)
         self.ratio.add_(sink)
         return self.guide(v_cond, v_uncond, sink)
@@ -300,7 +317,6 @@ def _pad_text(encoding: TextEncoding, length: int) -> TextEncoding:
 
 
 def _sample_graphed(
-    model: nn.Module,
     net: nn.Module,
     text: TextEncoding,
     null_text: TextEncoding,
@@ -334,7 +350,7 @@ def _sample_graphed(
             if progress is not None:
                 progress(i + 1, steps)
         calls = steps * (2 if method == "heun" else 1)
-        model.last_attention = session.attention[..., :real].clone()
         if session.prev is not None:
             guide.previous = session.prev.clone()
-        return FlowSample(latents=session.x.clone(), sink_ratio=session.ratio / calls)
+        attention = session.attention[..., :real].clone()
+        return FlowSample(session.x.clone(), session.ratio / calls, attention)

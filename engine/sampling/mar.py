@@ -36,7 +36,7 @@ from torch import Tensor
 from ..errors import MotionError
 from ..models.molingo import MoLingo, TextMemory
 from .fast import sample_mar_static
-from .graphs import FastOptions, default_options, inference_precision, use_fast_path
+from .graphs import LOCK, FastOptions, default_options, inference_precision, use_fast_path
 from .guidance import classifier_free_guidance
 from .ode import METHODS, solve_ode
 
@@ -172,7 +172,9 @@ def sample_mar(
     options = default_options() if fast is None else fast
     if token_valid is None and use_fast_path(options, device):
         counts, scales = reveal_plan(ar_steps, num_tokens, guidance, guidance_mode)
-        with inference_precision(options.precision, device):
+        # one CUDA sampling call at a time: the precision switch is process-wide and the
+        # captured graphs' buffers are shared (the CPU loop below shares nothing)
+        with LOCK, inference_precision(options.precision, device):
             memory = _text_memory(model, text, null_text, batch)
             return sample_mar_static(
                 model, memory, batch, num_tokens, counts, scales, flow_steps, method,

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.layers import AdaLNModulation, SwiGLU
+from .graphs import LOCK
 
 GEMM_ALIGN = 64  # feed-forward widths of the sampling copy are padded to a multiple of this
 
@@ -47,18 +48,19 @@ def sampling_model(model: nn.Module, dtype: torch.dtype | None, compiled: bool) 
     compiled = compiled and hasattr(model, "run_blocks") and can_compile()
     if dtype == current and not compiled:
         return model
-    key = (weights_version(model), dtype, compiled)
-    cached = _COPIES.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    twin = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
-    pad_feedforward(twin)
-    if compiled:  # Inductor fuses the strided reads itself; split, it was slower (3,461 vs 3,708)
-        twin.run_blocks = compiled_trunk(model.run_blocks)
-    else:
-        split_modulations(twin)
-    _COPIES[model] = (key, twin)
-    return twin
+    with LOCK:  # one cache for every thread: build each copy once, never read a half-made one
+        key = (weights_version(model), dtype, compiled)
+        cached = _COPIES.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        twin = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+        pad_feedforward(twin)
+        if compiled:  # Inductor fuses the strided reads itself; split was slower (3,461 vs 3,708)
+            twin.run_blocks = compiled_trunk(model.run_blocks)
+        else:
+            split_modulations(twin)
+        _COPIES[model] = (key, twin)
+        return twin
 
 
 def pad_feedforward(model: nn.Module, multiple: int = GEMM_ALIGN) -> None:
@@ -161,6 +163,15 @@ def network_dtype(model: nn.Module) -> torch.dtype:
 def call_network(net: nn.Module, x: Tensor, *args: object, **kwargs: object) -> Tensor:
     """``net(x, ...)`` with ``x`` cast to the network's dtype and the result cast back."""
     return net(x.to(network_dtype(net)), *args, **kwargs).to(x.dtype)
+
+
+def call_network_attention(
+    net: nn.Module, x: Tensor, *args: object, **kwargs: object
+) -> tuple[Tensor, Tensor]:
+    """``call_network`` with ``return_attention=True``: (output cast back to ``x``'s dtype,
+    the network's attention maps as it returned them)."""
+    out, attention = net(x.to(network_dtype(net)), *args, return_attention=True, **kwargs)
+    return out.to(x.dtype), attention
 
 
 @functools.cache

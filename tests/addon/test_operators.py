@@ -84,6 +84,7 @@ def test_generate_from_a_script_lists_the_engines_clips(scene, kinetext_engine, 
     for i, entry in enumerate(entries):
         clip = results.get(entry.key, results_folder())
         assert (entry.frames, entry.fps, clip.prompt) == (40, 20, PROMPT)
+        assert clip.info["sources"] == expected.diagnostics["sources"]  # where it came from
         # same seed and settings: the same clip (up to float summation order across threads)
         np.testing.assert_allclose(clip.joints, expected.joints[i], atol=1e-5)
         np.testing.assert_allclose(clip.features, expected.features[i], atol=1e-5)

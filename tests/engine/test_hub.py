@@ -10,7 +10,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.utils import LocalEntryNotFoundError, RepositoryNotFoundError
 
 from engine.errors import MotionError
-from engine.hub import looks_like_repo_id, resolve_folder
+from engine.hub import looks_like_repo_id, resolve_folder, resolve_source
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -78,6 +78,17 @@ def test_offline_cached_repo_resolves_to_its_snapshot(tmp_path, offline):
     folder = resolve_folder("someone/motion-model", cache_dir=tmp_path, allow_patterns=["*.json"])
     assert folder == snapshot and (folder / "config.json").read_text() == "{}"
     assert resolve_folder("someone/motion-model", revision=COMMIT, cache_dir=tmp_path) == snapshot
+
+
+def test_a_resolved_snapshot_records_repo_revision_and_commit(tmp_path, offline):
+    snapshot = _fake_hub_cache(tmp_path, "someone/motion-model", {"config.json": "{}"})
+    source = resolve_source("someone/motion-model", "main", cache_dir=tmp_path)
+    assert source.folder == snapshot and source.root == snapshot.parent.parent
+    assert source.record() == {"repo_id": "someone/motion-model", "revision": "main",
+                               "commit": COMMIT}  # fmt: skip
+    local = resolve_source(tmp_path)
+    assert local.root == local.folder == tmp_path.resolve()
+    assert local.record() == {"path": str(tmp_path.resolve())}
 
 
 def test_offline_uncached_repo_says_it_needs_network(tmp_path, offline):

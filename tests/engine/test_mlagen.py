@@ -39,9 +39,9 @@ def _inputs(batch: int = 2, n: int = 6, t: float = 0.5, seed: int = 2):
 def test_forward_shape_and_attention_maps():
     model = _model()
     x, t = _inputs()
-    v = model(x, t, _text([5, 3]))
+    v, attn = model(x, t, _text([5, 3]), return_attention=True)
     assert v.shape == x.shape
-    attn = model.last_attention
+    torch.testing.assert_close(model(x, t, _text([5, 3])), v, rtol=0, atol=0)
     assert attn.shape == (2, CONFIG.heads, 6, 5)
     torch.testing.assert_close(attn.sum(-1), torch.ones(2, CONFIG.heads, 6))
     assert attn[1, :, :, 3:].abs().max() == 0  # padded tokens get no attention
@@ -52,17 +52,19 @@ def test_sink_mask_drops_start_token_only_after_threshold():
     model = _model()
     text = _text([5, 5])
     x, _ = _inputs()
-    model(x, torch.tensor([0.85, 0.95]), text)
-    assert (model.last_attention[..., 0] > 0).all()
-    model(x, torch.tensor([0.75, 0.1]), text)
-    assert model.last_attention[..., 0].abs().max() == 0
-    torch.testing.assert_close(model.last_attention.sum(-1), torch.ones(2, CONFIG.heads, 6))
-    model(x, torch.tensor([0.9, 0.7]), text)  # decided per row
-    assert (model.last_attention[0, ..., 0] > 0).all()
-    assert model.last_attention[1, ..., 0].abs().max() == 0
+
+    def maps(net, times):
+        return net(x, torch.tensor(times), text, return_attention=True)[1]
+
+    assert (maps(model, [0.85, 0.95])[..., 0] > 0).all()
+    late = maps(model, [0.75, 0.1])
+    assert late[..., 0].abs().max() == 0
+    torch.testing.assert_close(late.sum(-1), torch.ones(2, CONFIG.heads, 6))
+    mixed = maps(model, [0.9, 0.7])  # decided per row
+    assert (mixed[0, ..., 0] > 0).all()
+    assert mixed[1, ..., 0].abs().max() == 0
     unmasked = _model(CONFIG.replace(sink_mask=False))
-    unmasked(x, torch.tensor([0.1, 0.1]), text)
-    assert (unmasked.last_attention[..., 0] > 0).all()
+    assert (maps(unmasked, [0.1, 0.1])[..., 0] > 0).all()
 
 
 def test_padded_text_tokens_do_not_change_the_output():

@@ -4,42 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from pipeline_fixtures import save_tiny_checkpoint
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
 from engine.features import recover_from_ric
-from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
-from engine.models.mlagen import MLAGen, MLAGenConfig
-from engine.models.molingo import MoLingo, MoLingoConfig
 from engine.pipeline import DEFAULT_CHECKPOINT, generate, plan_length
-from engine.text_encoder import TextEncoderConfig
-
-TEXT_DIM = 384  # the bundled MiniLM
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A checkpoint folder of untrained tiny models: an autoencoder and both generators."""
-    torch.manual_seed(0)
-    mlagen = MLAGen(MLAGenConfig.tiny().replace(text_dim=TEXT_DIM))
-    torch.nn.init.normal_(mlagen.final.weight, std=0.1)  # untrained: non-zero velocity
-    models = {
-        "autoencoder": MotionAutoencoder(AutoencoderConfig.tiny().replace(text_dim=TEXT_DIM)),
-        "molingo": MoLingo(MoLingoConfig.tiny().replace(text_dim=TEXT_DIM)),
-        "mlagen": mlagen,
-    }
-    rng = np.random.default_rng(0)
-    return save_checkpoint(
-        tmp_path_factory.mktemp("pipeline") / "tiny",
-        models,
-        text_encoder=TextEncoderConfig(),
-        normalizer_mean=rng.normal(0, 0.1, 263),
-        normalizer_std=rng.uniform(0.05, 0.2, 263),
-        fps=20,
-        license="random weights, no training data",
-        attribution="kinetext tests",
-    )
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("pipeline") / "tiny")
 
 
 def _run(checkpoint, generator="molingo", prompts=("a person walks", "a person jumps"), **kwargs):
