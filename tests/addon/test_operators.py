@@ -99,6 +99,25 @@ def test_unset_arguments_come_from_the_panel(scene):
     assert [(e.prompt, e.seed, e.frames) for e in panel.variation_list] == [("a jump", 7, 20)] * 3
 
 
+def test_the_length_sliders_ends_make_the_longest_and_shortest_clips(scene):
+    """The panel's slider at its maximum and minimum (32-bit floats: the maximum reads back as
+    9.80000019), and the operator's own float argument, as a script passes it."""
+    panel = scene.scene.kinetext
+    slider = panel.bl_rna.properties["seconds"]
+    panel.prompt, panel.steps = PROMPT, 1
+    made = []
+    for end in (slider.hard_max, slider.soft_max, slider.hard_min):
+        panel.seconds = end
+        assert bpy.ops.motion.generate() == {"FINISHED"}
+        made.append((panel.seconds, panel.variation_list[-1].frames))
+        assert "ready" in scene.window_manager.kinetext.status
+        assert "asked for" not in scene.window_manager.kinetext.status  # no rounding note
+    assert made[0][0] != 9.8 and made[0][0] == pytest.approx(9.8)  # really a float32
+    assert [frames for _, frames in made] == [196, 196, 20]
+    assert generate(seconds=9.8, steps=1) == {"FINISHED"}  # FloatProperty: float32 too
+    assert panel.variation_list[-1].frames == 196
+
+
 def test_bake_puts_a_new_action_on_the_rig_and_keeps_the_users(scene):
     generate(variations=2)
     rig = mixamo_rig()
