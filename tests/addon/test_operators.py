@@ -312,3 +312,14 @@ def long_job(steps: int = 200):
     job = jobs.begin(build_request(operator, bpy.context))
     job.start()
     return job
+
+
+@pytest.mark.parametrize("where", ["no_such_folder/walk.bvh", "a_file.txt/walk.bvh"])
+def test_export_bvh_to_an_unwritable_path_names_that_path(scene, tmp_path, where):
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    generate()
+    target = tmp_path / where
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.motion.export_bvh(filepath=str(target), variation=0)
+    assert str(target) in str(error.value) and ".tmp" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt"]  # nothing left behind
