@@ -17,6 +17,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..engine.errors import MotionError
@@ -42,7 +43,7 @@ class Request:
     guidance: float | None  # None: the checkpoint's default
     steps: int | None  # None: the checkpoint's default
     generator: str | None  # "molingo" | "mlagen" | None (the checkpoint's default)
-    checkpoint: str | None  # a folder, a Hub id, or None for the embedded checkpoint
+    checkpoint: Path | str | None  # a folder (Path), a Hub id (str), None: the embedded one
     revision: str | None  # Hub revision (branch, tag or commit) for a Hub id
     device: str  # "auto" | "cuda" | "mps" | "cpu"
     offline: bool = False  # Blender's online access is off: never download
@@ -121,11 +122,10 @@ class Job:
 def generate(request: Request, progress: Any) -> Any:
     """Run the engine for ``request`` (imports torch here, never at add-on load)."""
     from ..engine import pipeline
-    from ..engine.hub import looks_like_repo_id
+    from ..engine.hub import names_hub_repo
 
     checkpoint: Any = request.checkpoint
-    local = checkpoint and os.path.isdir(os.path.expanduser(checkpoint))
-    if checkpoint and not local and looks_like_repo_id(checkpoint):
+    if checkpoint is not None and names_hub_repo(checkpoint):
         checkpoint = _hub_checkpoint(checkpoint, request.revision, request.device, request.offline)
     with threads_beside_blender():
         return pipeline.generate(

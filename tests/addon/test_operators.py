@@ -238,6 +238,38 @@ def test_checkpoint_that_fails_to_load(scene, tmp_path):
     assert scene.window_manager.kinetext.status_level == "ERROR"
 
 
+def test_a_missing_checkpoint_folder_says_no_such_folder(scene, tmp_path, checkpoint):
+    """The Folder setting holds a path, even one shaped like a Hub id; "//" is the .blend's
+    folder (and has none before the file is saved)."""
+    import shutil
+
+    from kinetext.addon.preferences import get
+
+    prefs = get(bpy.context)
+    before = snapshot()
+    for folder in ("ckpts/mine", "//ckpts/mine"):
+        prefs.checkpoint_folder = folder
+        with pytest.raises(RuntimeError) as error:
+            generate()
+        message = str(error.value)
+        assert "Hub" not in message and "download" not in message and "online" not in message
+        if folder.startswith("//"):
+            assert "not saved yet" in message
+        else:
+            assert "ckpts/mine: no such folder" in message
+    project = tmp_path / "project"
+    project.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"), check_existing=False)
+    try:
+        with pytest.raises(RuntimeError, match=f"{project / 'ckpts' / 'mine'}: no such folder"):
+            generate()
+        assert snapshot() == before
+        shutil.copytree(checkpoint, project / "ckpts" / "mine")
+        assert generate() == {"FINISHED"}  # "//ckpts/mine" beside the saved .blend
+    finally:
+        bpy.ops.wm.read_homefile(use_empty=True)  # an unsaved file again for the next tests
+
+
 def test_hub_checkpoint_offline_and_not_downloaded(scene):
     from kinetext.addon.preferences import get
 

@@ -194,6 +194,21 @@ def test_generate_with_the_shipped_checkpoint(tmp_path, capsys):
     assert main(["generate", "", "--out", str(tmp_path / "e.npy")]) == 2
 
 
+@pytest.mark.parametrize("given", ["ckpts/mine", "./ckpts/mine", "ckpts/nested/mine"])
+def test_generate_with_a_missing_relative_folder_says_no_such_folder(
+    tmp_path, monkeypatch, capsys, given
+):
+    """``ckpts/mine`` has a Hub id's shape, but ``ckpts/`` is a folder here: a path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "ckpts").mkdir()
+    argv = ["generate", "a person walks", "--checkpoint", given, "--out", "clip.npy"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{given}: no such folder (looked for {tmp_path / given})" in error
+    assert "Hub" not in error and "download" not in error.lower()
+
+
 def test_module_help_runs():
     command = [sys.executable, "-m", "engine", "--help"]
     done = subprocess.run(command, capture_output=True, text=True)
