@@ -95,8 +95,12 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         count = add_variations(context, job.motion)
         note = job.motion.diagnostics.get("length_note")
         message = f"{count} variation(s) of {job.motion.seconds:.1f} s ready"
-        set_status(context, message + (f" ({note})" if note else ""))
         report({"INFO"}, message)
+        unread = job.motion.diagnostics.get("prompt_notes", [])
+        for warning in unread:  # words past the text encoder's limit changed nothing
+            report({"WARNING"}, warning)
+        status = [message + (f" ({note})" if note else ""), *(w[0].upper() + w[1:] for w in unread)]
+        set_status(context, ". ".join(status), "WARNING" if unread else "INFO")
         return {"FINISHED"}
     finally:
         jobs.end(job)

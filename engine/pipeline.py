@@ -143,6 +143,7 @@ def generate(
         "seconds": length.frames / ckpt.fps,
         "requested_frames": length.requested,
         "length_note": length.note,
+        "prompt_notes": encoder.unread_notes(prompts),  # words past the encoder's limit
         "seed": seed,
         **settings,
         "sink_ratio": sink,

@@ -118,6 +118,23 @@ def test_the_length_sliders_ends_make_the_longest_and_shortest_clips(scene):
     assert panel.variation_list[-1].frames == 196
 
 
+def test_a_prompt_longer_than_the_encoder_reads_is_flagged_in_the_panel(scene):
+    from kinetext.addon.panel import KINETEXT_PT_generate
+    from test_panel import draw
+
+    panel, state = scene.scene.kinetext, scene.window_manager.kinetext
+    panel.prompt = " ".join(["walk"] * 62) + " then jump high"  # 64 tokens with [CLS], [SEP]
+    assert bpy.ops.motion.generate(steps=1) == {"FINISHED"}
+    assert len(panel.variation_list) == 2  # made, and said what was not read
+    assert state.status_level == "WARNING"
+    shown = draw(KINETEXT_PT_generate).texts()
+    assert "The prompt is longer than the text encoder reads (64 tokens)" in shown
+    assert "last 3 token(s), from 'then jump high' on, were left out" in shown
+    panel.prompt = PROMPT
+    assert bpy.ops.motion.generate(steps=1) == {"FINISHED"}
+    assert state.status_level == "INFO" and "left out" not in state.status
+
+
 def test_bake_puts_a_new_action_on_the_rig_and_keeps_the_users(scene):
     generate(variations=2)
     rig = mixamo_rig()

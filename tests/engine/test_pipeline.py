@@ -131,6 +131,16 @@ def test_bad_lengths(checkpoint, seconds, frames, message):
         _run(checkpoint, seconds=seconds, frames=frames)
 
 
+def test_words_past_the_text_encoders_limit_are_named(checkpoint):
+    """MiniLM reads 64 tokens: [CLS], 62 words of one token each, [SEP]; the rest is cut."""
+    fits = " ".join(["walk"] * 62)
+    motion = _run(checkpoint, prompts=[fits + " then jump high", fits, "a person waves"])
+    (note,) = motion.diagnostics["prompt_notes"]
+    assert note.startswith("prompt 1 is longer than the text encoder reads (64 tokens)")
+    assert "its last 3 token(s), from 'then jump high' on, were left out" in note
+    assert _run(checkpoint, prompts=[fits]).diagnostics["prompt_notes"] == []
+
+
 @pytest.mark.parametrize(
     ("prompts", "message"),
     [
