@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import os
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +50,8 @@ class Request:
     offline: bool = False  # Blender's online access is off: never download
 
 
-Work = Callable[[Any, Callable[[float, float], None]], Any]
+Progress = Callable[[float, float], None]
+Work = Callable[[Any, Progress], Any]
 """work(request, progress) -> result, run in the worker; progress(step, total) may raise."""
 
 
@@ -67,6 +69,7 @@ class Job:
         self.result: Any = None  # what ``work`` returned, once finished
         self.error: str | None = None
         self.cancelled = False
+        self.stopped_at: float | None = None  # time.perf_counter() when the worker ended
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,6 +88,10 @@ class Job:
     def cancel(self) -> None:
         """Ask the worker to stop at its next sampling step."""
         self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
 
     @property
     def done(self) -> bool:
@@ -111,7 +118,9 @@ class Job:
             traceback.print_exc()
             self.error = f"{self.label} failed: {type(error).__name__}: {error}"
         finally:
+            self.stopped_at = time.perf_counter()
             self._done.set()
+            _reap(self)
 
     def _on_progress(self, step: float, total: float) -> None:
         if self._cancel.is_set():
@@ -201,13 +210,17 @@ def _cached_snapshot(repo_id: str, revision: str | None, patterns: Any) -> str:
 # ---- the one current job -------------------------------------------------------------------
 
 _CURRENT: Job | None = None
+# Cancelled jobs whose worker has not stopped yet: the operator ended at once (Esc, another
+# file opened) without waiting for it, and the job is kept here until its thread ends, so
+# nothing forgets a running thread and ``shutdown`` can stop them all.
+_ABANDONED: set[Job] = set()
 _LOCK = threading.Lock()
 
 
 def begin(request: Any, work: Work | None = None, label: str = "generation") -> Job:
     """Make a job for ``request`` the current one; ``Busy`` while another is unfinished.
 
-    work, label: see ``Job`` (by default the job generates motion).
+    work, label: see ``Job`` (by default the job generates motion in this process).
     """
     global _CURRENT
     with _LOCK:
@@ -216,8 +229,46 @@ def begin(request: Any, work: Work | None = None, label: str = "generation") -> 
                 f"a {_CURRENT.label} is already running: wait for it to finish or press "
                 "Cancel (Esc)"
             )
+        stopping = [job for job in _ABANDONED if not job.done]
+        if stopping:
+            raise Busy(f"the cancelled {stopping[0].label} is still stopping: try again")
         _CURRENT = Job(request, work, label)
         return _CURRENT
+
+
+def abandon(job: Job) -> None:
+    """Cancel ``job`` and stop waiting for it (never blocks): it stops being the current job
+    and is kept among the abandoned ones until its worker ends."""
+    global _CURRENT
+    job.cancel()
+    with _LOCK:
+        if not job.done:
+            _ABANDONED.add(job)
+        if _CURRENT is job:
+            _CURRENT = None
+
+
+def _reap(job: Job) -> None:
+    with _LOCK:
+        _ABANDONED.discard(job)
+
+
+def abandoned() -> list[Job]:
+    """The cancelled jobs whose workers are still stopping."""
+    with _LOCK:
+        return list(_ABANDONED)
+
+
+def shutdown(wait: float) -> bool:
+    """Cancel every job (current and abandoned) and wait up to ``wait`` seconds in all for
+    their workers; whether they all stopped. For unregister: code must not outlive it."""
+    every = [job for job in (_CURRENT, *abandoned()) if job is not None]
+    for job in every:
+        abandon(job)
+    deadline = time.monotonic() + wait
+    for job in every:
+        job.wait(max(0.0, deadline - time.monotonic()))
+    return all(job.done for job in every)
 
 
 def end(job: Job) -> None:

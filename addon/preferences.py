@@ -61,6 +61,11 @@ def user_folder() -> Path:
         return folder
 
 
+def user_map_folder() -> Path:
+    """Where the user's saved bone maps live: the extension's user folder, ``bone_maps``."""
+    return user_folder() / "bone_maps"
+
+
 def get(context: bpy.types.Context) -> KINETEXT_AP_preferences | None:
     """This add-on's preferences, or None when it was registered outside the add-on system."""
     addon = context.preferences.addons.get(ADDON_ID)

@@ -70,15 +70,16 @@ def user_action(obj: bpy.types.Object) -> bpy.types.Action:
     return obj.animation_data.action
 
 
-def test_generate_from_a_script_lists_the_engines_clips(scene, kinetext_engine, checkpoint):
+def test_generate_from_a_script_lists_the_engines_clips(scene, checkpoint):
     assert generate(seed=3, variations=2) == {"FINISHED"}
     entries = scene.scene.kinetext.variation_list
     assert [e.name for e in entries] == [f"{PROMPT} (1/2, seed 3)", f"{PROMPT} (2/2, seed 3)"]
     assert scene.scene.kinetext.active_variation == 0
     from kinetext.addon import results
     from kinetext.addon.operators import results_folder
+    from kinetext.engine import pipeline  # the add-on runs it in its engine process
 
-    expected = kinetext_engine.pipeline.generate(
+    expected = pipeline.generate(
         PROMPT, seconds=2.0, steps=2, seed=3, variations=2, checkpoint=checkpoint, device="cpu"
     )
     for i, entry in enumerate(entries):
@@ -332,6 +333,7 @@ def test_generate_while_one_runs_is_refused(scene):
 
 
 def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
+    from kinetext.addon import jobs
     from kinetext.addon.operators import MOTION_OT_generate
 
     job = long_job(steps=3)
@@ -344,21 +346,21 @@ def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
     assert len(scene.scene.kinetext.variation_list) == 1
     slow = long_job()
     operator._job = slow
+    operator._give_up = lambda context: MOTION_OT_generate._give_up(operator, context)
     escape.value = "PRESS"
-    assert MOTION_OT_generate.modal(operator, bpy.context, escape) == {"RUNNING_MODAL"}
-    assert slow.wait(30) and slow.cancelled
-    assert MOTION_OT_generate.modal(operator, bpy.context, timer) == {"CANCELLED"}
+    assert MOTION_OT_generate.modal(operator, bpy.context, escape) == {"CANCELLED"}  # at once
+    assert jobs.current() is None  # Generate works again
+    assert slow.wait(30) and slow.cancelled and not jobs.abandoned()  # the worker stopped
     assert len(scene.scene.kinetext.variation_list) == 1
 
 
 def long_job(steps: int = 200):
     """A real generation in its background thread, slow enough (many steps) to interrupt."""
-    from kinetext.addon import jobs
-    from kinetext.addon.operators import build_request
+    from kinetext.addon.operators import begin_generation, build_request
 
     operator = SimpleNamespace(prompt=PROMPT, seconds=2.0, steps=steps, variations=1)
     operator.properties = SimpleNamespace(is_property_set=lambda name: hasattr(operator, name))
-    job = jobs.begin(build_request(operator, bpy.context))
+    job = begin_generation(build_request(operator, bpy.context))
     job.start()
     return job
 
