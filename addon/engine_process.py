@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,14 +119,16 @@ class EngineProcess:
         """Close the child's stdin (it exits after its current step) and end it if it lingers."""
         with self._lock:
             process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            process.stdin.close()
-            process.wait(timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
+            folder, self._folder = self._folder, None
+        if process is not None:
+            try:
+                process.stdin.close()
+                process.wait(timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _send(self, message: dict[str, Any], quiet: bool = False) -> None:
         line = json.dumps(message) + "\n"

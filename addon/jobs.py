@@ -1,12 +1,15 @@
-"""Background jobs: the engine's ``generate`` (or another engine call, such as fitting an SMPL
-body) in a background thread, with progress and Cancel.
+"""Background jobs: a generation (or another engine call, such as fitting an SMPL body) in a
+background thread, with progress and Cancel.
 
 Blender's data may only be touched from the main thread, so a job never sees bpy: it gets a
-plain request, runs the engine, and leaves its result (a ``Motion`` for a generation), or an
-error message, or the fact that it was cancelled, for the operator to collect on the main
-thread. Cancelling sets a flag that the engine's progress callback turns into an exception
-at its next step. One job runs at a time (``begin`` refuses a second): the models are large
-and the GPU shared.
+plain request, runs its work, and leaves its result, or an error message, or the fact that
+it was cancelled, for the operator to collect on the main thread. The add-on's generations
+do their engine work in the engine process (``engine_process``; the thread only waits for
+it and stores the clips); ``generate`` here is what that process runs. Cancelling sets a
+flag that the work's progress callback turns into an exception at its next step; an
+operator that cannot wait (Esc, Blender closing it) ``abandon``s the job, which is kept
+until its thread ends. One job runs at a time (``begin`` refuses a second): the models are
+large and the GPU shared.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Each operator gathers its inputs, calls one function that does the work, and tur
 engine's ``MotionError`` into ``self.report({'ERROR'}, ...)`` with the scene left as it was
 (STYLE: io_anim_bvh, rigify). Generation runs to completion when called from a script
 (``execute``) and as a modal operator when pressed in the panel (``invoke``): the engine
-works in a thread, a timer polls its progress, Esc cancels, and only this main thread
-touches Blender data once the clips are in.
+works in its own process (``engine_process``), a thread waits for it and stores the clips,
+a timer polls the progress, Esc ends the operator at once, and only this main thread
+touches Blender data, to list the clips once they are in.
 """
 
 from __future__ import annotations
