@@ -132,13 +132,20 @@ class Job:
 
 
 def generate(request: Request, progress: Any) -> Any:
-    """Run the engine for ``request`` (imports torch here, never at add-on load)."""
+    """Run the engine for ``request`` (imports torch here, never at add-on load).
+
+    ``progress(0, 1)`` between the stages (imports, a Hub checkpoint, the pipeline) stops a
+    cancelled request before the next long step, as the sampling steps do within theirs.
+    """
+    progress(0, 1)
     from ..engine import pipeline
     from ..engine.hub import names_hub_repo
 
+    progress(0, 1)
     checkpoint: Any = request.checkpoint
     if checkpoint is not None and names_hub_repo(checkpoint):
         checkpoint = _hub_checkpoint(checkpoint, request.revision, request.device, request.offline)
+        progress(0, 1)
     with threads_beside_blender():
         return pipeline.generate(
             request.prompt,

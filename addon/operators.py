@@ -246,8 +246,11 @@ class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
     )  # fmt: skip
 
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
+        status = "Generating '{}'..."
+        if not engine_process.ENGINE.running:  # say why the first one takes longer
+            status += " (the first generation starts the engine: a few seconds more)"
         return self._start_job(
-            context, lambda: begin_generation(build_request(self, context)), "Generating '{}'..."
+            context, lambda: begin_generation(build_request(self, context)), status
         )
 
     def _collect(self, context: bpy.types.Context, job: jobs.Job) -> set[str]:
