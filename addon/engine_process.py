@@ -182,8 +182,11 @@ ENGINE = EngineProcess()
 def serve() -> None:
     """The child's main loop: generate each request in turn until stdin closes."""
     replies = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol owns the real stdout
-    os.dup2(2, 1)  # what libraries print (load bars) goes to stderr, Blender's console
-    sys.stdout = sys.stderr
+    try:
+        os.dup2(2, 1)  # what libraries print (load bars) goes to stderr, Blender's console
+    except OSError:  # no console (a windowed Blender on Windows): print nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     lock = threading.Lock()
 
     def send(message: dict[str, Any]) -> None:

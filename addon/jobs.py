@@ -77,11 +77,6 @@ class Job:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def motion(self) -> Any:
-        """A generation's result: the engine.motion.Motion."""
-        return self.result
-
     def start(self) -> None:
         slug = "generate" if self.work is None else self.label.replace(" ", "-")
         name = f"kinetext-{slug}"
