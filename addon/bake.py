@@ -46,6 +46,7 @@ from .armature import (
     is_canonical,
     units_per_metre,
 )
+from .preferences import user_map_folder
 
 Report = Callable[[set[str], str], None]
 STASH_TRACK = "[Action Stash]"
@@ -123,13 +124,6 @@ def _bone_map(preset: str | BoneMap | None, bone_names: list[str]) -> BoneMap:
     if preset is None or preset.upper() == "AUTO" or not preset:
         return detect_preset(bone_names)
     return find_bone_map(preset, user_map_folder())
-
-
-def user_map_folder() -> Path:
-    """Where the user's saved bone maps live: the extension's user folder, ``bone_maps``."""
-    from . import preferences
-
-    return preferences.user_folder() / "bone_maps"
 
 
 def user_map_names() -> list[str]:

@@ -1,12 +1,15 @@
-"""Background jobs: the engine's ``generate`` (or another engine call, such as fitting an SMPL
-body) in a background thread, with progress and Cancel.
+"""Background jobs: a generation (or another engine call, such as fitting an SMPL body) in a
+background thread, with progress and Cancel.
 
 Blender's data may only be touched from the main thread, so a job never sees bpy: it gets a
-plain request, runs the engine, and leaves its result (a ``Motion`` for a generation), or an
-error message, or the fact that it was cancelled, for the operator to collect on the main
-thread. Cancelling sets a flag that the engine's progress callback turns into an exception
-at its next step. One job runs at a time (``begin`` refuses a second): the models are large
-and the GPU shared.
+plain request, runs its work, and leaves its result, or an error message, or the fact that
+it was cancelled, for the operator to collect on the main thread. The add-on's generations
+do their engine work in the engine process (``engine_process``; the thread only waits for
+it and stores the clips); ``generate`` here is what that process runs. Cancelling sets a
+flag that the work's progress callback turns into an exception at its next step; an
+operator that cannot wait (Esc, Blender closing it) ``abandon``s the job, which is kept
+until its thread ends. One job runs at a time (``begin`` refuses a second): the models are
+large and the GPU shared.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import contextlib
 import dataclasses
 import os
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..engine.errors import MotionError
@@ -42,13 +47,14 @@ class Request:
     guidance: float | None  # None: the checkpoint's default
     steps: int | None  # None: the checkpoint's default
     generator: str | None  # "molingo" | "mlagen" | None (the checkpoint's default)
-    checkpoint: str | None  # a folder, a Hub id, or None for the embedded checkpoint
+    checkpoint: Path | str | None  # a folder (Path), a Hub id (str), None: the embedded one
     revision: str | None  # Hub revision (branch, tag or commit) for a Hub id
     device: str  # "auto" | "cuda" | "mps" | "cpu"
     offline: bool = False  # Blender's online access is off: never download
 
 
-Work = Callable[[Any, Callable[[float, float], None]], Any]
+Progress = Callable[[float, float], None]
+Work = Callable[[Any, Progress], Any]
 """work(request, progress) -> result, run in the worker; progress(step, total) may raise."""
 
 
@@ -66,14 +72,10 @@ class Job:
         self.result: Any = None  # what ``work`` returned, once finished
         self.error: str | None = None
         self.cancelled = False
+        self.stopped_at: float | None = None  # time.perf_counter() when the worker ended
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def motion(self) -> Any:
-        """A generation's result: the engine.motion.Motion."""
-        return self.result
 
     def start(self) -> None:
         slug = "generate" if self.work is None else self.label.replace(" ", "-")
@@ -84,6 +86,10 @@ class Job:
     def cancel(self) -> None:
         """Ask the worker to stop at its next sampling step."""
         self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
 
     @property
     def done(self) -> bool:
@@ -110,7 +116,9 @@ class Job:
             traceback.print_exc()
             self.error = f"{self.label} failed: {type(error).__name__}: {error}"
         finally:
+            self.stopped_at = time.perf_counter()
             self._done.set()
+            _reap(self)
 
     def _on_progress(self, step: float, total: float) -> None:
         if self._cancel.is_set():
@@ -119,14 +127,20 @@ class Job:
 
 
 def generate(request: Request, progress: Any) -> Any:
-    """Run the engine for ``request`` (imports torch here, never at add-on load)."""
-    from ..engine import pipeline
-    from ..engine.hub import looks_like_repo_id
+    """Run the engine for ``request`` (imports torch here, never at add-on load).
 
+    ``progress(0, 1)`` between the stages (imports, a Hub checkpoint, the pipeline) stops a
+    cancelled request before the next long step, as the sampling steps do within theirs.
+    """
+    progress(0, 1)
+    from ..engine import pipeline
+    from ..engine.hub import names_hub_repo
+
+    progress(0, 1)
     checkpoint: Any = request.checkpoint
-    local = checkpoint and os.path.isdir(os.path.expanduser(checkpoint))
-    if checkpoint and not local and looks_like_repo_id(checkpoint):
+    if checkpoint is not None and names_hub_repo(checkpoint):
         checkpoint = _hub_checkpoint(checkpoint, request.revision, request.device, request.offline)
+        progress(0, 1)
     with threads_beside_blender():
         return pipeline.generate(
             request.prompt,
@@ -201,13 +215,17 @@ def _cached_snapshot(repo_id: str, revision: str | None, patterns: Any) -> str:
 # ---- the one current job -------------------------------------------------------------------
 
 _CURRENT: Job | None = None
+# Cancelled jobs whose worker has not stopped yet: the operator ended at once (Esc, another
+# file opened) without waiting for it, and the job is kept here until its thread ends, so
+# nothing forgets a running thread and ``shutdown`` can stop them all.
+_ABANDONED: set[Job] = set()
 _LOCK = threading.Lock()
 
 
 def begin(request: Any, work: Work | None = None, label: str = "generation") -> Job:
     """Make a job for ``request`` the current one; ``Busy`` while another is unfinished.
 
-    work, label: see ``Job`` (by default the job generates motion).
+    work, label: see ``Job`` (by default the job generates motion in this process).
     """
     global _CURRENT
     with _LOCK:
@@ -216,8 +234,46 @@ def begin(request: Any, work: Work | None = None, label: str = "generation") -> 
                 f"a {_CURRENT.label} is already running: wait for it to finish or press "
                 "Cancel (Esc)"
             )
+        stopping = [job for job in _ABANDONED if not job.done]
+        if stopping:
+            raise Busy(f"the cancelled {stopping[0].label} is still stopping: try again")
         _CURRENT = Job(request, work, label)
         return _CURRENT
+
+
+def abandon(job: Job) -> None:
+    """Cancel ``job`` and stop waiting for it (never blocks): it stops being the current job
+    and is kept among the abandoned ones until its worker ends."""
+    global _CURRENT
+    job.cancel()
+    with _LOCK:
+        if not job.done:
+            _ABANDONED.add(job)
+        if _CURRENT is job:
+            _CURRENT = None
+
+
+def _reap(job: Job) -> None:
+    with _LOCK:
+        _ABANDONED.discard(job)
+
+
+def abandoned() -> list[Job]:
+    """The cancelled jobs whose workers are still stopping."""
+    with _LOCK:
+        return list(_ABANDONED)
+
+
+def shutdown(wait: float) -> bool:
+    """Cancel every job (current and abandoned) and wait up to ``wait`` seconds in all for
+    their workers; whether they all stopped. For unregister: code must not outlive it."""
+    every = [job for job in (_CURRENT, *abandoned()) if job is not None]
+    for job in every:
+        abandon(job)
+    deadline = time.monotonic() + wait
+    for job in every:
+        job.wait(max(0.0, deadline - time.monotonic()))
+    return all(job.done for job in every)
 
 
 def end(job: Job) -> None:

@@ -4,8 +4,9 @@ Each operator gathers its inputs, calls one function that does the work, and tur
 engine's ``MotionError`` into ``self.report({'ERROR'}, ...)`` with the scene left as it was
 (STYLE: io_anim_bvh, rigify). Generation runs to completion when called from a script
 (``execute``) and as a modal operator when pressed in the panel (``invoke``): the engine
-works in a thread, a timer polls its progress, Esc cancels, and only this main thread
-touches Blender data once the clips are in.
+works in its own process (``engine_process``), a thread waits for it and stores the clips,
+a timer polls the progress, Esc ends the operator at once, and only this main thread
+touches Blender data, to list the clips once they are in.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import bpy
 from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
-from ..engine.motion import Motion
-from . import deps, jobs, preferences, results
+from . import deps, engine_process, jobs, preferences, results
 from .properties import runtime, set_status, settings
 
 GENERATOR_NAMES = {"AUTO": None, "MOLINGO": "molingo", "MLAGEN": "mlagen"}
@@ -59,27 +59,38 @@ def build_request(op: bpy.types.Operator, context: bpy.types.Context) -> jobs.Re
     )  # fmt: skip
 
 
-def add_variations(context: bpy.types.Context, motion: Motion) -> int:
-    """Store each generated clip and list it in the panel (main thread only); how many."""
+def begin_generation(request: jobs.Request) -> jobs.Job:
+    """The current job for ``request``: generate in the engine process, then store the clips,
+    both in the job's worker thread; only listing them is left for the main thread."""
+    folder = results_folder()  # bpy: read here, on the main thread
+
+    def work(request: jobs.Request, progress: jobs.Progress) -> results.Stored:
+        return results.put_motion(engine_process.ENGINE.generate(request, progress), folder)
+
+    return jobs.begin(request, work)
+
+
+def add_variations(context: bpy.types.Context, stored: results.Stored) -> int:
+    """List each stored clip in the panel (main thread only); how many."""
     panel = settings(context)
-    folder = results_folder()
-    first, count = len(panel.variation_list), len(motion)
+    motion = stored.motion
+    first, count = len(panel.variation_list), len(stored.keys)
     seed = int(motion.diagnostics.get("seed", 0))
-    info = {
-        "length_note": motion.diagnostics.get("length_note"),
-        "seconds": motion.seconds,
-        "sources": motion.diagnostics.get("sources"),
-    }  # checkpoint and encoder commits
-    for i in range(count):
-        clip = results.Clip(
-            motion.joints[i], motion.features[i], motion.fps, motion.prompts[i], seed, info
-        )
+    for i, (key, prompt) in enumerate(zip(stored.keys, motion.prompts, strict=True)):
         item = panel.variation_list.add()
-        item.key = results.put(clip, folder)
-        item.prompt, item.seed, item.frames, item.fps = clip.prompt, seed, clip.frames, clip.fps
-        item.name = f"{clip.prompt[:40]} ({i + 1}/{count}, seed {seed})"
+        item.key, item.prompt, item.seed = key, prompt, seed
+        item.frames, item.fps = motion.num_frames, motion.fps
+        item.name = f"{prompt[:40]} ({i + 1}/{count}, seed {seed})"
     panel.active_variation = first
     return count
+
+
+def push_undo(message: str) -> None:
+    """An undo step for what was just done. Generate is not an undo operator (Blender would
+    then offer "Adjust Last Operation", which re-runs a whole generation synchronously), so
+    the step that changes the file, listing the clips, pushes its own."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)
 
 
 def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
@@ -96,11 +107,17 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
             set_status(context, job.error, "ERROR")
             report({"ERROR"}, job.error)
             return {"CANCELLED"}
-        count = add_variations(context, job.motion)
-        note = job.motion.diagnostics.get("length_note")
-        message = f"{count} variation(s) of {job.motion.seconds:.1f} s ready"
-        set_status(context, message + (f" ({note})" if note else ""))
+        count = add_variations(context, job.result)
+        push_undo("Generate Motion")
+        motion = job.result.motion
+        note = motion.diagnostics.get("length_note")
+        message = f"{count} variation(s) of {motion.seconds:.1f} s ready"
         report({"INFO"}, message)
+        unread = motion.diagnostics.get("prompt_notes", [])
+        for warning in unread:  # words past the text encoder's limit changed nothing
+            report({"WARNING"}, warning)
+        status = [message + (f" ({note})" if note else ""), *(w[0].upper() + w[1:] for w in unread)]
+        set_status(context, ". ".join(status), "WARNING" if unread else "INFO")
         return {"FINISHED"}
     finally:
         jobs.end(job)
@@ -148,11 +165,11 @@ class BackgroundJobOperator:
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         job = self._job
         if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-            set_status(context, "Cancelling...")
-            return {"RUNNING_MODAL"}
+            return self._give_up(context)
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
+        if job.cancel_requested and not job.done:  # the panel's Cancel button
+            return self._give_up(context)
         runtime(context).progress = job.progress
         redraw(context)
         if not job.done:
@@ -161,13 +178,26 @@ class BackgroundJobOperator:
         return self._collect(context, job)
 
     def cancel(self, context: bpy.types.Context) -> None:
-        """Blender ends the operator (file loaded, window closed): stop the worker too."""
+        """Blender ends the operator (file loaded, window closed): stop the worker too, without
+        waiting for it (``jobs.abandon`` keeps it until it ends)."""
         if self._job is not None:
-            self._job.cancel()
-            self._job.wait(5.0)
-            jobs.end(self._job)
+            jobs.abandon(self._job)
         self._stop_timer(context)
         runtime(context).running = False
+
+    def _give_up(self, context: bpy.types.Context) -> set[str]:
+        """Esc or Cancel: end now, the scene unchanged. The worker stops at its next check
+        (a generation within ``engine_process.POLL``) and is reaped by ``jobs``."""
+        job = self._job
+        self._stop_timer(context)
+        jobs.abandon(job)
+        message = f"{job.label[:1].upper()}{job.label[1:]} cancelled: nothing was changed"
+        set_status(context, message)
+        self.report({"WARNING"}, message)
+        state = runtime(context)
+        state.running, state.progress = False, 0.0
+        redraw(context)
+        return {"CANCELLED"}
 
     def _start_job(self, context: bpy.types.Context, begin, status: str) -> jobs.Job | None:
         """``begin()`` -> the job, with the panel's status ``status.format(prompt)``; a
@@ -195,7 +225,7 @@ class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
 
     bl_idname = "motion.generate"
     bl_label = "Generate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = set()  # not REGISTER/UNDO: no redo re-running it; collect pushes the undo
 
     # Unset arguments take the panel's values (SKIP_SAVE: never remembered between calls).
     prompt: bpy.props.StringProperty(name="Prompt", description=_PANEL, options=_ARG)
@@ -216,8 +246,11 @@ class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
     )  # fmt: skip
 
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
+        status = "Generating '{}'..."
+        if not engine_process.ENGINE.running:  # say why the first one takes longer
+            status += " (the first generation starts the engine: a few seconds more)"
         return self._start_job(
-            context, lambda: jobs.begin(build_request(self, context)), "Generating '{}'..."
+            context, lambda: begin_generation(build_request(self, context)), status
         )
 
     def _collect(self, context: bpy.types.Context, job: jobs.Job) -> set[str]:
@@ -454,9 +487,7 @@ def register() -> None:
 
 
 def unregister() -> None:
-    jobs.cancel_current(wait=5.0)  # a worker must not outlive the add-on's code
-    job = jobs.current()
-    if job is not None:
-        jobs.end(job)
+    jobs.shutdown(wait=5.0)  # a worker must not outlive the add-on's code
+    engine_process.ENGINE.stop()
     unregister_classes()
     results.clear_memory()

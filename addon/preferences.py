@@ -61,26 +61,29 @@ def user_folder() -> Path:
         return folder
 
 
+def user_map_folder() -> Path:
+    """Where the user's saved bone maps live: the extension's user folder, ``bone_maps``."""
+    return user_folder() / "bone_maps"
+
+
 def get(context: bpy.types.Context) -> KINETEXT_AP_preferences | None:
     """This add-on's preferences, or None when it was registered outside the add-on system."""
     addon = context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon is not None else None
 
 
-def engine_choice(context: bpy.types.Context) -> tuple[str | None, str | None, str]:
-    """(checkpoint folder or Hub id or None, Hub revision or None, device) from preferences."""
+def engine_choice(context: bpy.types.Context) -> tuple[Path | str | None, str | None, str]:
+    """(checkpoint folder or Hub id or None, Hub revision or None, device) from preferences.
+
+    A folder comes back as a ``Path``, so the engine never takes it for a Hub id, even when
+    it reads like one ("ckpts/mine"); see ``checkpoint_folder``.
+    """
     prefs = get(context)
     if prefs is None:
         return None, None, "auto"
     device = prefs.device.lower()
     if prefs.checkpoint_source == "FOLDER":
-        folder = bpy.path.abspath(prefs.checkpoint_folder).strip()
-        if not folder:
-            raise MotionError(
-                "no checkpoint folder chosen: set one in Preferences > Add-ons > Kinetext, "
-                "or switch the checkpoint to Embedded"
-            )
-        return folder, None, device
+        return checkpoint_folder(prefs.checkpoint_folder), None, device
     if prefs.checkpoint_source == "HUB":
         repo = prefs.hub_repo.strip()
         if not repo:
@@ -90,6 +93,27 @@ def engine_choice(context: bpy.types.Context) -> tuple[str | None, str | None, s
             )
         return repo, prefs.hub_revision.strip() or None, device
     return None, None, device
+
+
+def checkpoint_folder(text: str) -> Path:
+    """The preferences' checkpoint folder as an absolute path.
+
+    "//" is Blender's "next to this .blend file"; with the file not saved yet there is no
+    such folder, and ``bpy.path.abspath`` would silently drop the "//". Other relative paths
+    are relative to Blender's working folder, made absolute so a message can say where.
+    """
+    text = text.strip()
+    if not text:
+        raise MotionError(
+            "no checkpoint folder chosen: set one in Preferences > Add-ons > Kinetext, "
+            "or switch the checkpoint to Embedded"
+        )
+    if text.startswith("//") and not bpy.data.filepath:
+        raise MotionError(
+            f"checkpoint folder {text}: '//' means the folder of the .blend file, and this "
+            "file is not saved yet: save it, or choose the folder with its full path"
+        )
+    return Path(bpy.path.abspath(text)).expanduser().absolute()
 
 
 def _site_packages_changed(self: KINETEXT_AP_preferences, _context: bpy.types.Context) -> None:

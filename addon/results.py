@@ -41,17 +41,47 @@ class Clip:
         return int(self.joints.shape[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A generation's clips once stored: the motion (for its diagnostics) and a key per clip."""
+
+    motion: Any  # engine.motion.Motion
+    keys: list[str]
+
+
 _MEMORY: dict[str, Clip] = {}
 
 
 def put(clip: Clip, folder: Path | None) -> str:
     """Keep ``clip`` (in memory, and in ``folder`` when given); returns its new key."""
+    key = _keep(clip, folder)
+    if folder is not None:
+        _prune(folder, KEEP)
+    return key
+
+
+def _keep(clip: Clip, folder: Path | None) -> str:
     key = uuid.uuid4().hex
     _MEMORY[key] = clip
     if folder is not None:
         _write(folder, key, clip)
-        _prune(folder, KEEP)
     return key
+
+
+def put_motion(motion: Any, folder: Path | None) -> Stored:
+    """Keep every clip of a generation (``engine.motion.Motion``); bpy-free, so a worker
+    thread does it: compressing 16 clips of 9.6 s took 183 ms on Blender's main thread."""
+    seed = int(motion.diagnostics.get("seed", 0))
+    info = {
+        "length_note": motion.diagnostics.get("length_note"),
+        "seconds": motion.seconds,
+        "sources": motion.diagnostics.get("sources"),  # checkpoint and encoder commits
+    }
+    clips = zip(motion.joints, motion.features, motion.prompts, strict=True)
+    keys = [_keep(Clip(j, f, motion.fps, prompt, seed, info), folder) for j, f, prompt in clips]
+    if folder is not None:
+        _prune(folder, KEEP)
+    return Stored(motion, keys)
 
 
 def get(key: str, folder: Path | None) -> Clip:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import NoReturn
 import numpy as np
 
 from .errors import BVHError, MotionError
+from .files import atomic_output
 from .quaternion import axis_angle_to_quat, qinv, qmul, qrot, quat_to_euler
 from .rig_pose import forward_kinematics, local_from_global, rotations_from_joints
 from .skeleton import CANONICAL_OFFSETS, FPS, JOINT_NAMES, PARENTS
@@ -363,7 +363,7 @@ def _locate_bad_value(path: str, body: bytes, first_line: int) -> NoReturn:
 
 
 def write_bvh(path: str | os.PathLike, bvh: BVH, precision: int = 6) -> None:
-    """Write any BVH object; atomic (temp file beside it, then os.replace).
+    """Write any BVH object; atomic (``files.atomic_output``: a failure names ``path``).
 
     Joints are written depth first; when ``bvh`` lists them in another order its motion
     columns are permuted to match, so reading the file back gives the same clip.
@@ -381,16 +381,9 @@ def write_bvh(path: str | os.PathLike, bvh: BVH, precision: int = 6) -> None:
     _write_joint(lines, bvh, order[0], 0, precision)
     lines += ["MOTION", f"Frames: {len(motion)}", f"Frame Time: {bvh.frame_time:.10g}"]
     body = motion[:, [c for j in order for c in cols[j]]]
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as fh:
-            fh.write("\n".join(lines) + "\n")
-            np.savetxt(fh, body, fmt=f"%.{precision}f", delimiter=" ")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", newline="\n") as fh:
+        fh.write("\n".join(lines) + "\n")
+        np.savetxt(fh, body, fmt=f"%.{precision}f", delimiter=" ")
 
 
 def _depth_first(bvh: BVH) -> list[int]:

@@ -207,6 +207,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     note = motion.diagnostics.get("length_note")
     if note:
         print(f"note: {note}", file=sys.stderr)
+    for warning in motion.diagnostics.get("prompt_notes", []):
+        print(f"warning: {warning}", file=sys.stderr)
     if suffix == ".npy":
         _save_npy(args.out, motion.joints)
         written = [args.out]

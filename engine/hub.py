@@ -4,6 +4,14 @@ Checkpoints and text encoders are both "a folder of files". A user names one eit
 path (a checkpoint they trained, a model copied onto an offline machine) or by a Hub repo id
 (``owner/name``), which ``huggingface_hub`` downloads once into its cache. Everything after
 this module only ever sees a local folder, so loading code has one path to test.
+
+``ckpts/mine`` has the shape of a Hub id too, so this is the one place that decides which
+one a name means (``names_hub_repo``): a ``Path`` object is always a folder (the Blender
+add-on's folder setting passes one); a string is a folder when it exists, when it can only
+be a path (``./``, ``/``, ``~``, a drive, backslashes, more than one ``/``) or when its first
+part is a folder here (``ckpts/`` exists, so ``ckpts/mine`` is meant as a path); only what
+is left is looked up on the Hub. A missing folder is reported as such, with where it was
+looked for, never as a failed download.
 """
 
 from __future__ import annotations
@@ -73,6 +81,14 @@ def looks_like_repo_id(text: str) -> bool:
     )
 
 
+def names_hub_repo(source: str | os.PathLike[str]) -> bool:
+    """Whether ``source`` names a Hub repo rather than a local folder (see the module's text)."""
+    if not isinstance(source, str) or not looks_like_repo_id(source):
+        return False
+    first = Path(source.split("/", 1)[0]).expanduser()
+    return not Path(source).expanduser().exists() and not first.is_dir()
+
+
 def hub_offline() -> bool:
     """Whether Hub access is switched off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``).
 
@@ -109,8 +125,9 @@ def resolve_source(
     """The local folder for ``path_or_repo_id`` and where it came from, downloading it from
     the Hub if needed.
 
-    An existing local folder is returned as is (``revision`` is then ignored). Anything else
-    must look like a Hub repo id and is fetched with ``huggingface_hub.snapshot_download``
+    An existing local folder is returned as is (``revision`` is then ignored); a missing
+    one raises ``MotionError`` "no such folder". What ``names_hub_repo`` takes for a Hub id
+    is fetched with ``huggingface_hub.snapshot_download``
     (only files matching ``allow_patterns``, into ``cache_dir`` or the Hub's default cache).
     Offline, a repo already in the cache still resolves; one that is not raises
     ``MotionError`` saying it needs network access or a local folder.
@@ -125,14 +142,17 @@ def resolve_source(
         return local_source(path)
     if path.exists():
         raise MotionError(f"{path}: is a file, expected a folder (or a Hub id 'owner/name')")
-    if not looks_like_repo_id(text):
-        raise MotionError(
-            f"{text}: no such folder (and it is not a Hub id of the form 'owner/name')"
-        )
+    if not names_hub_repo(path_or_repo_id):
+        raise MotionError(f"{text}: no such folder{_looked_in(path)}")
     folder = _download(text, revision, allow_patterns, cache_dir)
     found = local_source(folder, revision)
     commit = found.commit if found.repo_id == text else None
     return Source(found.folder, found.root, text, revision, commit)
+
+
+def _looked_in(path: Path) -> str:
+    """Where a relative ``path`` was looked for (relative to what is the usual surprise)."""
+    return "" if path.is_absolute() else f" (looked for {path.absolute()})"
 
 
 def _download(
@@ -164,14 +184,15 @@ def _download(
         raise MotionError(f"{where}: the Hub has no revision {revision!r} of this repo") from error
     except RepositoryNotFoundError as error:
         raise MotionError(
-            f"{repo_id}: no such local folder, and no Hub repo by that id (or it is private or "
-            "gated: log in with `hf auth login`)"
+            f"{repo_id}: no such local folder{_looked_in(Path(repo_id))}, and no Hub repo by "
+            "that id (or it is private or gated: log in with `hf auth login`)"
         ) from error
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
         reason = "Hub access is switched off (HF_HUB_OFFLINE)" if offline else str(error)
+        reason = reason.splitlines()[0] if reason else type(error).__name__
         raise MotionError(
-            f"{where}: no such local folder, and it could not be fetched from the Hugging Face "
-            f"Hub ({reason.splitlines()[0] if reason else type(error).__name__}). Downloading "
-            "needs network access; offline, pass the path of a local folder instead"
+            f"{where}: no such local folder{_looked_in(Path(repo_id))}, and it could not be "
+            f"fetched from the Hugging Face Hub ({reason}). Fetching a Hub id needs network "
+            "access; offline, pass the path of a local folder instead"
         ) from error
     return Path(folder)

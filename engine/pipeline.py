@@ -35,6 +35,11 @@ DEFAULT_SECONDS = 4.0
 MAX_VARIATIONS = 16
 MAX_STEPS = 1000
 GUIDANCE_RANGE = (1.0, 20.0)
+# Lengths are compared in frames, with this slack: a length in seconds often arrives as a
+# 32-bit float (a Blender FloatProperty stores 9.8 as 9.80000019, i.e. 196.0000038 frames at
+# 20 fps). float32's error is under 1e-4 frames for any clip up to 1000 s at 100 fps; 1e-3
+# frames (50 microseconds at 20 fps) is far below anything a user means by a length.
+FRAME_TOLERANCE = 1e-3
 # Sampling defaults per generator (the papers' settings); a checkpoint may override them in
 # metadata["sampling"], e.g. {"guidance": 4.5} after tuning.
 SAMPLING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -147,6 +152,7 @@ def generate(
         "seconds": length.frames / ckpt.fps,
         "requested_frames": length.requested,
         "length_note": length.note,
+        "prompt_notes": encoder.unread_notes(prompts),  # words past the encoder's limit
         "seed": seed,
         **settings,
         "sink_ratio": sink,
@@ -239,6 +245,8 @@ def plan_length(
 
     At least one second (rounded up to a whole step), at most ``max_frames`` (rounded down);
     anything outside that range, or not a number, raises ``MotionError`` saying the range.
+    Seconds within ``FRAME_TOLERANCE`` of a whole frame count as that frame, so a float32
+    9.8 s is 196 frames at 20 fps, not 196.0000038.
     """
     if seconds is not None and frames is not None:
         raise MotionError("give the length as seconds or as frames, not both")
@@ -251,12 +259,16 @@ def plan_length(
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.number)):
             raise MotionError(f"seconds must be a number, got {seconds!r}")
         requested = float(seconds) * fps
-        if not (math.isfinite(requested) and low - 1e-6 <= requested <= high + 1e-6):
+        if not math.isfinite(requested):
             raise MotionError(f"length {seconds} s is outside {span}")
+        if abs(requested - round(requested)) <= FRAME_TOLERANCE:
+            requested = float(round(requested))  # a whole frame, up to float32 rounding
+        if not low <= requested <= high:
+            raise MotionError(f"length {seconds:g} s is outside {span}")
     tokens = math.floor(requested / down + 0.5)
     tokens = min(max(tokens, math.ceil(low / down)), high // down)
     note = None
-    if abs(tokens * down - requested) > 1e-6:
+    if abs(tokens * down - requested) > FRAME_TOLERANCE:
         note = (
             f"asked for {requested / fps:.2f} s ({requested:g} frames); made "
             f"{tokens * down / fps:.2f} s ({tokens * down} frames): lengths are whole "

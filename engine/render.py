@@ -15,16 +15,14 @@ failed render never leaves a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MotionError
+from .files import atomic_output
 from .skeleton import FPS, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 LEFT_COLOUR = "#1f6fd1"
@@ -126,38 +124,6 @@ def check_joints(joints: np.ndarray, *, batched: bool = False, what: str = "join
     if not np.isfinite(arr).all():
         raise MotionError(f"{what}: contains NaN or infinite values")
     return arr
-
-
-# ----------------------------------------------------------------------------- output files
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); move it into place on success.
-
-    On any exception the temporary file is deleted and ``path`` is left untouched, so a
-    failed write never leaves a truncated file that looks finished. The file gets the
-    permissions a plain ``open`` would give (mkstemp's are owner-only).
-    """
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise MotionError(f"{target}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _new_figure(width_px: int, height_px: int, dpi: int):

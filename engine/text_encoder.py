@@ -196,6 +196,48 @@ class TextEncoder:
         checked = [validate_prompt(p, i) for i, p in enumerate(prompts, start=1)]
         return self._assemble(checked)
 
+    def unread_notes(self, prompts: Sequence[str]) -> list[str]:
+        """One note per prompt longer than the encoder reads, naming what it left out.
+
+        Prompts are cut after ``config.max_tokens`` tokens, the length the generators were
+        trained with (reading more would condition them on text unlike any they saw), so the
+        words past the cut change nothing: the user must hear which ones they were.
+        """
+        notes = []
+        for number, prompt in enumerate(prompts, start=1):
+            unread = self.unread(prompt)
+            if unread is None:
+                continue
+            count, text = unread
+            which = "the prompt" if len(prompts) == 1 else f"prompt {number}"
+            excerpt = text if len(text) <= 60 else text[:57].rstrip() + "..."
+            where = f", from '{excerpt}' on," if excerpt else ""
+            notes.append(
+                f"{which} is longer than the text encoder reads ({self.config.max_tokens} "
+                f"tokens): its last {count} token(s){where} were left out; shorten it so "
+                "every word counts"
+            )
+        return notes
+
+    def unread(self, prompt: str) -> tuple[int, str] | None:
+        """(tokens cut off, the text they came from) for ``prompt``; None when all is read.
+
+        The text is exact for fast tokenizers (character offsets); others give "" for it.
+        """
+        whole = self.tokenizer([prompt], truncation=False)["input_ids"][0]
+        fast = bool(getattr(self.tokenizer, "is_fast", False))
+        kept = self.tokenizer(
+            [prompt], truncation=True, max_length=self.config.max_tokens,
+            return_offsets_mapping=fast,
+        )  # fmt: skip
+        count = len(whole) - len(kept["input_ids"][0])
+        if count <= 0:
+            return None
+        if not fast:
+            return count, ""
+        read_to = max(end for _, end in kept["offset_mapping"][0])  # specials are (0, 0)
+        return count, prompt[read_to:].strip()
+
     def null(self, n: int = 1) -> TextEncoding:
         """The null prompt's encoding repeated ``n`` times (unconditional branch of CFG)."""
         return self._assemble([self.config.null_prompt]).repeat_interleave(n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,7 @@ def test_site_packages_folders_join_and_leave_sys_path(deps, tmp_path):
     ("source", "values", "expected"),
     [
         ("EMBEDDED", {}, (None, None, "cuda")),
-        ("FOLDER", {"checkpoint_folder": "/ckpt"}, ("/ckpt", None, "cuda")),
+        ("FOLDER", {"checkpoint_folder": "/ckpt"}, (Path("/ckpt"), None, "cuda")),  # a folder
         ("HUB", {"hub_repo": " me/motion ", "hub_revision": "v2"}, ("me/motion", "v2", "cuda")),
         ("HUB", {"hub_repo": "me/motion"}, ("me/motion", None, "cuda")),
     ],

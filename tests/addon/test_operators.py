@@ -70,15 +70,16 @@ def user_action(obj: bpy.types.Object) -> bpy.types.Action:
     return obj.animation_data.action
 
 
-def test_generate_from_a_script_lists_the_engines_clips(scene, kinetext_engine, checkpoint):
+def test_generate_from_a_script_lists_the_engines_clips(scene, checkpoint):
     assert generate(seed=3, variations=2) == {"FINISHED"}
     entries = scene.scene.kinetext.variation_list
     assert [e.name for e in entries] == [f"{PROMPT} (1/2, seed 3)", f"{PROMPT} (2/2, seed 3)"]
     assert scene.scene.kinetext.active_variation == 0
     from kinetext.addon import results
     from kinetext.addon.operators import results_folder
+    from kinetext.engine import pipeline  # the add-on runs it in its engine process
 
-    expected = kinetext_engine.pipeline.generate(
+    expected = pipeline.generate(
         PROMPT, seconds=2.0, steps=2, seed=3, variations=2, checkpoint=checkpoint, device="cpu"
     )
     for i, entry in enumerate(entries):
@@ -98,6 +99,42 @@ def test_unset_arguments_come_from_the_panel(scene):
     panel.prompt, panel.seconds, panel.variations, panel.seed, panel.steps = "a jump", 1.0, 3, 7, 1
     assert bpy.ops.motion.generate() == {"FINISHED"}
     assert [(e.prompt, e.seed, e.frames) for e in panel.variation_list] == [("a jump", 7, 20)] * 3
+
+
+def test_the_length_sliders_ends_make_the_longest_and_shortest_clips(scene):
+    """The panel's slider at its maximum and minimum (32-bit floats: the maximum reads back as
+    9.80000019), and the operator's own float argument, as a script passes it."""
+    panel = scene.scene.kinetext
+    slider = panel.bl_rna.properties["seconds"]
+    panel.prompt, panel.steps = PROMPT, 1
+    made = []
+    for end in (slider.hard_max, slider.soft_max, slider.hard_min):
+        panel.seconds = end
+        assert bpy.ops.motion.generate() == {"FINISHED"}
+        made.append((panel.seconds, panel.variation_list[-1].frames))
+        assert "ready" in scene.window_manager.kinetext.status
+        assert "asked for" not in scene.window_manager.kinetext.status  # no rounding note
+    assert made[0][0] != 9.8 and made[0][0] == pytest.approx(9.8)  # really a float32
+    assert [frames for _, frames in made] == [196, 196, 20]
+    assert generate(seconds=9.8, steps=1) == {"FINISHED"}  # FloatProperty: float32 too
+    assert panel.variation_list[-1].frames == 196
+
+
+def test_a_prompt_longer_than_the_encoder_reads_is_flagged_in_the_panel(scene):
+    from kinetext.addon.panel import KINETEXT_PT_generate
+    from test_panel import draw
+
+    panel, state = scene.scene.kinetext, scene.window_manager.kinetext
+    panel.prompt = " ".join(["walk"] * 62) + " then jump high"  # 64 tokens with [CLS], [SEP]
+    assert bpy.ops.motion.generate(steps=1) == {"FINISHED"}
+    assert len(panel.variation_list) == 2  # made, and said what was not read
+    assert state.status_level == "WARNING"
+    shown = draw(KINETEXT_PT_generate).texts()
+    assert "The prompt is longer than the text encoder reads (64 tokens)" in shown
+    assert "last 3 token(s), from 'then jump high' on, were left out" in shown
+    panel.prompt = PROMPT
+    assert bpy.ops.motion.generate(steps=1) == {"FINISHED"}
+    assert state.status_level == "INFO" and "left out" not in state.status
 
 
 def test_bake_puts_a_new_action_on_the_rig_and_keeps_the_users(scene):
@@ -220,6 +257,38 @@ def test_checkpoint_that_fails_to_load(scene, tmp_path):
     assert scene.window_manager.kinetext.status_level == "ERROR"
 
 
+def test_a_missing_checkpoint_folder_says_no_such_folder(scene, tmp_path, checkpoint):
+    """The Folder setting holds a path, even one shaped like a Hub id; "//" is the .blend's
+    folder (and has none before the file is saved)."""
+    import shutil
+
+    from kinetext.addon.preferences import get
+
+    prefs = get(bpy.context)
+    before = snapshot()
+    for folder in ("ckpts/mine", "//ckpts/mine"):
+        prefs.checkpoint_folder = folder
+        with pytest.raises(RuntimeError) as error:
+            generate()
+        message = str(error.value)
+        assert "Hub" not in message and "download" not in message and "online" not in message
+        if folder.startswith("//"):
+            assert "not saved yet" in message
+        else:
+            assert "ckpts/mine: no such folder" in message
+    project = tmp_path / "project"
+    project.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"), check_existing=False)
+    try:
+        with pytest.raises(RuntimeError, match=f"{project / 'ckpts' / 'mine'}: no such folder"):
+            generate()
+        assert snapshot() == before
+        shutil.copytree(checkpoint, project / "ckpts" / "mine")
+        assert generate() == {"FINISHED"}  # "//ckpts/mine" beside the saved .blend
+    finally:
+        bpy.ops.wm.read_homefile(use_empty=True)  # an unsaved file again for the next tests
+
+
 def test_hub_checkpoint_offline_and_not_downloaded(scene):
     from kinetext.addon.preferences import get
 
@@ -265,6 +334,7 @@ def test_generate_while_one_runs_is_refused(scene):
 
 
 def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
+    from kinetext.addon import jobs
     from kinetext.addon.operators import MOTION_OT_generate
 
     job = long_job(steps=3)
@@ -277,20 +347,31 @@ def test_modal_step_updates_progress_then_collects_on_the_main_thread(scene):
     assert len(scene.scene.kinetext.variation_list) == 1
     slow = long_job()
     operator._job = slow
+    operator._give_up = lambda context: MOTION_OT_generate._give_up(operator, context)
     escape.value = "PRESS"
-    assert MOTION_OT_generate.modal(operator, bpy.context, escape) == {"RUNNING_MODAL"}
-    assert slow.wait(30) and slow.cancelled
-    assert MOTION_OT_generate.modal(operator, bpy.context, timer) == {"CANCELLED"}
+    assert MOTION_OT_generate.modal(operator, bpy.context, escape) == {"CANCELLED"}  # at once
+    assert jobs.current() is None  # Generate works again
+    assert slow.wait(30) and slow.cancelled and not jobs.abandoned()  # the worker stopped
     assert len(scene.scene.kinetext.variation_list) == 1
 
 
 def long_job(steps: int = 200):
     """A real generation in its background thread, slow enough (many steps) to interrupt."""
-    from kinetext.addon import jobs
-    from kinetext.addon.operators import build_request
+    from kinetext.addon.operators import begin_generation, build_request
 
     operator = SimpleNamespace(prompt=PROMPT, seconds=2.0, steps=steps, variations=1)
     operator.properties = SimpleNamespace(is_property_set=lambda name: hasattr(operator, name))
-    job = jobs.begin(build_request(operator, bpy.context))
+    job = begin_generation(build_request(operator, bpy.context))
     job.start()
     return job
+
+
+@pytest.mark.parametrize("where", ["no_such_folder/walk.bvh", "a_file.txt/walk.bvh"])
+def test_export_bvh_to_an_unwritable_path_names_that_path(scene, tmp_path, where):
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    generate()
+    target = tmp_path / where
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.motion.export_bvh(filepath=str(target), variation=0)
+    assert str(target) in str(error.value) and ".tmp" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt"]  # nothing left behind

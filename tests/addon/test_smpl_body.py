@@ -348,10 +348,9 @@ def test_cancelled_fit_changes_nothing_and_esc_cancels_the_modal(scene):
     operator = SimpleNamespace(_job=job, _timer=None, report=lambda lvl, msg: reports.append(msg))
     operator._stop_timer = lambda context: None
     operator._collect = lambda context, job: MOTION_OT_fit_body._collect(operator, context, job)
+    operator._give_up = lambda context: MOTION_OT_fit_body._give_up(operator, context)
     escape = SimpleNamespace(type="ESC", value="PRESS")
-    assert MOTION_OT_fit_body.modal(operator, bpy.context, escape) == {"RUNNING_MODAL"}
-    assert job.wait(30) and job.cancelled
-    timer = SimpleNamespace(type="TIMER", value="NOTHING")
-    assert MOTION_OT_fit_body.modal(operator, bpy.context, timer) == {"CANCELLED"}
-    assert reports == ["Body fit cancelled: nothing was changed"]
-    assert snapshot() == before and jobs.current() is None and not bodies()
+    assert MOTION_OT_fit_body.modal(operator, bpy.context, escape) == {"CANCELLED"}  # at once
+    assert reports == ["Body fit cancelled: nothing was changed"] and jobs.current() is None
+    assert job.wait(30) and job.cancelled and not jobs.abandoned()  # its worker stopped
+    assert snapshot() == before and not bodies()

@@ -1,6 +1,7 @@
 """BVH reading and writing: round trips, a hand-computed pose, bad files, a real Bandai clip."""
 
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,32 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch
     with pytest.raises(OSError, match="disk full"):
         write_bvh(path, bvh)
     assert path.read_text() == GOOD and [p.name for p in tmp_path.iterdir()] == ["keep.bvh"]
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("no/such/walk.bvh", "does not exist"), ("a_file/walk.bvh", "is a file, not a folder"),
+     ("a_folder", "is a folder"), ("locked/walk.bvh", "cannot write in")],
+)  # fmt: skip
+def test_an_unwritable_path_is_named_as_given(tmp_path, monkeypatch, where, reason):
+    """The error names the file asked for, never the hidden temporary file beside it."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "locked").mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def refused(*args, dir=None, **kwargs):  # root may write anywhere: refuse as the OS would
+        if Path(dir).name == "locked":
+            raise PermissionError(13, "Permission denied", str(Path(dir) / ".walk.x1.bvh"))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    target = tmp_path / where
+    with pytest.raises(MotionError) as error:
+        write_bvh(target, canonical_bvh(np.zeros((3, 22, 3))))
+    message = str(error.value)
+    assert message.startswith(f"{target}: ") and reason in message
+    assert ".tmp" not in message and "/.walk" not in message
 
 
 def test_writing_motion_that_does_not_fit_the_channels_is_refused(tmp_path):

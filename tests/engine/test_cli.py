@@ -194,6 +194,32 @@ def test_generate_with_the_shipped_checkpoint(tmp_path, capsys):
     assert main(["generate", "", "--out", str(tmp_path / "e.npy")]) == 2
 
 
+@pytest.mark.parametrize("given", ["ckpts/mine", "./ckpts/mine", "ckpts/nested/mine"])
+def test_generate_with_a_missing_relative_folder_says_no_such_folder(
+    tmp_path, monkeypatch, capsys, given
+):
+    """``ckpts/mine`` has a Hub id's shape, but ``ckpts/`` is a folder here: a path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "ckpts").mkdir()
+    argv = ["generate", "a person walks", "--checkpoint", given, "--out", "clip.npy"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{given}: no such folder (looked for {tmp_path / given})" in error
+    assert "Hub" not in error and "download" not in error.lower()
+
+
+def test_generate_warns_about_words_the_text_encoder_did_not_read(tmp_path, capsys):
+    prompt = " ".join(["walk"] * 62) + " then jump high"  # 64 tokens with [CLS] and [SEP]
+    argv = ["generate", prompt, "--seconds", "1", "--steps", "1", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "long.npy")]) == 0
+    error = capsys.readouterr().err
+    assert "warning: the prompt is longer than the text encoder reads (64 tokens)" in error
+    assert "last 3 token(s), from 'then jump high' on, were left out" in error
+    assert main([*argv[:1], "a person walks", *argv[2:], "--out", str(tmp_path / "a.npy")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_module_help_runs():
     command = [sys.executable, "-m", "engine", "--help"]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -10,7 +10,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.utils import LocalEntryNotFoundError, RepositoryNotFoundError
 
 from engine.errors import MotionError
-from engine.hub import looks_like_repo_id, resolve_folder, resolve_source
+from engine.hub import looks_like_repo_id, names_hub_repo, resolve_folder, resolve_source
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -126,3 +126,25 @@ def test_unreachable_hub_and_unknown_repo(online, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", unknown)
     with pytest.raises(MotionError, match="no Hub repo by that id"):
         resolve_folder("owner/name")
+
+
+def test_a_relative_path_is_a_folder_when_its_first_part_is_one(tmp_path, monkeypatch, offline):
+    monkeypatch.chdir(tmp_path)
+    assert names_hub_repo("ckpts/mine")  # nothing here says it is a path
+    (tmp_path / "ckpts").mkdir()
+    assert not names_hub_repo("ckpts/mine")  # ckpts/ is a folder here: a path
+    assert not names_hub_repo(Path("owner/name"))  # a Path object is always a folder
+    for given in ("ckpts/mine", Path("owner/name")):
+        with pytest.raises(MotionError) as caught:
+            resolve_folder(given)
+        assert str(caught.value) == f"{given}: no such folder (looked for {tmp_path / given})"
+    (tmp_path / "ckpts" / "mine").mkdir()
+    assert resolve_folder("ckpts/mine") == tmp_path / "ckpts" / "mine"
+
+
+def test_an_id_that_is_no_folder_and_not_on_the_hub_says_both(tmp_path, monkeypatch, offline):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MotionError) as caught:
+        resolve_folder("ckpts/mine", cache_dir=tmp_path)
+    looked = f"ckpts/mine: no such local folder (looked for {tmp_path / 'ckpts' / 'mine'}), and"
+    assert str(caught.value).startswith(looked)

@@ -76,6 +76,19 @@ def test_plan_length(seconds, frames, expected):
     assert (length.note is None) == (length.requested == expected)
 
 
+@pytest.mark.parametrize("seconds", [9.8, 1.0, 2.2, 4.6])
+def test_plan_length_takes_float32_seconds_as_whole_frames(seconds):
+    """Blender's FloatProperty holds 32-bit floats: 9.8 arrives as 9.80000019 s, 196.0000038
+    frames, and must be the longest length, met exactly, not an error or a note."""
+    single = float(np.float32(seconds))
+    assert single != seconds or seconds == 1.0  # really not the Python float
+    length = plan_length(single, None, fps=20, down=4, max_frames=196)
+    assert length.frames == round(seconds * 20) and length.requested == length.frames
+    assert length.note is None
+    with pytest.raises(MotionError, match="outside 1 to 9.8 seconds"):
+        plan_length(float(np.float32(9.81)), None, fps=20, down=4, max_frames=196)
+
+
 @pytest.mark.parametrize(
     ("seconds", "frames", "message"),
     [
@@ -92,6 +105,16 @@ def test_plan_length(seconds, frames, expected):
 def test_bad_lengths(checkpoint, seconds, frames, message):
     with pytest.raises(MotionError, match=message):
         _run(checkpoint, seconds=seconds, frames=frames)
+
+
+def test_words_past_the_text_encoders_limit_are_named(checkpoint):
+    """MiniLM reads 64 tokens: [CLS], 62 words of one token each, [SEP]; the rest is cut."""
+    fits = " ".join(["walk"] * 62)
+    motion = _run(checkpoint, prompts=[fits + " then jump high", fits, "a person waves"])
+    (note,) = motion.diagnostics["prompt_notes"]
+    assert note.startswith("prompt 1 is longer than the text encoder reads (64 tokens)")
+    assert "its last 3 token(s), from 'then jump high' on, were left out" in note
+    assert _run(checkpoint, prompts=[fits]).diagnostics["prompt_notes"] == []
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from PIL import Image
 import engine.render as render
 from engine.demo_clip import walk_cycle
 from engine.errors import MotionError
-from engine.render import Camera, atomic_output, render_animation, render_contact_sheet
+from engine.files import _umask, atomic_output
+from engine.render import Camera, render_animation, render_contact_sheet
 
 
 @pytest.fixture(scope="module")
@@ -93,4 +94,4 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_written_files_get_ordinary_permissions(walk, tmp_path):
     """As ``open`` would create them (0o666 less the umask), not mkstemp's owner-only 0o600."""
     out = render_contact_sheet(walk, tmp_path / "perm.png", frames=2, panel_px=60)
-    assert out.stat().st_mode & 0o777 == 0o666 & ~render._umask()
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
