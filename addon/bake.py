@@ -94,8 +94,9 @@ def bake(
         bone_map,
         root_motion=mode,
         scale=units_per_metre(context.scene),
-        contacts=contacts if foot_cleanup else None,
+        contacts=contacts,
         match_joints=is_canonical(armature),
+        foot_cleanup=foot_cleanup,
     )
     for note in tracks.notes:
         say({"INFO"}, note)

@@ -11,7 +11,7 @@ import pytest
 from engine.errors import MotionError
 from engine.foot_cleanup import LegChain, pin_feet, two_bone_ik
 from engine.quaternion import axis_angle_to_quat, qrot, quat_to_matrix
-from engine.retarget import Y_UP_FROM_Z_UP, RestPose, retarget
+from engine.retarget import Y_UP_FROM_Z_UP, RestPose, retarget, rig_axes
 from engine.retarget_presets import (
     PRESETS,
     BoneMap,
@@ -21,18 +21,18 @@ from engine.retarget_presets import (
     save_bone_map,
     suggest_bone_map,
 )
-from engine.rig_pose import forward_kinematics
-from engine.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
+from engine.rig_pose import canonical_rest_joints, forward_kinematics
+from engine.skeleton import CANONICAL_OFFSETS, FOOT_LEFT, FOOT_RIGHT, JOINT_NAMES, PARENTS
 
 ONE = np.array([1.0, 0.0, 0.0, 0.0])
 TAIL_CHILD = {0: 3, 9: 12}  # pelvis and spine3 point at the spine, as most rigs draw them
 
 
 def rest_joints(offsets=CANONICAL_OFFSETS) -> np.ndarray:
-    """(22, 3) rest joints, Y up, feet near the floor."""
-    return forward_kinematics(np.tile(ONE, (1, 22, 1)), np.array([[0, 0.95, 0]]), PARENTS, offsets)[
-        0
-    ]
+    """(22, 3) rest joints, Y up, the lowest joint (a toe) on the floor."""
+    one = np.tile(ONE, (1, 22, 1))
+    joints = forward_kinematics(one, np.array([[0, 0.95, 0]]), PARENTS, offsets)[0]
+    return joints - np.array([0.0, joints[:, 1].min(), 0.0])
 
 
 def t_pose(joints: np.ndarray) -> np.ndarray:
@@ -150,7 +150,14 @@ def motion(num_frames=40, seed=1, elbow=(0.5, 1.4), offsets=CANONICAL_OFFSETS) -
         local[:, el] = axis_angle_to_quat(x_axis, -rng.uniform(*elbow, num_frames))
     t = np.arange(num_frames)
     root = np.stack([0.03 * t, 0.9 + 0.03 * np.sin(t / 3), 0.02 * t], axis=1)
-    return forward_kinematics(local, root, PARENTS, offsets)
+    return on_floor(forward_kinematics(local, root, PARENTS, offsets))
+
+
+def on_floor(joints: np.ndarray) -> np.ndarray:
+    """The clip moved up or down so its lowest foot clearance is 0, as HumanML3D floors it."""
+    feet = list(FOOT_LEFT + FOOT_RIGHT)
+    clearance = joints[:, feet, 1] - canonical_rest_joints()[feet, 1]
+    return joints - np.array([0.0, clearance.min(), 0.0])
 
 
 def z_up(p: np.ndarray) -> np.ndarray:
@@ -237,7 +244,10 @@ def test_other_bone_lengths_keep_every_bone_direction_and_scale_the_root_by_leg_
         lengths[5] * np.linalg.norm(CANONICAL_OFFSETS[5])
         + lengths[8] * np.linalg.norm(CANONICAL_OFFSETS[8])
     ) / (np.linalg.norm(CANONICAL_OFFSETS[5]) + np.linalg.norm(CANONICAL_OFFSETS[8]))
-    np.testing.assert_allclose(heads[:, 0], z_up(joints[:, 0] * ratio), atol=1e-9)
+    want = z_up(joints[:, 0] * ratio)
+    np.testing.assert_allclose(heads[:, 0, :2], want[:, :2], atol=1e-9)  # floor path scaled
+    shift = heads[:, 0, 2] - want[:, 2]  # height scaled too, then one shift onto the rig's floor
+    assert np.ptp(shift) < 1e-9 and abs(shift[0]) > 1e-3
     for j, p in enumerate(PARENTS):
         if p < 0 or p in (0, 9):  # branching joints are fitted, not exact
             continue
@@ -380,6 +390,81 @@ def test_bad_user_maps_are_refused_with_the_reason(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(MotionError, match=message):
         load_bone_map(tmp_path / "bad.json")
+
+
+def turn_about_up(degrees: float, location=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Object matrix of an armature turned about Blender's Z and moved."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    out = np.eye(4)
+    out[:2, :2] = [[c, -s], [s, c]]
+    out[:3, 3] = location
+    return out
+
+
+@pytest.mark.parametrize("object_matrix", [turn_about_up(90, (2, 1, 0)), turn_about_up(-135)])
+def test_a_turned_and_moved_rig_walks_along_its_own_forward_from_its_own_origin(object_matrix):
+    joints = motion()
+    upright = make_rig(rest_joints(), MIXAMO_NAMES)  # armature space: Z up, facing -Y
+    turned = make_rig(rest_joints(), MIXAMO_NAMES)
+    turned.object_matrix = object_matrix
+    heads = play(turned, retarget(joints, turned, PRESETS["mixamo"]))
+    in_place = play(upright, retarget(joints, upright, PRESETS["mixamo"]))
+    np.testing.assert_allclose(heads, in_place @ object_matrix[:3, :3].T + object_matrix[:3, 3],
+                               atol=1e-9)  # fmt: skip
+
+
+def test_rig_axes_come_from_the_rest_pose_and_snap_to_the_armature_axes():
+    rest = rest_joints()
+    rest[15] += [0.0, 0.0, 0.05]  # a head leaning 10 degrees forward still means up = Y
+    fbx_heads = rest * 100.0  # Y-up armature space (an FBX import)
+    axes = rig_axes(fbx_heads, list(range(22)))
+    np.testing.assert_allclose(axes, np.eye(3), atol=1e-12)  # left X, up Y, forward Z
+    blender = z_up(rest)
+    np.testing.assert_allclose(rig_axes(blender, list(range(22))), Y_UP_FROM_Z_UP, atol=1e-12)
+    assert rig_axes(blender[[0]], [0]) is None  # only a pelvis: nothing to tell the axes by
+
+
+def planted_walk(num_frames=60):
+    """A grounded stepping clip (T, 22, 3) and its contacts (T, 4): each foot planted while
+    the other swings, the planted toe on y = 0."""
+    t = np.arange(num_frames) / 20.0
+    local = np.tile(ONE, (num_frames, 22, 1))
+    x = np.array([1.0, 0.0, 0.0])
+    swing = 0.45 * np.sin(2 * np.pi * t)  # hips swing in opposition
+    local[:, 1] = axis_angle_to_quat(x, -swing)
+    local[:, 2] = axis_angle_to_quat(x, swing)
+    local[:, 4] = axis_angle_to_quat(x, 0.5 * np.clip(swing, 0, None))  # the forward leg bends
+    local[:, 5] = axis_angle_to_quat(x, 0.5 * np.clip(-swing, 0, None))
+    local[:, 7] = axis_angle_to_quat(x, swing - 0.5 * np.clip(swing, 0, None))  # feet flat
+    local[:, 8] = axis_angle_to_quat(x, -swing - 0.5 * np.clip(-swing, 0, None))
+    root = np.tile([0.0, 0.9, 0.0], (num_frames, 1))
+    joints = forward_kinematics(local, root, PARENTS, CANONICAL_OFFSETS)
+    feet = list(FOOT_LEFT + FOOT_RIGHT)
+    clearance = joints[:, feet, 1] - canonical_rest_joints()[feet, 1]
+    joints[..., 1] -= clearance.min(axis=1)[:, None]  # the lower foot on the floor each frame
+    low_left = clearance[:, :2].min(1) <= clearance[:, 2:].min(1)
+    toe = np.where(low_left[:, None], joints[:, FOOT_LEFT[1]], joints[:, FOOT_RIGHT[1]])
+    step = np.diff(toe, axis=0) * [1.0, 0.0, 1.0]  # the planted toe would slide by this ...
+    step = np.where(low_left[1:, None] == low_left[:-1, None], step, 0.0)
+    joints += np.concatenate([[[0.0, 0.0, 0.0]], -np.cumsum(step, axis=0)])[:, None]  # ... not
+    contacts = np.stack([low_left, low_left, ~low_left, ~low_left], axis=1).astype(float)
+    return joints, contacts
+
+
+@pytest.mark.parametrize("lift", [0.0, 0.035, -0.02])  # on its floor, floating, sinking
+def test_planted_feet_stand_at_the_rigs_own_rest_toe_height(lift):
+    """A rig with bigger feet and longer shins standing 2 cm up (its toe joints at 2 cm)."""
+    lengths = np.ones(22)
+    lengths[[7, 8, 10, 11]] = (1.15, 1.15, 1.4, 1.4)  # longer shins, bigger feet
+    rig_rest = rest_joints(CANONICAL_OFFSETS * lengths[:, None]) + [0.0, 0.02, 0.0]
+    rest = make_rig(rig_rest, MIXAMO_NAMES)
+    joints, contacts = planted_walk()
+    joints = joints + [0.0, lift, 0.0]
+    heads = play(rest, retarget(joints, rest, PRESETS["mixamo"], contacts=contacts))
+    toes = heads[:, [10, 11], 2] - rig_rest[[10, 11], 1]  # Blender Z: over the rest height
+    planted = contacts[:, [1, 3]] > 0.5
+    np.testing.assert_allclose(toes[planted], 0.0, atol=0.005)
+    assert toes.min() > -0.005  # no foot sinks through the floor
 
 
 def test_mirrored_armature_objects_are_refused():
