@@ -89,7 +89,6 @@ def forward_kinematics(
     return pos
 
 
-
 def canonical_rest_joints() -> np.ndarray:
     """(22, 3) rest joints in metres, Y up, facing +Z, the lowest joint (a toe) on y = 0."""
     identity = np.tile([1.0, 0.0, 0.0, 0.0], (1, len(PARENTS), 1))
