@@ -19,7 +19,7 @@ from bpy_extras.io_utils import ExportHelper
 from ..engine.errors import MotionError
 from ..engine.motion import Motion
 from . import deps, jobs, preferences, results
-from .properties import runtime, set_status, settings
+from .properties import runtime, scene_fps, set_status, settings
 
 GENERATOR_NAMES = {"AUTO": None, "MOLINGO": "molingo", "MLAGEN": "mlagen"}
 PREVIEW_NAME = "Kinetext Preview"
@@ -352,6 +352,8 @@ class MOTION_OT_bake(bpy.types.Operator):
                 fps=clip.fps, preset=self.preset or panel.preset,
                 root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
                 action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,
+                key_tolerance=bake.KeyTolerance(panel.key_degrees, panel.key_cm)
+                if panel.key_reduction else None,
             )  # fmt: skip
         except MotionError as error:
             self.report({"ERROR"}, str(error))
@@ -374,6 +376,11 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
         name="Scale", default=1.0, min=0.001, max=1000.0,
         description="Units per metre in the file (100 writes centimetres)",
     )  # fmt: skip
+    fps: bpy.props.FloatProperty(
+        name="Frame rate", default=0.0, min=0.0, max=240.0,
+        description="Frames per second in the file (0: the scene's, e.g. 24, 30 or 29.97); "
+        "the clip is resampled to it",
+    )  # fmt: skip
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         self.filepath = self.filepath or export_name(context, self.variation, self.filename_ext)
@@ -381,10 +388,13 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..engine.bvh import canonical_bvh, write_bvh
+        from ..engine.joint_map import resample
 
         try:
             _, clip = variation(context, self.variation)
-            write_bvh(self.filepath, canonical_bvh(clip.joints, clip.fps, scale=self.scale))
+            fps = self.fps or scene_fps(context.scene)
+            joints = resample(clip.joints, clip.fps, fps) if fps != clip.fps else clip.joints
+            write_bvh(self.filepath, canonical_bvh(joints, fps, scale=self.scale))
         except (MotionError, OSError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -427,7 +437,7 @@ def _forget_previous_preview(obj: bpy.types.Object, previous: list[bpy.types.Act
 def _show_clip_range(context: bpy.types.Context, clip: results.Clip) -> None:
     """Let the timeline cover the baked clip (it starts at the scene's start frame)."""
     scene = context.scene
-    frames = round(clip.frames * scene.render.fps / (clip.fps * scene.render.fps_base))
+    frames = round(clip.frames * scene_fps(scene) / clip.fps)
     scene.frame_end = max(scene.frame_end, scene.frame_start + frames - 1)
 
 

@@ -141,6 +141,11 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
         split = layout.split(factor=0.5)
         split.prop(panel, "foot_cleanup")
         split.prop(panel, "push_to_nla")
+        layout.prop(panel, "key_reduction")
+        if panel.key_reduction:
+            column = layout.column(align=True)
+            column.prop(panel, "key_degrees", text="Rotation (deg)")
+            column.prop(panel, "key_cm", text="Location (cm)")
         row = layout.row()
         row.scale_y = 1.4
         row.enabled = bool(panel.variation_list)
