@@ -60,6 +60,7 @@ def bake(
     armature: bpy.types.Object,
     joints: np.ndarray,
     features: np.ndarray | None = None,
+    contacts: np.ndarray | None = None,
     fps: float = FPS,
     preset: str | BoneMap | None = None,
     root_motion: str = "hips",
@@ -73,13 +74,15 @@ def bake(
     """Key ``joints`` (T, 22, 3), metres, Y up, onto ``armature``; returns the new Action.
 
     features: (T or T-1, 263) HumanML3D features; their foot contacts drive the foot
-    clean-up. fps: the clip's rate; it is resampled to the scene's. preset: a preset or
-    saved map name, a BoneMap, or None/"AUTO" to detect it from the bone names.
-    root_motion: "in_place" | "root_bone" | "hips" (any case). action_name: the prompt;
-    Blender makes it unique. frame_start: first frame (None: the scene's). key_tolerance:
-    keep only the keys needed to stay within it (None: a key on every frame). On the canonical
-    armature every bone head lands on its joint. Raises MotionError before touching the
-    scene when the rig lacks mapped bones or an argument is wrong.
+    clean-up and say which frames stand on the floor. contacts: (T, 4) those contacts
+    alone, when no features are given. fps: the clip's rate; it is resampled to the
+    scene's. preset: a preset or saved map name, a BoneMap, or None/"AUTO" to detect it
+    from the bone names. root_motion: "in_place" | "root_bone" | "hips" (any case).
+    action_name: the prompt; Blender makes it unique. frame_start: first frame (None: the
+    scene's). key_tolerance: keep only the keys needed to stay within it (None: a key on
+    every frame). On the canonical armature every bone head lands on its joint. Raises
+    MotionError before touching the scene when the rig lacks mapped bones or an argument
+    is wrong.
     """
     say = report or (lambda _level, _msg: None)
     if armature is None or armature.type != "ARMATURE":
@@ -89,7 +92,7 @@ def bake(
     if mode not in ROOT_MOTION_MODES:
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
     bone_map = _bone_map(preset, [b.name for b in armature.data.bones])
-    joints, contacts = _clip_at_scene_rate(context.scene, joints, features, fps, say)
+    joints, contacts = _clip_at_scene_rate(context.scene, joints, features, contacts, fps, say)
     if foot_cleanup and contacts is None:
         say({"WARNING"}, "no foot contacts given: foot clean-up skipped")
     tracks = retarget(
@@ -163,15 +166,18 @@ def save_user_bone_map(bone_map: BoneMap) -> Path:
     return presets.save_user_map(bone_map, user_map_folder())
 
 
-def _clip_at_scene_rate(scene, joints, features, fps: float, say: Report):
+def _clip_at_scene_rate(scene, joints, features, contacts, fps: float, say: Report):
     """Joints (T', 22, 3) and contacts (T', 4) or None at the scene's frame rate."""
     joints = np.asarray(joints, dtype=np.float64)
-    contacts = None
     if features is not None:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != FOOT_CONTACT.stop:
             raise MotionError(f"features must be (T, {FOOT_CONTACT.stop}), got {features.shape}")
         contacts = features[:, FOOT_CONTACT]
+    if contacts is not None:
+        contacts = np.asarray(contacts, dtype=np.float64)
+        if contacts.ndim != 2 or contacts.shape[1] != 4:
+            raise MotionError(f"foot contacts must be (T, 4), got {contacts.shape}")
         if len(contacts) == len(joints) - 1:
             contacts = np.concatenate([contacts, contacts[-1:]])
     rate = scene_fps(scene)

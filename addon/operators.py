@@ -62,7 +62,6 @@ def build_request(op: bpy.types.Operator, context: bpy.types.Context) -> jobs.Re
 def add_variations(context: bpy.types.Context, motion: Motion) -> int:
     """Store each generated clip and list it in the panel (main thread only); how many."""
     panel = settings(context)
-    folder = results_folder()
     first, count = len(panel.variation_list), len(motion)
     seed = int(motion.diagnostics.get("seed", 0))
     info = {"length_note": motion.diagnostics.get("length_note"), "seconds": motion.seconds}
@@ -70,12 +69,20 @@ def add_variations(context: bpy.types.Context, motion: Motion) -> int:
         clip = results.Clip(
             motion.joints[i], motion.features[i], motion.fps, motion.prompts[i], seed, info
         )
-        item = panel.variation_list.add()
-        item.key = results.put(clip, folder)
-        item.prompt, item.seed, item.frames, item.fps = clip.prompt, seed, clip.frames, clip.fps
-        item.name = f"{clip.prompt[:40]} ({i + 1}/{count}, seed {seed})"
+        list_clip(context, clip, f"{clip.prompt[:40]} ({i + 1}/{count}, seed {seed})")
     panel.active_variation = first
     return count
+
+
+def list_clip(context: bpy.types.Context, clip: results.Clip, name: str) -> int:
+    """Add ``clip`` to the variation list (stored in the .blend and the cache); its index."""
+    panel = settings(context)
+    item = panel.variation_list.add()
+    item.key = results.put(clip, results_folder())
+    results.embed(item, clip)
+    item.prompt, item.seed, item.frames, item.fps = clip.prompt, clip.seed, clip.frames, clip.fps
+    item.name = name
+    return len(panel.variation_list) - 1
 
 
 def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
@@ -260,7 +267,7 @@ def variation(context: bpy.types.Context, index: int) -> tuple[object, results.C
             if entries
             else "no variations yet: type a prompt and press Generate"
         )
-    return entries[index], results.get(entries[index].key, results_folder())
+    return entries[index], results.clip_of(entries[index], results_folder())
 
 
 def export_name(context: bpy.types.Context, index: int, suffix: str) -> str:
@@ -314,7 +321,7 @@ class MOTION_OT_preview(bpy.types.Operator):
                 obj = armature.create_canonical_armature(context, name=PREVIEW_NAME)
             previous = _actions_on(obj)
             action = bake.bake(
-                context, armature=obj, joints=clip.joints, features=clip.features,
+                context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
                 fps=clip.fps, preset="smplx", root_motion="hips", foot_cleanup=False,
                 action_name=clip.prompt, push_to_nla=False, report=self.report,
             )  # fmt: skip
@@ -348,7 +355,7 @@ class MOTION_OT_bake(bpy.types.Operator):
             obj = target_armature(context, self.armature)
             # bake checks everything before touching the scene and undoes a failed write
             action = bake.bake(
-                context, armature=obj, joints=clip.joints, features=clip.features,
+                context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
                 fps=clip.fps, preset=self.preset or panel.preset,
                 root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
                 action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,
