@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
@@ -409,6 +410,54 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+EDITS = [
+    ("MIRROR", "Mirror", "Swap left and right (a right-hand wave becomes a left-hand one)"),
+    ("LOOP", "Loop", "Cut where the body is back in its first pose and ease the end into the "
+     "start, keeping the root motion, so the clip cycles"),
+    ("SPEED", "Speed", "Retime by the speed factor (2: twice as fast)"),
+]  # fmt: skip
+
+
+class MOTION_OT_edit_variation(bpy.types.Operator):
+    """Add an edited copy of the variation to the list (the original stays as it is)"""
+
+    bl_idname = "motion.edit_variation"
+    bl_label = "Edit Variation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    edit: bpy.props.EnumProperty(name="Edit", items=EDITS, default="MIRROR")
+    variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
+    speed: bpy.props.FloatProperty(
+        name="Speed", default=0.0, min=0.0, max=10.0, options={"SKIP_SAVE"},
+        description=_PANEL + " (0)",
+    )  # fmt: skip
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..engine import clip_edit
+
+        try:
+            item, clip = variation(context, self.variation)
+            if self.edit == "MIRROR":
+                edit = clip_edit.mirror(clip.joints, clip.foot_contacts)
+            elif self.edit == "LOOP":
+                edit = clip_edit.loop(clip.joints, clip.foot_contacts, clip.fps)
+            else:
+                factor = self.speed or settings(context).speed
+                edit = clip_edit.retime(clip.joints, clip.foot_contacts, clip.fps, factor)
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        edited = results.Clip(
+            edit.joints.astype(np.float32), None, clip.fps, clip.prompt, clip.seed,
+            {**clip.info, "edits": [*clip.info.get("edits", []), edit.note]},
+            None if edit.contacts is None else edit.contacts.astype(np.float32),
+        )  # fmt: skip
+        index = list_clip(context, edited, f"{item.name} ({edit.note})")
+        settings(context).active_variation = index
+        self.report({"INFO"}, f"Added '{item.name}' {edit.note} ({edited.frames} frames)")
+        return {"FINISHED"}
+
+
 class MOTION_OT_clear_variations(bpy.types.Operator):
     """Empty the list of variations (undo brings them back)"""
 
@@ -455,6 +504,7 @@ classes = (
     MOTION_OT_preview,
     MOTION_OT_bake,
     MOTION_OT_export_bvh,
+    MOTION_OT_edit_variation,
     MOTION_OT_clear_variations,
 )
 

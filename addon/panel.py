@@ -16,6 +16,7 @@ from .operators import (
     MOTION_OT_bake,
     MOTION_OT_cancel_generation,
     MOTION_OT_clear_variations,
+    MOTION_OT_edit_variation,
     MOTION_OT_export_bvh,
     MOTION_OT_generate,
     MOTION_OT_preview,
@@ -122,6 +123,14 @@ class KINETEXT_PT_variations(_SidebarPanel, bpy.types.Panel):
         row.operator(MOTION_OT_preview.bl_idname, icon="HIDE_OFF").variation = -1
         row.operator(MOTION_OT_export_bvh.bl_idname, icon="EXPORT").variation = -1
         row.operator(MOTION_OT_clear_variations.bl_idname, text="", icon="TRASH")
+        row = layout.row(align=True)
+        for edit, icon in (("MIRROR", "MOD_MIRROR"), ("LOOP", "FILE_REFRESH")):
+            op = row.operator(MOTION_OT_edit_variation.bl_idname, text=edit.title(), icon=icon)
+            op.edit, op.variation = edit, -1
+        row = layout.row(align=True)
+        row.prop(panel, "speed")
+        op = row.operator(MOTION_OT_edit_variation.bl_idname, text="Retime", icon="TIME")
+        op.edit, op.variation = "SPEED", -1
 
 
 class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
