@@ -16,6 +16,7 @@ from engine.retarget_presets import (
     PRESETS,
     BoneMap,
     detect_preset,
+    fuzzy_key,
     load_bone_map,
     resolve_bones,
     save_bone_map,
@@ -348,6 +349,55 @@ def test_each_preset_is_detected_from_its_bone_names(preset):
     if preset == "mixamo":
         names = ["mixamorig1:" + n for n in names]
     assert detect_preset(names).name == preset
+
+
+def _side_suffix(name: str) -> str:
+    """Mixamo's "LeftUpLeg" written "UpLeg.L" (Blender's own side convention)."""
+    for side, suffix in (("Left", ".L"), ("Right", ".R")):
+        if name.startswith(side):
+            return name[len(side) :] + suffix
+    return name
+
+
+NAMING_SCHEMES = {  # how real rigs spell the same skeleton, and the preset they are
+    "mixamo, second character's prefix": ("mixamo", lambda n: "mixamorig2:" + n),
+    "mixamo, colon flattened to _": ("mixamo", lambda n: "mixamorig_" + n),
+    "mixamo, sides as .L/.R": ("mixamo", _side_suffix),
+    "mixamo, lower snake case": ("mixamo", lambda n: _side_suffix(n).lower().replace(".", "_")),
+    "unreal, capitalised": ("unreal", lambda n: n.upper()),
+    "bandai, sides first": ("bandai_namco", lambda n: "_".join(n.rsplit("_", 1)[::-1])),
+    "biped, Bip001": ("biped", lambda n: n.replace("Bip01", "Bip001")),
+    "biped, flattened": ("biped", lambda n: n.replace(" ", "_")),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(NAMING_SCHEMES))
+def test_common_naming_schemes_are_detected_loosely_bone_for_bone(scheme):
+    preset, spell = NAMING_SCHEMES[scheme]
+    bones = PRESETS[preset].bones
+    names = [spell(b) for b in bones.values()] + ["Camera_target", spell(bones["head"]) + "_end"]
+    detected = detect_preset(names)
+    assert detected.name == preset
+    assert dict(detected.bones) == {j: spell(b) for j, b in bones.items()}
+    assert resolve_bones(PRESETS[preset], names) == dict(detected.bones)
+
+
+def test_fuzzy_keys_read_sides_prefixes_case_and_numbers():
+    for name in ("mixamorig1:LeftUpLeg", "UpLeg.L", "upleg_l", "L_UpLeg", "Left Up Leg"):
+        assert fuzzy_key(name) == "l:upleg", name
+    assert fuzzy_key("Bip01 R Calf") == fuzzy_key("calf_r") == "r:calf"
+    assert fuzzy_key("spine_01") == fuzzy_key("Spine1") != fuzzy_key("Spine")
+    assert fuzzy_key("DEF-thigh.L") != fuzzy_key("DEF-thigh.L.001")  # a twist bone stays apart
+    assert fuzzy_key("Bip01") == ""
+
+
+def test_detection_prefers_a_preset_whose_bones_can_take_keys():
+    """A Rigify rig has both deform (DEF-) and FK control bones; constrained DEF bones
+    would not show keys, so its FK controls are chosen."""
+    names = list(PRESETS["rigify"].bones.values()) + list(PRESETS["rigify_fk"].bones.values())
+    assert detect_preset(names).name == "rigify"  # nothing blocked: the deform bones
+    blocked = set(PRESETS["rigify"].bones.values())
+    assert detect_preset(names, blocked).name == "rigify_fk"
 
 
 def test_detection_failure_names_the_closest_preset_and_what_it_misses():
