@@ -35,13 +35,12 @@ from ..engine.retarget import (
     BoneMap,
     PoseTracks,
     RestPose,
-    detect_preset,
-    find_bone_map,
     retarget,
 )
 from ..engine.retarget_presets import SMPLX
 from ..engine.rig_pose import forward_kinematics
 from ..engine.skeleton import CANONICAL_OFFSETS, FPS, PARENTS
+from . import rig_check
 from .armature import (
     create_canonical_armature,
     is_canonical,
@@ -91,7 +90,8 @@ def bake(
     mode = root_motion.lower()
     if mode not in ROOT_MOTION_MODES:
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
-    bone_map = _bone_map(preset, [b.name for b in armature.data.bones])
+    bone_map = rig_check.map_for(armature, preset, user_map_folder())
+    rig_check.check_keys_show(armature, bone_map, mode)
     joints, contacts = _clip_at_scene_rate(context.scene, joints, features, contacts, fps, say)
     if foot_cleanup and contacts is None:
         say({"WARNING"}, "no foot contacts given: foot clean-up skipped")
@@ -141,19 +141,11 @@ def check_bakeable(armature: bpy.types.Object) -> None:
         raise MotionError(f"'{armature.name}' is linked from another file: make it local first")
 
 
-def _bone_map(preset: str | BoneMap | None, bone_names: list[str]) -> BoneMap:
-    if isinstance(preset, BoneMap):
-        return preset
-    if preset is None or preset.upper() == "AUTO" or not preset:
-        return detect_preset(bone_names)
-    return find_bone_map(preset, user_map_folder())
-
-
 def user_map_folder() -> Path:
     """Where the user's saved bone maps live: the extension's user folder, ``bone_maps``."""
     from . import preferences
 
-    return preferences.user_folder() / "bone_maps"
+    return preferences.bone_map_folder()
 
 
 def user_map_names() -> list[str]:

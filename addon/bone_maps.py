@@ -15,7 +15,7 @@ import bpy
 from ..engine.errors import MotionError
 from ..engine.retarget_presets import (
     BoneMap,
-    bone_key,
+    NameIndex,
     find_bone_map,
     save_user_map,
     suggest_bone_map,
@@ -25,6 +25,7 @@ from . import deps
 from .operators import target_armature
 from .panel import KINETEXT_PT_bake
 from .properties import AUTO_PRESET, settings
+from .rig_check import blocked_bones
 
 
 class KINETEXT_PG_bone_pair(bpy.types.PropertyGroup):
@@ -51,9 +52,9 @@ def user_map_folder():
 
 
 def rows_for(bone_map: BoneMap, bone_names: list[str]) -> dict[str, str]:
-    """Joint -> the rig's spelling of the map's bone ("" where the rig lacks it)."""
-    loose = {bone_key(n): n for n in bone_names}
-    return {j: loose.get(bone_key(bone_map.bones.get(j, "")), "") for j in JOINT_NAMES}
+    """Joint -> the rig's spelling of the map's bone, loosely matched ("" where it lacks it)."""
+    index = NameIndex(bone_names)
+    return {j: index.find(bone_map.bones.get(j, "")) or "" for j in JOINT_NAMES}
 
 
 class MOTION_OT_bone_map_load(bpy.types.Operator):
@@ -69,7 +70,7 @@ class MOTION_OT_bone_map_load(bpy.types.Operator):
             names = [b.name for b in rig.data.bones]
             preset = settings(context).preset
             if preset == AUTO_PRESET:
-                source = suggest_bone_map(names, f"{rig.name} map")
+                source = suggest_bone_map(names, f"{rig.name} map", blocked_bones(rig))
             else:
                 source = find_bone_map(preset, user_map_folder())
         except MotionError as error:

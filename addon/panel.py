@@ -146,6 +146,9 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
             layout.label(text=f"Uses the active armature: {name}" if name else
                          "Select an armature or pick one above", icon="INFO")  # fmt: skip
         layout.prop(panel, "preset")
+        rig = panel.target or context.active_object
+        if rig is not None and rig.type == "ARMATURE":
+            _draw_rig_check(layout, rig, panel.preset, _chars_per_line(context))
         layout.prop(panel, "root_motion")
         split = layout.split(factor=0.5)
         split.prop(panel, "foot_cleanup")
@@ -159,6 +162,15 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
         row.scale_y = 1.4
         row.enabled = bool(panel.variation_list)
         row.operator(MOTION_OT_bake.bl_idname, icon="KEYINGSET").variation = -1
+
+
+def _draw_rig_check(layout, rig: bpy.types.Object, preset: str, width: int) -> None:
+    """The bone map a bake would use on ``rig`` and what would not show, for confirmation."""
+    from . import preferences, rig_check
+
+    box = layout.box()
+    for text, level in rig_check.summary(rig, preset, preferences.bone_map_folder()):
+        draw_wrapped(box, text, STATUS_ICONS[level], level == "ERROR", width)
 
 
 classes = (KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_variations, KINETEXT_PT_bake)

@@ -61,6 +61,11 @@ def user_folder() -> Path:
         return folder
 
 
+def bone_map_folder() -> Path:
+    """Where the user's saved bone maps live: ``bone_maps`` in the extension's folder."""
+    return user_folder() / "bone_maps"
+
+
 def get(context: bpy.types.Context) -> KINETEXT_AP_preferences | None:
     """This add-on's preferences, or None when it was registered outside the add-on system."""
     addon = context.preferences.addons.get(ADDON_ID)

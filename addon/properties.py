@@ -32,7 +32,7 @@ def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str
     from ..engine.retarget import PRESETS, user_map_names
 
     items = [(AUTO_PRESET, "Detect", "Pick the preset whose bone names the rig has")]
-    items += [(name, _label(name), bone_map.description) for name, bone_map in PRESETS.items()]
+    items += [(name, preset_label(name), m.description) for name, m in PRESETS.items()]
     try:
         from .bake import user_map_folder  # needs the engine's heavy dependencies
     except ImportError:
@@ -43,8 +43,18 @@ def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str
     return _PRESET_ITEMS
 
 
-def _label(name: str) -> str:
-    return {"smplx": "SMPL-X", "bandai_namco": "Bandai Namco / BVH"}.get(name, name.title())
+PRESET_LABELS = {
+    "smplx": "SMPL-X",
+    "bandai_namco": "Bandai Namco / BVH",
+    "rigify": "Rigify deform bones",
+    "rigify_fk": "Rigify FK controls",
+    "biped": "3ds Max Biped",
+}
+
+
+def preset_label(name: str) -> str:
+    """How the panel names a bone-map preset."""
+    return PRESET_LABELS.get(name, name.title())
 
 
 def _is_armature(_self: Any, obj: bpy.types.Object) -> bool:

@@ -405,14 +405,18 @@ def detect_preset(bone_names: Iterable[str], blocked: Collection[str] = ()) -> B
     )
 
 
-def suggest_bone_map(bone_names: Iterable[str], name: str) -> BoneMap:
+def suggest_bone_map(
+    bone_names: Iterable[str], name: str, blocked: Collection[str] = ()
+) -> BoneMap:
     """A starting point for a user's own map: the closest preset, keeping the bones found.
 
     Joints whose preset bone the rig lacks are left out for the user to fill in; names are
-    the rig's own spelling. Raises MotionError when even the pelvis is not found.
+    the rig's own spelling; among equally close presets, one free of ``blocked`` bones.
+    Raises MotionError when even the pelvis is not found.
     """
     names = list(bone_names)
-    best = min(rank_presets(names), key=lambda f: len(f.missing) / len(f.preset.bones))
+    fits = rank_presets(names, blocked)
+    best = min(fits, key=lambda f: len(f.missing) / len(f.preset.bones))
     if "pelvis" not in best.found:
         raise MotionError(
             f"no preset finds this rig's pelvis (the closest is '{best.preset.name}', which "
