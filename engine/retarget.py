@@ -258,7 +258,7 @@ def retarget(
     if contacts is not None and foot_cleanup and root_motion == "in_place":
         notes.append("foot clean-up skipped: feet must slide when the motion stays in place")
     elif contacts is not None and foot_cleanup:
-        pos = pin_feet(pos, contacts, _leg_chains(mapped, rparents))
+        pos = pin_feet(pos, contacts, _leg_chains(mapped, rparents, rest_pos[:, 1]))
         glob = None
     if glob is None:
         glob = rotations_from_joints(pos, rparents, offsets, hints)
@@ -466,8 +466,13 @@ def _ancestor_closed(parents: Sequence[int], bones: Sequence[int]) -> list[int]:
     return sorted(keep)
 
 
-def _leg_chains(mapped: Sequence[int], rparents: Sequence[int]) -> list[LegChain]:
-    """Legs whose hip, knee and ankle are mapped as one chain (the toe is optional)."""
+def _leg_chains(
+    mapped: Sequence[int], rparents: Sequence[int], rest_heights: np.ndarray | None = None
+) -> list[LegChain]:
+    """Legs whose hip, knee and ankle are mapped as one chain (the toe is optional).
+
+    rest_heights: (M,) each mapped joint's rest height, where planted feet are pinned.
+    """
     where = {j: i for i, j in enumerate(mapped)}
     out = []
     for hip, knee, ankle, toe, ca, ct in _LEGS:
@@ -475,5 +480,10 @@ def _leg_chains(mapped: Sequence[int], rparents: Sequence[int]) -> list[LegChain
             continue
         if rparents[where[knee]] != where[hip] or rparents[where[ankle]] != where[knee]:
             continue
-        out.append(LegChain(where[hip], where[knee], where[ankle], where.get(toe), ca, ct))
+        floors = [
+            None if rest_heights is None or j not in where else float(rest_heights[where[j]])
+            for j in (ankle, toe)
+        ]
+        out.append(LegChain(where[hip], where[knee], where[ankle], where.get(toe), ca, ct,
+                            *floors))  # fmt: skip
     return out

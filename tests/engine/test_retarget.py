@@ -573,6 +573,24 @@ def test_pin_feet_holds_a_planted_ankle_and_eases_back():
     np.testing.assert_allclose(pinned[:, 1], joints[:, 1])  # the hip path is kept
 
 
+@pytest.mark.parametrize(("lift", "on_floor"), [(0.03, True), (-0.02, True), (0.25, False)])
+def test_a_planted_foot_near_the_floor_is_put_on_it_one_on_a_step_keeps_its_height(
+    lift, on_floor
+):
+    joints, contacts = sliding_walk()
+    joints = joints + [0.0, lift, 0.0]  # hovering, sinking, or standing on a 25 cm step
+    floor = float(canonical_rest_joints()[10, 1])
+    legs = [LegChain(1, 4, 7, 10, 0, 1, ankle_floor=floor, toe_floor=floor)]
+    pinned = pin_feet(joints, contacts, legs, blend=3)
+    held = pinned[5:20, 10, 1]  # the planted toe's height
+    want = floor if on_floor else joints[5:20, 10, 1].mean()
+    np.testing.assert_allclose(held, want, atol=1e-9)
+    np.testing.assert_allclose(  # the foot keeps its length
+        np.linalg.norm(pinned[:, 10] - pinned[:, 7], axis=-1),
+        np.linalg.norm(CANONICAL_OFFSETS[10]),
+    )
+
+
 def test_retarget_with_contacts_keeps_the_rigs_planted_foot_still():
     joints, contacts = sliding_walk()
     rest = make_rig(t_pose(rest_joints() * 1.1), MIXAMO_NAMES, FBX)
