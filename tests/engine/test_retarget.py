@@ -574,9 +574,7 @@ def test_pin_feet_holds_a_planted_ankle_and_eases_back():
 
 
 @pytest.mark.parametrize(("lift", "on_floor"), [(0.03, True), (-0.02, True), (0.25, False)])
-def test_a_planted_foot_near_the_floor_is_put_on_it_one_on_a_step_keeps_its_height(
-    lift, on_floor
-):
+def test_a_planted_foot_near_the_floor_is_put_on_it_one_on_a_step_keeps_its_height(lift, on_floor):
     joints, contacts = sliding_walk()
     joints = joints + [0.0, lift, 0.0]  # hovering, sinking, or standing on a 25 cm step
     floor = float(canonical_rest_joints()[10, 1])
