@@ -50,15 +50,15 @@ def pin_feet(
     contacts: (T, 4). During each run of planted frames the ankle is held at its mean over
     the run, easing in and out over ``blend`` frames; the knee follows by two-bone IK with
     the hip fixed and the thigh and shin lengths kept. The toe moves with the ankle, and is
-    held too while its own contact says planted, the ankle then placed at the foot's length
-    from it (a heel rising off a planted toe). Returns new positions (T, J, 3).
+    held too while its own contact says planted. Returns new positions (T, J, 3).
 
     ``fps`` (the clip's frame rate) holds each run where the foot stood instead
     (``_stance_pins``), for a generator's contacts: its runs of "planted" frames start and
     end while the foot already moves several cm a frame, and pulling it to the run's mean
-    made the foot jump by 10-15 cm when the run ended. With the legs' floors given, a run
-    held within FLOOR_SNAP of its floor is held on it, and no ankle or toe goes below its
-    floor on any frame.
+    made the foot jump by 10-15 cm when the run ended. With the legs' floors given (a rig's
+    rest heights), a run held within FLOOR_SNAP of its floor is held on it, no ankle or toe
+    goes below its floor on any frame, and the foot keeps its length (a held toe lifts the
+    heel: the ankle goes to the foot's length from it).
     """
     out = np.array(positions, dtype=np.float64)
 
@@ -85,9 +85,13 @@ def pin_feet(
         held = weight >= 1.0  # (T,) frames whose ankle is pinned outright
         weight, pins = pins_of(toe, leg.toe_contact, leg.toe_floor)
         toe_target = _above(toe + weight[:, None] * (pins - toe), leg.toe_floor)
+        if leg.toe_floor is None:  # joints without a rig's floor: the toe is simply held
+            out[:, leg.toe] = toe_target
+            continue
         foot = np.linalg.norm(toe - reached, axis=-1, keepdims=True)  # (T, 1) its length
-        # A held toe with a free ankle: the heel rises, the ankle at the foot's length from
-        # the toe. Otherwise the foot turns about its ankle towards the toe's target.
+        # On a rig's floor the foot keeps its length: a held toe with a free ankle lifts the
+        # heel, the ankle at the foot's length from the toe; otherwise the foot turns about
+        # its ankle towards the toe's target, at the target's height where it reaches.
         lift = (weight > 0) & ~held
         heel = np.where(lift[:, None], toe_target + foot * _unit(reached - toe_target), reached)
         knee, placed = two_bone_ik(out[:, leg.hip], out[:, leg.knee], reached, heel, toe - reached)
