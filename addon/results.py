@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from ..engine.errors import MotionError
-from ..engine.features import FOOT_CONTACT
 
 KEEP = 64  # clips kept on disk; older ones are deleted when new ones arrive
 
@@ -50,6 +49,8 @@ class Clip:
     def foot_contacts(self) -> np.ndarray | None:
         """(T, 4) left ankle, left toe, right ankle, right toe contacts (1 = planted)."""
         if self.features is not None:
+            from ..engine.features import FOOT_CONTACT  # needs scipy: not at registration
+
             return np.asarray(self.features[:, FOOT_CONTACT], np.float32)
         return self.contacts
 

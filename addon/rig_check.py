@@ -20,6 +20,7 @@ from ..engine.errors import MotionError
 from ..engine.retarget_presets import (
     BoneMap,
     PresetFit,
+    detect_preset,
     find_bone_map,
     rank_presets,
     resolve_bones,
@@ -66,12 +67,10 @@ def blocked_bones(armature: bpy.types.Object) -> dict[str, str]:
 def map_for(armature: bpy.types.Object, preset: str | BoneMap | None, folder) -> BoneMap:
     """The bone map a bake uses: ``preset`` (a name, looked up in presets and ``folder``),
     or for None/"AUTO" the detected preset, preferring one whose bones can take keys."""
-    names = [b.name for b in armature.data.bones]
     if isinstance(preset, BoneMap):
         return preset
+    names = [b.name for b in armature.data.bones]
     if not preset or preset.upper() == "AUTO":
-        from ..engine.retarget_presets import detect_preset
-
         return detect_preset(names, blocked_bones(armature))
     return find_bone_map(preset, folder)
 
