@@ -92,6 +92,10 @@ def bake(
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
     bone_map = rig_check.map_for(armature, preset, user_map_folder())
     rig_check.check_keys_show(armature, bone_map, mode)
+    ik = rig_check.ik_limbs(armature) if bone_map.name == "rigify_fk" else []
+    if ik:
+        say({"WARNING"}, f"the FK keys show once the IK-FK switches are at 1 (FK); now below "
+                         f"1 on: {', '.join(ik)}")  # fmt: skip
     joints, contacts = _clip_at_scene_rate(context.scene, joints, features, contacts, fps, say)
     if foot_cleanup and contacts is None:
         say({"WARNING"}, "no foot contacts given: foot clean-up skipped")

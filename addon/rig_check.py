@@ -92,6 +92,15 @@ def check_keys_show(armature: bpy.types.Object, bone_map: BoneMap, root_motion: 
     )
 
 
+def ik_limbs(armature: bpy.types.Object) -> list[str]:
+    """Bones carrying a Rigify "IK_FK" switch left towards IK (below 1): on those limbs the
+    IK chain, not the FK controls, poses the deform bones."""
+    if armature.pose is None:
+        return []
+    return [pb.name for pb in armature.pose.bones
+            if "IK_FK" in pb.keys() and float(pb["IK_FK"]) < 1.0]  # fmt: skip
+
+
 def _advice(names: list[str], blocked: dict[str, str]) -> str:
     fits = {f.preset.name: f for f in rank_presets(names, blocked)}
     fk = fits["rigify_fk"]

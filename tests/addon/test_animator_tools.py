@@ -211,6 +211,21 @@ def test_detect_bakes_a_rigify_rig_onto_its_fk_controls_and_the_deform_bones_fol
         assert cos.min() > 0.9999, (a, b)
 
 
+def test_a_rigify_limb_left_in_ik_is_named_after_an_fk_bake(scene):
+    from kinetext.addon import bake
+
+    rig = rigify_like_rig()
+    rig.pose.bones["thigh_fk.L"]["IK_FK"] = 0.0  # Rigify's switch: 0 = IK, 1 = FK
+    rig.pose.bones["upper_arm_fk.L"]["IK_FK"] = 1.0
+    said = []
+    joints, contacts = walk(1.0)
+    bake.bake(bpy.context, armature=rig, joints=joints, contacts=contacts,
+              report=lambda level, text: said.append((level, text)))  # fmt: skip
+    warnings = [text for level, text in said if level == {"WARNING"}]
+    assert warnings == ["the FK keys show once the IK-FK switches are at 1 (FK); now below 1 "
+                        "on: thigh_fk.L"]  # fmt: skip
+
+
 def test_a_driver_on_a_mapped_bone_is_named_before_baking(scene):
     rig, _ = mixamo_on_its_toes()
     fcurve = rig.driver_add(f'pose.bones["{MIXAMO["left_elbow"]}"].rotation_quaternion', 1)
