@@ -15,22 +15,14 @@ import numpy as np
 
 from ..engine.bvh import CANONICAL_END_SITES
 from ..engine.retarget import Y_UP_FROM_Z_UP
-from ..engine.rig_pose import forward_kinematics
-from ..engine.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
+from ..engine.rig_pose import canonical_rest_joints
+from ..engine.skeleton import JOINT_NAMES, PARENTS
 
 CANONICAL_PROPERTY = "kinetext_canonical"
 """Armature data property marking the canonical skeleton (bakes then match joints exactly)."""
 
 _TAIL_CHILD = {0: 3, 9: 12}
 """Branching joints point at their spine child, as every rig draws them."""
-
-
-def canonical_rest_joints() -> np.ndarray:
-    """(22, 3) rest joints in metres, Y up, facing +Z, the lowest joint on the floor."""
-    identity = np.tile([1.0, 0.0, 0.0, 0.0], (1, len(PARENTS), 1))
-    joints = forward_kinematics(identity, np.zeros((1, 3)), PARENTS, CANONICAL_OFFSETS)[0]
-    joints[:, 1] -= joints[:, 1].min()
-    return joints
 
 
 def canonical_bones(scale: float = 1.0) -> list[tuple[str, np.ndarray, np.ndarray]]:

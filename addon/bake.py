@@ -28,25 +28,26 @@ from ..engine import retarget_presets as presets
 from ..engine.errors import MotionError
 from ..engine.features import FOOT_CONTACT
 from ..engine.joint_map import resample
+from ..engine.key_reduction import distance_cm, euler_degrees, quaternion_degrees, reduce_keys
 from ..engine.quaternion import axis_angle_to_quat, quat_to_euler
 from ..engine.retarget import (
     ROOT_MOTION_MODES,
     BoneMap,
     PoseTracks,
     RestPose,
-    detect_preset,
-    find_bone_map,
     retarget,
 )
 from ..engine.retarget_presets import SMPLX
 from ..engine.rig_pose import forward_kinematics
 from ..engine.skeleton import CANONICAL_OFFSETS, FPS, PARENTS
+from . import rig_check
 from .armature import (
     create_canonical_armature,
     is_canonical,
     units_per_metre,
 )
 from .preferences import user_map_folder
+from .properties import scene_fps
 
 Report = Callable[[set[str], str], None]
 STASH_TRACK = "[Action Stash]"
@@ -59,6 +60,7 @@ def bake(
     armature: bpy.types.Object,
     joints: np.ndarray,
     features: np.ndarray | None = None,
+    contacts: np.ndarray | None = None,
     fps: float = FPS,
     preset: str | BoneMap | None = None,
     root_motion: str = "hips",
@@ -67,16 +69,20 @@ def bake(
     push_to_nla: bool = False,
     report: Report | None = None,
     frame_start: int | None = None,
+    key_tolerance: KeyTolerance | None = None,
 ) -> bpy.types.Action:
     """Key ``joints`` (T, 22, 3), metres, Y up, onto ``armature``; returns the new Action.
 
     features: (T or T-1, 263) HumanML3D features; their foot contacts drive the foot
-    clean-up. fps: the clip's rate; it is resampled to the scene's. preset: a preset or
-    saved map name, a BoneMap, or None/"AUTO" to detect it from the bone names.
-    root_motion: "in_place" | "root_bone" | "hips" (any case). action_name: the prompt;
-    Blender makes it unique. frame_start: first frame (None: the scene's). On the canonical
-    armature every bone head lands on its joint. Raises MotionError before touching the
-    scene when the rig lacks mapped bones or an argument is wrong.
+    clean-up and say which frames stand on the floor. contacts: (T, 4) those contacts
+    alone, when no features are given. fps: the clip's rate; it is resampled to the
+    scene's. preset: a preset or saved map name, a BoneMap, or None/"AUTO" to detect it
+    from the bone names. root_motion: "in_place" | "root_bone" | "hips" (any case).
+    action_name: the prompt; Blender makes it unique. frame_start: first frame (None: the
+    scene's). key_tolerance: keep only the keys needed to stay within it (None: a key on
+    every frame). On the canonical armature every bone head lands on its joint. Raises
+    MotionError before touching the scene when the rig lacks mapped bones or an argument
+    is wrong.
     """
     say = report or (lambda _level, _msg: None)
     if armature is None or armature.type != "ARMATURE":
@@ -85,8 +91,13 @@ def bake(
     mode = root_motion.lower()
     if mode not in ROOT_MOTION_MODES:
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
-    bone_map = _bone_map(preset, [b.name for b in armature.data.bones])
-    joints, contacts = _clip_at_scene_rate(context.scene, joints, features, fps, say)
+    bone_map = rig_check.map_for(armature, preset, user_map_folder())
+    rig_check.check_keys_show(armature, bone_map, mode)
+    ik = rig_check.ik_limbs(armature) if bone_map.name == "rigify_fk" else []
+    if ik:
+        say({"WARNING"}, f"the FK keys show once the IK-FK switches are at 1 (FK); now below "
+                         f"1 on: {', '.join(ik)}")  # fmt: skip
+    joints, contacts = _clip_at_scene_rate(context.scene, joints, features, contacts, fps, say)
     if foot_cleanup and contacts is None:
         say({"WARNING"}, "no foot contacts given: foot clean-up skipped")
     tracks = retarget(
@@ -95,16 +106,33 @@ def bake(
         bone_map,
         root_motion=mode,
         scale=units_per_metre(context.scene),
-        contacts=contacts if foot_cleanup else None,
+        contacts=contacts,
         match_joints=is_canonical(armature),
+        foot_cleanup=foot_cleanup,
     )
     for note in tracks.notes:
         say({"INFO"}, note)
     start = context.scene.frame_start if frame_start is None else int(frame_start)
-    action = write_action(armature, tracks, action_name, start, push_to_nla, say)
+    action = write_action(armature, tracks, action_name, start, push_to_nla, say,
+                          key_tolerance, metres_per_unit(context.scene, armature))  # fmt: skip
     say({"INFO"}, f"baked '{action.name}' ({bone_map.name} map) on frames "
                   f"{start}-{start + tracks.num_frames - 1}")  # fmt: skip
     return action
+
+
+@dataclass(frozen=True)
+class KeyTolerance:
+    """How far the played pose may stray from the full bake: each bone's rotation in
+    degrees, its location in centimetres (see ``engine.key_reduction``)."""
+
+    degrees: float = 0.5
+    cm: float = 0.5
+
+
+def metres_per_unit(scene: bpy.types.Scene, armature: bpy.types.Object) -> float:
+    """Metres in one unit of the armature's pose locations (object scale, scene units)."""
+    size = abs(np.linalg.det(np.array(armature.matrix_world.to_3x3()))) ** (1.0 / 3.0)
+    return size / units_per_metre(scene)
 
 
 def check_bakeable(armature: bpy.types.Object) -> None:
@@ -118,12 +146,6 @@ def check_bakeable(armature: bpy.types.Object) -> None:
         raise MotionError(f"'{armature.name}' is linked from another file: make it local first")
 
 
-def _bone_map(preset: str | BoneMap | None, bone_names: list[str]) -> BoneMap:
-    if isinstance(preset, BoneMap):
-        return preset
-    if preset is None or preset.upper() == "AUTO" or not preset:
-        return detect_preset(bone_names)
-    return find_bone_map(preset, user_map_folder())
 
 
 def user_map_names() -> list[str]:
@@ -136,26 +158,29 @@ def save_user_bone_map(bone_map: BoneMap) -> Path:
     return presets.save_user_map(bone_map, user_map_folder())
 
 
-def _clip_at_scene_rate(scene, joints, features, fps: float, say: Report):
+def _clip_at_scene_rate(scene, joints, features, contacts, fps: float, say: Report):
     """Joints (T', 22, 3) and contacts (T', 4) or None at the scene's frame rate."""
     joints = np.asarray(joints, dtype=np.float64)
-    contacts = None
     if features is not None:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != FOOT_CONTACT.stop:
             raise MotionError(f"features must be (T, {FOOT_CONTACT.stop}), got {features.shape}")
         contacts = features[:, FOOT_CONTACT]
+    if contacts is not None:
+        contacts = np.asarray(contacts, dtype=np.float64)
+        if contacts.ndim != 2 or contacts.shape[1] != 4:
+            raise MotionError(f"foot contacts must be (T, 4), got {contacts.shape}")
         if len(contacts) == len(joints) - 1:
             contacts = np.concatenate([contacts, contacts[-1:]])
-    scene_fps = scene.render.fps / scene.render.fps_base
-    if abs(scene_fps - fps) < 1e-6 or joints.ndim != 3 or not len(joints):
+    rate = scene_fps(scene)
+    if abs(rate - fps) < 1e-6 or joints.ndim != 3 or not len(joints):
         return joints, contacts
     source_frames = len(joints)
-    joints = resample(joints, fps, scene_fps)
+    joints = resample(joints, fps, rate)
     if contacts is not None:
-        nearest = np.minimum(np.rint(np.arange(len(joints)) * fps / scene_fps), source_frames - 1)
+        nearest = np.minimum(np.rint(np.arange(len(joints)) * fps / rate), source_frames - 1)
         contacts = contacts[nearest.astype(int)]
-    say({"INFO"}, f"resampled the clip from {fps:g} to the scene's {scene_fps:g} fps")
+    say({"INFO"}, f"resampled the clip from {fps:g} to the scene's {rate:g} fps")
     return joints, contacts
 
 
@@ -188,24 +213,37 @@ def write_action(
     frame_start: int,
     push_to_nla: bool = False,
     report: Report | None = None,
+    key_tolerance: KeyTolerance | None = None,
+    metres_per_unit: float = 1.0,
 ) -> bpy.types.Action:
     """A new Action holding ``tracks`` on ``armature`` (see the module's doc for the rules).
 
-    If anything fails half way, the new Action and NLA tracks are removed and the previous
-    assignment restored before the error propagates.
+    key_tolerance: reduce the keys (reported: how many were saved); metres_per_unit: the
+    size of a pose-location unit, for the tolerance in cm. If anything fails half way, the
+    new Action and NLA tracks are removed and the previous assignment restored before the
+    error propagates.
     """
+    say = report or (lambda _level, _msg: None)
     modes = {n: armature.pose.bones[n].rotation_mode for n in tracks.bone_names}
+    counts = [0, 0]  # keys written, keys a key-per-frame bake would have written
 
     def fill(channelbag, frames: np.ndarray) -> None:
-        _write_curves(channelbag, armature, tracks, frames)
+        counts[:] = _write_curves(channelbag, armature, tracks, frames, key_tolerance,
+                                  metres_per_unit)  # fmt: skip
 
     try:
-        return new_action(armature, name, frame_start, tracks.num_frames, fill, push_to_nla,
-                          report)  # fmt: skip
+        action = new_action(armature, name, frame_start, tracks.num_frames, fill, push_to_nla,
+                            report)  # fmt: skip
     except BaseException:
         for bone_name, mode in modes.items():
             armature.pose.bones[bone_name].rotation_mode = mode
         raise
+    if key_tolerance is not None:
+        kept, full = counts
+        say({"INFO"}, f"key reduction kept {kept:,} of {full:,} keys (saved {full - kept:,}, "
+                      f"{100 * (full - kept) / max(full, 1):.0f}%) within "
+                      f"{key_tolerance.degrees:g} deg / {key_tolerance.cm:g} cm")  # fmt: skip
+    return action
 
 
 def new_action(
@@ -265,26 +303,46 @@ def add_curve(channelbag, path: str, index: int, group: str, frames, values) -> 
     fcurve.keyframe_points.foreach_set("interpolation", np.full(len(frames), linear, np.int32))
 
 
-def _write_curves(channelbag, armature, tracks: PoseTracks, frames: np.ndarray) -> None:
-    """Every channel: keyframe_points.add(T), then co and interpolation by foreach_set."""
+def _write_curves(
+    channelbag,
+    armature,
+    tracks: PoseTracks,
+    frames: np.ndarray,
+    tolerance: KeyTolerance | None = None,
+    metres_per_unit: float = 1.0,
+) -> tuple[int, int]:
+    """Every channel: keyframe_points.add, then co and interpolation by foreach_set; with a
+    tolerance only the frames ``reduce_keys`` keeps per bone and channel kind. Returns
+    (keys written, keys on every frame)."""
+    counts = [0, 0]
 
-    def curve(path: str, index: int, group: str, values: np.ndarray) -> None:
-        add_curve(channelbag, path, index, group, frames, values)
+    def curves(path: str, group: str, values: np.ndarray, error, limit: str) -> None:
+        """values (T, C) -> C curves path[0..C-1] sharing their kept frames; error: the
+        distance function, limit: which tolerance ("degrees" or "cm") bounds it."""
+        if tolerance is None:
+            kept = np.arange(len(frames))
+        else:
+            kept = reduce_keys(values, error, getattr(tolerance, limit))
+        for i in range(values.shape[1]):
+            add_curve(channelbag, path, i, group, frames[kept], values[kept, i])
+        counts[0] += len(kept) * values.shape[1]
+        counts[1] += len(frames) * values.shape[1]
 
     for k, bone_name in enumerate(tracks.bone_names):
         pose_bone = armature.pose.bones[bone_name]
         base = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]'
         if bone_name in tracks.locations:
-            for i in range(3):
-                curve(f"{base}.location", i, bone_name, tracks.locations[bone_name][:, i])
-        if pose_bone.rotation_mode in _EULER_ORDERS:
-            euler = _euler(tracks.rotations[:, k], pose_bone.rotation_mode)
-            for i in range(3):
-                curve(f"{base}.rotation_euler", i, bone_name, euler[:, i])
+            curves(f"{base}.location", bone_name, tracks.locations[bone_name],
+                   distance_cm(metres_per_unit), "cm")  # fmt: skip
+        mode = pose_bone.rotation_mode
+        if mode in _EULER_ORDERS:
+            euler = _euler(tracks.rotations[:, k], mode)
+            curves(f"{base}.rotation_euler", bone_name, euler, euler_degrees(mode), "degrees")
             continue
         pose_bone.rotation_mode = "QUATERNION"
-        for i in range(4):
-            curve(f"{base}.rotation_quaternion", i, bone_name, tracks.rotations[:, k, i])
+        curves(f"{base}.rotation_quaternion", bone_name, tracks.rotations[:, k],
+               quaternion_degrees, "degrees")  # fmt: skip
+    return counts[0], counts[1]
 
 
 def _euler(quats: np.ndarray, blender_order: str) -> np.ndarray:

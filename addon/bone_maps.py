@@ -15,16 +15,16 @@ import bpy
 from ..engine.errors import MotionError
 from ..engine.retarget_presets import (
     BoneMap,
-    bone_key,
+    NameIndex,
     find_bone_map,
     save_user_map,
     suggest_bone_map,
 )
 from ..engine.skeleton import JOINT_NAMES
-from . import deps
 from .operators import target_armature
 from .panel import KINETEXT_PT_bake
 from .properties import AUTO_PRESET, settings
+from .rig_check import blocked_bones
 
 
 class KINETEXT_PG_bone_pair(bpy.types.PropertyGroup):
@@ -42,18 +42,16 @@ def editor(context: bpy.types.Context) -> KINETEXT_PG_bone_map:
 
 
 def user_map_folder():
-    """Where bake looks for saved maps (bake needs the engine's features, hence scipy)."""
-    try:
-        from .bake import user_map_folder
-    except ImportError as error:
-        raise MotionError(deps.missing_message(deps.missing())) from error
+    """Where bake looks for saved maps."""
+    from .preferences import user_map_folder
+
     return user_map_folder()
 
 
 def rows_for(bone_map: BoneMap, bone_names: list[str]) -> dict[str, str]:
-    """Joint -> the rig's spelling of the map's bone ("" where the rig lacks it)."""
-    loose = {bone_key(n): n for n in bone_names}
-    return {j: loose.get(bone_key(bone_map.bones.get(j, "")), "") for j in JOINT_NAMES}
+    """Joint -> the rig's spelling of the map's bone, loosely matched ("" where it lacks it)."""
+    index = NameIndex(bone_names)
+    return {j: index.find(bone_map.bones.get(j, "")) or "" for j in JOINT_NAMES}
 
 
 class MOTION_OT_bone_map_load(bpy.types.Operator):
@@ -69,7 +67,7 @@ class MOTION_OT_bone_map_load(bpy.types.Operator):
             names = [b.name for b in rig.data.bones]
             preset = settings(context).preset
             if preset == AUTO_PRESET:
-                source = suggest_bone_map(names, f"{rig.name} map")
+                source = suggest_bone_map(names, f"{rig.name} map", blocked_bones(rig))
             else:
                 source = find_bone_map(preset, user_map_folder())
         except MotionError as error:

@@ -15,11 +15,12 @@ import random
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
 from . import deps, engine_process, jobs, preferences, results
-from .properties import runtime, set_status, settings
+from .properties import runtime, scene_fps, set_status, settings
 
 GENERATOR_NAMES = {"AUTO": None, "MOLINGO": "molingo", "MLAGEN": "mlagen"}
 PREVIEW_NAME = "Kinetext Preview"
@@ -76,11 +77,13 @@ def add_variations(context: bpy.types.Context, stored: results.Stored) -> int:
     motion = stored.motion
     first, count = len(panel.variation_list), len(stored.keys)
     seed = int(motion.diagnostics.get("seed", 0))
+    folder = results_folder()
     for i, (key, prompt) in enumerate(zip(stored.keys, motion.prompts, strict=True)):
         item = panel.variation_list.add()
         item.key, item.prompt, item.seed = key, prompt, seed
         item.frames, item.fps = motion.num_frames, motion.fps
         item.name = f"{prompt[:40]} ({i + 1}/{count}, seed {seed})"
+        results.embed(item, results.get(key, folder))  # the .blend keeps what a bake needs
     panel.active_variation = first
     return count
 
@@ -91,6 +94,17 @@ def push_undo(message: str) -> None:
     the step that changes the file, listing the clips, pushes its own."""
     if bpy.ops.ed.undo_push.poll():
         bpy.ops.ed.undo_push(message=message)
+
+
+def list_clip(context: bpy.types.Context, clip: results.Clip, name: str) -> int:
+    """Add ``clip`` to the variation list (stored in the .blend and the cache); its index."""
+    panel = settings(context)
+    item = panel.variation_list.add()
+    item.key = results.put(clip, results_folder())
+    results.embed(item, clip)
+    item.prompt, item.seed, item.frames, item.fps = clip.prompt, clip.seed, clip.frames, clip.fps
+    item.name = name
+    return len(panel.variation_list) - 1
 
 
 def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
@@ -297,7 +311,7 @@ def variation(context: bpy.types.Context, index: int) -> tuple[object, results.C
             if entries
             else "no variations yet: type a prompt and press Generate"
         )
-    return entries[index], results.get(entries[index].key, results_folder())
+    return entries[index], results.clip_of(entries[index], results_folder())
 
 
 def export_name(context: bpy.types.Context, index: int, suffix: str) -> str:
@@ -351,7 +365,7 @@ class MOTION_OT_preview(bpy.types.Operator):
                 obj = armature.create_canonical_armature(context, name=PREVIEW_NAME)
             previous = _actions_on(obj)
             action = bake.bake(
-                context, armature=obj, joints=clip.joints, features=clip.features,
+                context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
                 fps=clip.fps, preset="smplx", root_motion="hips", foot_cleanup=False,
                 action_name=clip.prompt, push_to_nla=False, report=self.report,
             )  # fmt: skip
@@ -385,10 +399,12 @@ class MOTION_OT_bake(bpy.types.Operator):
             obj = target_armature(context, self.armature)
             # bake checks everything before touching the scene and undoes a failed write
             action = bake.bake(
-                context, armature=obj, joints=clip.joints, features=clip.features,
+                context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
                 fps=clip.fps, preset=self.preset or panel.preset,
                 root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
                 action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,
+                key_tolerance=bake.KeyTolerance(panel.key_degrees, panel.key_cm)
+                if panel.key_reduction else None,
             )  # fmt: skip
         except MotionError as error:
             self.report({"ERROR"}, str(error))
@@ -411,6 +427,11 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
         name="Scale", default=1.0, min=0.001, max=1000.0,
         description="Units per metre in the file (100 writes centimetres)",
     )  # fmt: skip
+    fps: bpy.props.FloatProperty(
+        name="Frame rate", default=0.0, min=0.0, max=240.0,
+        description="Frames per second in the file (0: the scene's, e.g. 24, 30 or 29.97); "
+        "the clip is resampled to it",
+    )  # fmt: skip
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         self.filepath = self.filepath or export_name(context, self.variation, self.filename_ext)
@@ -418,14 +439,65 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..engine.bvh import canonical_bvh, write_bvh
+        from ..engine.joint_map import resample
 
         try:
             _, clip = variation(context, self.variation)
-            write_bvh(self.filepath, canonical_bvh(clip.joints, clip.fps, scale=self.scale))
+            fps = self.fps or scene_fps(context.scene)
+            joints = resample(clip.joints, clip.fps, fps) if fps != clip.fps else clip.joints
+            write_bvh(self.filepath, canonical_bvh(joints, fps, scale=self.scale))
         except (MotionError, OSError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Wrote {self.filepath}")
+        return {"FINISHED"}
+
+
+EDITS = [
+    ("MIRROR", "Mirror", "Swap left and right (a right-hand wave becomes a left-hand one)"),
+    ("LOOP", "Loop", "Cut where the body is back in its first pose and ease the end into the "
+     "start, keeping the root motion, so the clip cycles"),
+    ("SPEED", "Speed", "Retime by the speed factor (2: twice as fast)"),
+]  # fmt: skip
+
+
+class MOTION_OT_edit_variation(bpy.types.Operator):
+    """Add an edited copy of the variation to the list (the original stays as it is)"""
+
+    bl_idname = "motion.edit_variation"
+    bl_label = "Edit Variation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    edit: bpy.props.EnumProperty(name="Edit", items=EDITS, default="MIRROR")
+    variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
+    speed: bpy.props.FloatProperty(
+        name="Speed", default=0.0, min=0.0, max=10.0, options={"SKIP_SAVE"},
+        description=_PANEL + " (0)",
+    )  # fmt: skip
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..engine import clip_edit
+
+        try:
+            item, clip = variation(context, self.variation)
+            if self.edit == "MIRROR":
+                edit = clip_edit.mirror(clip.joints, clip.foot_contacts)
+            elif self.edit == "LOOP":
+                edit = clip_edit.loop(clip.joints, clip.foot_contacts, clip.fps)
+            else:
+                factor = self.speed or settings(context).speed
+                edit = clip_edit.retime(clip.joints, clip.foot_contacts, clip.fps, factor)
+        except MotionError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        edited = results.Clip(
+            edit.joints.astype(np.float32), None, clip.fps, clip.prompt, clip.seed,
+            {**clip.info, "edits": [*clip.info.get("edits", []), edit.note]},
+            None if edit.contacts is None else edit.contacts.astype(np.float32),
+        )  # fmt: skip
+        index = list_clip(context, edited, f"{item.name} ({edit.note})")
+        settings(context).active_variation = index
+        self.report({"INFO"}, f"Added '{item.name}' {edit.note} ({edited.frames} frames)")
         return {"FINISHED"}
 
 
@@ -464,7 +536,7 @@ def _forget_previous_preview(obj: bpy.types.Object, previous: list[bpy.types.Act
 def _show_clip_range(context: bpy.types.Context, clip: results.Clip) -> None:
     """Let the timeline cover the baked clip (it starts at the scene's start frame)."""
     scene = context.scene
-    frames = round(clip.frames * scene.render.fps / (clip.fps * scene.render.fps_base))
+    frames = round(clip.frames * scene_fps(scene) / clip.fps)
     scene.frame_end = max(scene.frame_end, scene.frame_start + frames - 1)
 
 
@@ -475,6 +547,7 @@ classes = (
     MOTION_OT_preview,
     MOTION_OT_bake,
     MOTION_OT_export_bvh,
+    MOTION_OT_edit_variation,
     MOTION_OT_clear_variations,
 )
 

@@ -16,6 +16,7 @@ from .operators import (
     MOTION_OT_bake,
     MOTION_OT_cancel_generation,
     MOTION_OT_clear_variations,
+    MOTION_OT_edit_variation,
     MOTION_OT_export_bvh,
     MOTION_OT_generate,
     MOTION_OT_preview,
@@ -122,6 +123,14 @@ class KINETEXT_PT_variations(_SidebarPanel, bpy.types.Panel):
         row.operator(MOTION_OT_preview.bl_idname, icon="HIDE_OFF").variation = -1
         row.operator(MOTION_OT_export_bvh.bl_idname, icon="EXPORT").variation = -1
         row.operator(MOTION_OT_clear_variations.bl_idname, text="", icon="TRASH")
+        row = layout.row(align=True)
+        for edit, icon in (("MIRROR", "MOD_MIRROR"), ("LOOP", "FILE_REFRESH")):
+            op = row.operator(MOTION_OT_edit_variation.bl_idname, text=edit.title(), icon=icon)
+            op.edit, op.variation = edit, -1
+        row = layout.row(align=True)
+        row.prop(panel, "speed")
+        op = row.operator(MOTION_OT_edit_variation.bl_idname, text="Retime", icon="TIME")
+        op.edit, op.variation = "SPEED", -1
 
 
 class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
@@ -137,14 +146,31 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
             layout.label(text=f"Uses the active armature: {name}" if name else
                          "Select an armature or pick one above", icon="INFO")  # fmt: skip
         layout.prop(panel, "preset")
+        rig = panel.target or context.active_object
+        if rig is not None and rig.type == "ARMATURE":
+            _draw_rig_check(layout, rig, panel.preset, _chars_per_line(context))
         layout.prop(panel, "root_motion")
         split = layout.split(factor=0.5)
         split.prop(panel, "foot_cleanup")
         split.prop(panel, "push_to_nla")
+        layout.prop(panel, "key_reduction")
+        if panel.key_reduction:
+            column = layout.column(align=True)
+            column.prop(panel, "key_degrees", text="Rotation (deg)")
+            column.prop(panel, "key_cm", text="Location (cm)")
         row = layout.row()
         row.scale_y = 1.4
         row.enabled = bool(panel.variation_list)
         row.operator(MOTION_OT_bake.bl_idname, icon="KEYINGSET").variation = -1
+
+
+def _draw_rig_check(layout, rig: bpy.types.Object, preset: str, width: int) -> None:
+    """The bone map a bake would use on ``rig`` and what would not show, for confirmation."""
+    from . import preferences, rig_check
+
+    box = layout.box()
+    for text, level in rig_check.summary(rig, preset, preferences.user_map_folder()):
+        draw_wrapped(box, text, STATUS_ICONS[level], level == "ERROR", width)
 
 
 classes = (KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_variations, KINETEXT_PT_bake)

@@ -37,14 +37,24 @@ def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str
     from .preferences import user_map_folder
 
     items = [(AUTO_PRESET, "Detect", "Pick the preset whose bone names the rig has")]
-    items += [(name, _label(name), bone_map.description) for name, bone_map in PRESETS.items()]
+    items += [(name, preset_label(name), m.description) for name, m in PRESETS.items()]
     items += [(n, n, "A bone map you saved") for n in user_map_names(user_map_folder())]
     _PRESET_ITEMS[:] = items
     return _PRESET_ITEMS
 
 
-def _label(name: str) -> str:
-    return {"smplx": "SMPL-X", "bandai_namco": "Bandai Namco / BVH"}.get(name, name.title())
+PRESET_LABELS = {
+    "smplx": "SMPL-X",
+    "bandai_namco": "Bandai Namco / BVH",
+    "rigify": "Rigify deform bones",
+    "rigify_fk": "Rigify FK controls",
+    "biped": "3ds Max Biped",
+}
+
+
+def preset_label(name: str) -> str:
+    """How the panel names a bone-map preset."""
+    return PRESET_LABELS.get(name, name.title())
 
 
 def _is_armature(_self: Any, obj: bpy.types.Object) -> bool:
@@ -103,6 +113,23 @@ class KINETEXT_PG_settings(bpy.types.PropertyGroup):
         name="Push to NLA", default=False,
         description="Also put the new action on an NLA strip",
     )  # fmt: skip
+    key_reduction: bpy.props.BoolProperty(
+        name="Reduce keys", default=False,
+        description="Key only the frames needed to stay within the tolerances below (off: a "
+        "key on every frame)",
+    )  # fmt: skip
+    key_degrees: bpy.props.FloatProperty(
+        name="Rotation tolerance", default=0.5, min=0.01, max=10.0, precision=2,
+        description="Degrees any bone's rotation may differ from the full bake on any frame",
+    )  # fmt: skip
+    key_cm: bpy.props.FloatProperty(
+        name="Location tolerance", default=0.5, min=0.01, max=10.0, precision=2,
+        description="Centimetres any bone's location may differ from the full bake",
+    )  # fmt: skip
+    speed: bpy.props.FloatProperty(
+        name="Speed", default=1.5, min=0.25, max=4.0, step=10, precision=2,
+        description="Retime factor: 2 plays the variation twice as fast, 0.5 at half speed",
+    )  # fmt: skip
 
     variation_list: bpy.props.CollectionProperty(type=KINETEXT_PG_variation)
     active_variation: bpy.props.IntProperty(name="Variation", default=0)
@@ -121,6 +148,11 @@ def runtime(context: bpy.types.Context) -> KINETEXT_PG_runtime:
 
 def settings(context: bpy.types.Context) -> KINETEXT_PG_settings:
     return context.scene.kinetext
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    """The scene's frame rate in frames per second (29.97 is 30 / 1.001)."""
+    return scene.render.fps / scene.render.fps_base
 
 
 def set_status(context: bpy.types.Context, text: str, level: str = "INFO") -> None:

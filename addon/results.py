@@ -1,10 +1,12 @@
 """Where generated clips live between Generate and Bake.
 
-The scene's variation list holds only a key per clip (bpy properties cannot hold arrays of
-this size cheaply); the arrays live here, in memory, and in a small ``.npz`` per clip in the
-extension's user folder. Undo and redo restore list entries whose keys must still resolve,
-and a saved .blend reopened later finds its clips again on disk. The cache keeps only the
-newest ``KEEP`` clips so it cannot grow without bound.
+Each entry of the scene's variation list carries its clip inside the .blend: the joints
+(T, 22, 3) and the foot contacts (T, 4) as float32 ID-property arrays on the list entry
+(``embed``), so a saved or shared file, undo and redo all keep every variation whatever
+happens to this computer's cache (about 280 bytes a frame: 55 KB for a 10 s clip). The
+full 263-dim features are kept only here, in memory and in a small ``.npz`` per clip in
+the extension's user folder, a cache of the newest ``KEEP`` clips; nothing in the add-on
+needs them once a clip is listed (a bake uses the joints and the contacts).
 """
 
 from __future__ import annotations
@@ -26,19 +28,31 @@ KEEP = 64  # clips kept on disk; older ones are deleted when new ones arrive
 class Clip:
     """One generated clip.
 
-    joints: (T, 22, 3) float32 metres, Y up (HumanML3D). features: (T, 263) float32.
+    joints: (T, 22, 3) float32 metres, Y up (HumanML3D). features: (T, 263) float32, or
+    None for a clip read back from a .blend or derived from another (mirrored, looped,
+    retimed); contacts: (T, 4) foot contacts when features is None.
     """
 
     joints: np.ndarray
-    features: np.ndarray
+    features: np.ndarray | None
     fps: int
     prompt: str
     seed: int
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # plain JSON values
+    contacts: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
         return int(self.joints.shape[0])
+
+    @property
+    def foot_contacts(self) -> np.ndarray | None:
+        """(T, 4) left ankle, left toe, right ankle, right toe contacts (1 = planted)."""
+        if self.features is not None:
+            from ..engine.features import FOOT_CONTACT  # needs scipy: not at registration
+
+            return np.asarray(self.features[:, FOOT_CONTACT], np.float32)
+        return self.contacts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +131,12 @@ def _write(folder: Path, key: str, clip: Clip) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{key}.partial.npz"
     meta = {"fps": clip.fps, "prompt": clip.prompt, "seed": clip.seed, "info": clip.info}
-    np.savez_compressed(
-        partial, joints=clip.joints, features=clip.features, meta=np.array(json.dumps(meta))
-    )
+    arrays = {"joints": clip.joints, "meta": np.array(json.dumps(meta))}
+    if clip.features is not None:
+        arrays["features"] = clip.features
+    else:
+        arrays["contacts"] = clip.foot_contacts
+    np.savez_compressed(partial, **arrays)
     partial.replace(folder / f"{key}.npz")  # atomic: a reader never sees half a file
 
 
@@ -127,12 +144,52 @@ def _read(path: Path) -> Clip:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
+            features = np.asarray(data["features"], np.float32) if "features" in data else None
+            contacts = np.asarray(data["contacts"], np.float32) if "contacts" in data else None
             return Clip(
-                np.asarray(data["joints"], np.float32), np.asarray(data["features"], np.float32),
-                int(meta["fps"]), str(meta["prompt"]), int(meta["seed"]), meta.get("info", {}),
+                np.asarray(data["joints"], np.float32), features, int(meta["fps"]),
+                str(meta["prompt"]), int(meta["seed"]), meta.get("info", {}), contacts,
             )  # fmt: skip
     except (OSError, ValueError, KeyError) as error:
         raise MotionError(f"{path}: cannot read the stored motion ({error})") from error
+
+
+# ---- inside the .blend ---------------------------------------------------------------------
+
+_JOINTS, _CONTACTS, _META = "kinetext_joints", "kinetext_contacts", "kinetext_clip"
+
+
+def embed(item: Any, clip: Clip) -> None:
+    """Store ``clip`` on the list entry ``item`` (ID properties: saved with the file)."""
+    item[_JOINTS] = np.ascontiguousarray(clip.joints, np.float32).ravel()
+    contacts = clip.foot_contacts
+    if contacts is None:
+        contacts = np.zeros((clip.frames, 4), np.float32)
+    item[_CONTACTS] = np.ascontiguousarray(contacts, np.float32).ravel()
+    item[_META] = json.dumps(
+        {"fps": clip.fps, "prompt": clip.prompt, "seed": clip.seed, "info": clip.info}
+    )
+
+
+def embedded(item: Any) -> Clip | None:
+    """The clip stored on ``item`` by ``embed``, or None (an entry from an older file)."""
+    if _JOINTS not in item or _META not in item:
+        return None
+    meta = json.loads(item[_META])
+    joints = np.frombuffer(item[_JOINTS], dtype=np.float32).reshape(-1, 22, 3).copy()
+    contacts = np.frombuffer(item[_CONTACTS], dtype=np.float32).reshape(-1, 4).copy()
+    return Clip(joints, None, int(meta["fps"]), str(meta["prompt"]), int(meta["seed"]),
+                meta.get("info", {}), contacts)  # fmt: skip
+
+
+def clip_of(item: Any, folder: Path | None) -> Clip:
+    """The clip of a list entry: from memory, else from the .blend, else from the cache."""
+    clip = _MEMORY.get(item.key)
+    if clip is None:
+        clip = embedded(item)
+        if clip is not None:
+            _MEMORY[item.key] = clip
+    return clip if clip is not None else get(item.key, folder)
 
 
 def _prune(folder: Path, keep: int) -> None:

@@ -26,7 +26,7 @@ from ..engine.smpl_body import find_model_file, smplx_installed
 from . import deps, jobs, preferences, results
 from .operators import BackgroundJobOperator, export_name, redraw, results_folder, variation
 from .panel import CATEGORY, _chars_per_line, draw_wrapped
-from .properties import runtime, set_status, settings
+from .properties import runtime, scene_fps, set_status, settings
 
 FIT_LABEL = "body fit"
 SMPLX_MISSING = (
@@ -182,8 +182,7 @@ def build_fit_request(op: bpy.types.Operator, context: bpy.types.Context) -> Fit
     item, clip = variation(context, op.variation)
     from ..engine.joint_map import resample
 
-    render = context.scene.render
-    fps = render.fps / render.fps_base
+    fps = scene_fps(context.scene)
     joints = np.asarray(clip.joints, dtype=np.float64)
     if abs(fps - clip.fps) > 1e-6:  # fit at the scene's rate: the bake keys every frame
         joints = resample(joints, clip.fps, fps)

@@ -17,6 +17,9 @@ PLANTED = 0.5
 """Contact feature value above which a foot joint counts as planted."""
 HINT_WEIGHT = 0.2
 """Weight (in thigh lengths) of the bend hint against the knee's own offset from the line."""
+FLOOR_SNAP = 0.05
+"""Metres: a planted run whose pin is this close to the floor is put on the floor (a foot
+planted higher stands on something, a stair or a box, and keeps its height)."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,17 @@ class LegChain:
     toe: int | None
     ankle_contact: int
     toe_contact: int
+    ankle_floor: float | None = None
+    """Height (Y) the ankle has standing on the floor (the rig's rest height); None: the
+    planted ankle keeps its own height."""
+    toe_floor: float | None = None
 
 
 def pin_feet(
-    positions: np.ndarray, contacts: np.ndarray, legs: Sequence[LegChain], blend: int = 3,
+    positions: np.ndarray,
+    contacts: np.ndarray,
+    legs: Sequence[LegChain],
+    blend: int = 3,
     fps: float | None = None,
 ) -> np.ndarray:
     """Hold each planted ankle still and re-solve its leg; positions (T, J, 3), Y up.
@@ -45,26 +55,69 @@ def pin_feet(
     ``fps`` (the clip's frame rate) holds each run where the foot stood instead
     (``_stance_pins``), for a generator's contacts: its runs of "planted" frames start and
     end while the foot already moves several cm a frame, and pulling it to the run's mean
-    made the foot jump by 10-15 cm when the run ended.
+    made the foot jump by 10-15 cm when the run ended. With the legs' floors given (a rig's
+    rest heights), a run held within FLOOR_SNAP of its floor is held on it, no ankle or toe
+    goes below its floor on any frame, and the foot keeps its length (a held toe lifts the
+    heel: the ankle goes to the foot's length from it).
     """
     out = np.array(positions, dtype=np.float64)
 
-    def pins_of(path: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
+    def pins_of(path: np.ndarray, column: int, floor: float | None) -> tuple[np.ndarray, ...]:
         if fps is not None:
-            return _stance_pins(path, contacts[:, column], fps, blend)
-        return _pins(path, contacts[:, column] > PLANTED, blend)
+            weight, pins = _stance_pins(path, contacts[:, column], fps, blend)
+        else:
+            weight, pins = _pins(path, contacts[:, column] > PLANTED, blend)
+        if floor is not None:
+            near = (weight > 0) & (np.abs(pins[:, 1] - floor) < FLOOR_SNAP)
+            pins[near, 1] = floor
+        return weight, pins
 
     for leg in legs:
         ankle = out[:, leg.ankle].copy()
-        weight, pins = pins_of(ankle, leg.ankle_contact)
-        target = ankle + weight[:, None] * (pins - ankle)
+        weight, pins = pins_of(ankle, leg.ankle_contact, leg.ankle_floor)
+        target = _above(ankle + weight[:, None] * (pins - ankle), leg.ankle_floor)
         hint = None if leg.toe is None else out[:, leg.toe] - ankle
         knee, reached = two_bone_ik(out[:, leg.hip], out[:, leg.knee], ankle, target, hint)
         out[:, leg.knee], out[:, leg.ankle] = knee, reached
-        if leg.toe is not None:
-            toe = out[:, leg.toe] + (reached - ankle)
-            weight, pins = pins_of(toe, leg.toe_contact)
-            out[:, leg.toe] = toe + weight[:, None] * (pins - toe)
+        if leg.toe is None:
+            continue
+        toe = out[:, leg.toe] + (reached - ankle)
+        held = weight >= 1.0  # (T,) frames whose ankle is pinned outright
+        weight, pins = pins_of(toe, leg.toe_contact, leg.toe_floor)
+        toe_target = _above(toe + weight[:, None] * (pins - toe), leg.toe_floor)
+        if leg.toe_floor is None:  # joints without a rig's floor: the toe is simply held
+            out[:, leg.toe] = toe_target
+            continue
+        foot = np.linalg.norm(toe - reached, axis=-1, keepdims=True)  # (T, 1) its length
+        # On a rig's floor the foot keeps its length: a held toe with a free ankle lifts the
+        # heel, the ankle at the foot's length from the toe; otherwise the foot turns about
+        # its ankle towards the toe's target, at the target's height where it reaches.
+        lift = (weight > 0) & ~held
+        heel = np.where(lift[:, None], toe_target + foot * _unit(reached - toe_target), reached)
+        knee, placed = two_bone_ik(out[:, leg.hip], out[:, leg.knee], reached, heel, toe - reached)
+        out[:, leg.knee], out[:, leg.ankle] = knee, placed
+        out[:, leg.toe] = np.where(lift[:, None], toe_target, _reach(placed, toe_target, foot))
+    return out
+
+
+def _reach(ankle: np.ndarray, target: np.ndarray, foot: np.ndarray) -> np.ndarray:
+    """The toe (T, 3) at distance foot (T, 1) from the ankle, at the target's height where
+    the foot reaches it, towards the target over the floor."""
+    rise = np.clip(target[:, 1:2] - ankle[:, 1:2], -foot, foot)  # (T, 1)
+    flat = (target - ankle) * np.array([1.0, 0.0, 1.0])
+    return ankle + _unit(flat) * np.sqrt(foot**2 - rise**2) + rise * np.array([0.0, 1.0, 0.0])
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _above(points: np.ndarray, floor: float | None) -> np.ndarray:
+    """points (T, 3) with heights below ``floor`` raised to it (None: as they are)."""
+    if floor is None:
+        return points
+    out = points.copy()
+    out[:, 1] = np.maximum(out[:, 1], floor)
     return out
 
 
@@ -148,7 +201,10 @@ def _pins(path: np.ndarray, planted: np.ndarray, blend: int) -> tuple[np.ndarray
 
 
 def two_bone_ik(
-    hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
+    hip: np.ndarray,
+    knee: np.ndarray,
+    ankle: np.ndarray,
+    target: np.ndarray,
     hint: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Knee and ankle (T, 3) putting the ankle at target (or as near as the leg reaches).

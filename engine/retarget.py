@@ -18,9 +18,12 @@ The steps, all in a "character frame" (Y up, metres, the frame the joints live i
    the unmapped bones between mapped ones, which stay at rest. Quaternion signs are made
    continuous in time.
 
-Motion is placed at the armature object's location and keeps its world facing (frame 0
-faces Blender's -Y, HumanML3D's +Z); joints go from Y up to Blender's Z up by
-(x, y, z) -> (x, -z, y) and from metres to scene units by ``scale``.
+The motion lives in the rig's own frame: its up, left and forward axes are read from its
+rest pose in armature space (pelvis to head, right to left hip), so a rig turned or moved
+as an object walks along its own forward from its own origin, and an FBX import's Y-up
+armature space works as a Z-up one does. Joints go to metres -> scene units by ``scale``.
+The feet end on the rig's floor: one height shift for the clip puts the rig's lowest foot
+joint, on the frames where the clip's feet are on the ground, at its own rest height.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import MotionError
-from .foot_cleanup import LegChain, pin_feet
+from .foot_cleanup import PLANTED, LegChain, pin_feet
 from .quaternion import matrix_to_quat, quat_to_matrix
 from .retarget_presets import (
     PRESETS,
@@ -45,7 +48,12 @@ from .retarget_presets import (
     save_user_map,
     user_map_names,
 )
-from .rig_pose import forward_kinematics, local_from_global, rotations_from_joints
+from .rig_pose import (
+    canonical_rest_joints,
+    forward_kinematics,
+    local_from_global,
+    rotations_from_joints,
+)
 from .skeleton import FOOT_LEFT, FOOT_RIGHT, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 __all__ = [  # the bone-map API lives in retarget_presets; one import serves the add-on
@@ -65,6 +73,10 @@ _LEGS = (  # hip, knee, ankle, toe, ankle contact column, toe contact column
     (2, 5, FOOT_RIGHT[0], FOOT_RIGHT[1], 2, 3),
 )
 _HIP_JOINTS, _SHOULDER_JOINTS = (1, 2), (16, 17)
+_FOOT_JOINTS = FOOT_LEFT + FOOT_RIGHT  # ankles and toes
+_CANONICAL_REST = canonical_rest_joints()  # (22, 3) the skeleton generated clips stand on
+GROUND_LIFT_LIMIT = 0.05
+"""Metres: a clip whose feet float less than this over its floor is put on the floor."""
 
 
 @dataclass
@@ -130,9 +142,13 @@ class PoseTracks:
 
 
 class _Frame:
-    """Conversions between armature space and the character frame (Y up, metres)."""
+    """Conversions between armature space and the character frame (Y up, metres).
 
-    def __init__(self, object_matrix: np.ndarray, scale: float):
+    axes: (3, 3) rows = the rig's left, up and forward in armature space (orthonormal);
+    None: armature space read as Blender's convention (Z up, facing -Y).
+    """
+
+    def __init__(self, object_matrix: np.ndarray, scale: float, axes: np.ndarray | None = None):
         lin = object_matrix[:3, :3]
         det = np.linalg.det(lin)
         size = abs(det) ** (1.0 / 3.0)
@@ -142,15 +158,54 @@ class _Frame:
             )
         if not scale > 0:
             raise MotionError(f"scene unit scale must be positive, got {scale}")
-        self.lin, self.scale = lin, scale
-        self.rot = Y_UP_FROM_Z_UP @ lin / size  # (3, 3) armature directions -> character
-        self.to_arm = lin.T / size**2 @ Y_UP_FROM_Z_UP.T * scale  # lin^-1 = lin^T / size^2
+        self.rot = Y_UP_FROM_Z_UP if axes is None else axes  # armature dirs -> character
+        self.per_unit = size / scale  # metres per armature unit
+        self.to_arm = self.rot.T / self.per_unit
 
     def to_character(self, points: np.ndarray) -> np.ndarray:
-        return points @ (Y_UP_FROM_Z_UP @ self.lin).T / self.scale
+        return points @ self.rot.T * self.per_unit
 
     def to_armature(self, points: np.ndarray) -> np.ndarray:
         return points @ self.to_arm.T
+
+
+def rig_axes(heads: np.ndarray, mapped: Sequence[int]) -> np.ndarray | None:
+    """(3, 3) rows: the rig's left, up, forward in armature space, from its rest heads.
+
+    heads: (M, 3) armature-space rest heads of the mapped joints ``mapped``. Up runs from the
+    pelvis to the highest mapped spine/head joint, left from the right to the left hip (or
+    shoulder, collar). Each snaps to the nearest armature axis within 20 degrees (rigs are
+    built along their axes; a leaning spine must not tilt the motion). None when the rest
+    pose has no such joints.
+    """
+    where = {j: i for i, j in enumerate(mapped)}
+    top = next((j for j in (15, 12, 9, 6, 3) if j in where), None)
+    pair = next((p for p in (_HIP_JOINTS, _SHOULDER_JOINTS, (13, 14)) if set(p) <= set(where)),
+                None)  # fmt: skip
+    if top is None or pair is None:
+        return None
+    up = _snap(heads[where[top]] - heads[where[0]])
+    left = heads[where[pair[0]]] - heads[where[pair[1]]]
+    if up is None or np.linalg.norm(left - up * (left @ up)) < 1e-9:
+        return None
+    left = _snap(left - up * (left @ up))
+    left = left - up * (left @ up)
+    left /= np.linalg.norm(left)
+    return np.stack([left, up, np.cross(left, up)])
+
+
+def _snap(v: np.ndarray, degrees: float = 20.0) -> np.ndarray | None:
+    """Unit ``v``, or the armature axis it lies within ``degrees`` of; None for a zero v."""
+    length = np.linalg.norm(v)
+    if length < 1e-9:
+        return None
+    v = v / length
+    axis = int(np.argmax(np.abs(v)))
+    if abs(v[axis]) >= np.cos(np.radians(degrees)):
+        snapped = np.zeros(3)
+        snapped[axis] = np.sign(v[axis])
+        return snapped
+    return v
 
 
 def retarget(
@@ -162,28 +217,32 @@ def retarget(
     scale: float = 1.0,
     contacts: np.ndarray | None = None,
     match_joints: bool = False,
+    foot_cleanup: bool = True,
 ) -> PoseTracks:
     """Pose-bone tracks that make the rig follow joints (T, 22, 3), metres, Y up.
 
     scale: scene units per metre (1 / ``unit_settings.scale_length``). contacts: (T, 4) or
-    (T-1, 4) foot contact features (left ankle, left foot, right ankle, right foot) to pin
-    planted feet; None = no clean-up. match_joints: give every mapped bone a location too,
-    so heads land on the joints exactly whatever their bone lengths (the canonical armature
-    showing a clip as generated); the root path is then not rescaled.
+    (T-1, 4) foot contact features (left ankle, left foot, right ankle, right foot): they
+    say which frames stand on the floor, and with ``foot_cleanup`` planted feet are pinned;
+    None = floor frames from the feet's heights, no clean-up. match_joints: give every
+    mapped bone a location too, so heads land on the joints exactly whatever their bone
+    lengths (the canonical armature showing a clip as generated); the root path is then
+    neither rescaled nor grounded.
     """
     joints = _check_joints(joints)
     if root_motion not in ROOT_MOTION_MODES:
         raise MotionError(f"root motion must be one of {', '.join(ROOT_MOTION_MODES)}")
     rest, notes = target_rest, []
-    frame = _Frame(rest.object_matrix, scale)
     by_joint = resolve_bones(bone_map, rest.names)
     mapped = [j for j in range(NUM_JOINTS) if JOINT_NAMES[j] in by_joint]  # (M,)
     bone_of = [rest.index(by_joint[JOINT_NAMES[j]]) for j in mapped]
     rparents = _reduced_parents(mapped)
+    frame = _Frame(rest.object_matrix, scale, rig_axes(rest.heads[bone_of], mapped))
     rest_pos = frame.to_character(rest.heads[bone_of])  # (M, 3)
     offsets = rest_pos - rest_pos[np.maximum(rparents, 0)]  # (M, 3), root row 0
     hints = _twist_hints(rest_pos, mapped, rparents)
     root_bone = _root_bone(rest, bone_map, bone_of[0]) if root_motion == "root_bone" else None
+    contacts = None if contacts is None else _check_contacts(contacts, len(joints))
 
     if root_motion == "in_place":
         joints = joints - joints[:, :1] * np.array([1.0, 0.0, 1.0])
@@ -195,10 +254,11 @@ def retarget(
         glob = rotations_from_joints(joints[:, mapped], rparents, offsets, hints)
         local = local_from_global(glob, rparents)
         pos = forward_kinematics(local, joints[:, 0] * ratio, rparents, offsets)
-    if contacts is not None and root_motion == "in_place":
+        pos[..., 1] += _floor_shift(joints, pos, rest_pos, mapped, ratio, contacts, notes)
+    if contacts is not None and foot_cleanup and root_motion == "in_place":
         notes.append("foot clean-up skipped: feet must slide when the motion stays in place")
-    elif contacts is not None:
-        pos = pin_feet(pos, _check_contacts(contacts, len(joints)), _leg_chains(mapped, rparents))
+    elif contacts is not None and foot_cleanup:
+        pos = pin_feet(pos, contacts, _leg_chains(mapped, rparents, rest_pos[:, 1]))
         glob = None
     if glob is None:
         glob = rotations_from_joints(pos, rparents, offsets, hints)
@@ -343,6 +403,43 @@ def _leg_ratio(joints: np.ndarray, rest_pos: np.ndarray, mapped, notes: list[str
     return 1.0
 
 
+def _floor_shift(
+    joints: np.ndarray,
+    pos: np.ndarray,
+    rest_pos: np.ndarray,
+    mapped: Sequence[int],
+    ratio: float,
+    contacts: np.ndarray | None,
+    notes: list[str],
+) -> float:
+    """Metres to raise the rig's joints pos (T, M, 3) by so that its feet meet its floor.
+
+    A foot's clearance is its lowest mapped foot joint's height above that joint's rest
+    height (the rig's rest heights for ``pos``, the canonical skeleton's for ``joints``).
+    On the clip's floor frames (planted contacts, else the frames within 2 cm of its lowest
+    clearance) the rig's clearance is made the clip's scaled by ``ratio``, less the clip's
+    own float (the planted frames' median clearance, else the lowest): generated feet
+    hovering or sinking a few cm stand on the floor. A clip that never comes
+    within GROUND_LIFT_LIMIT of its floor (a dive, a jump cut short) keeps its height.
+    """
+    where = {j: i for i, j in enumerate(mapped)}
+    feet = [j for j in _FOOT_JOINTS if j in where]
+    if not feet:
+        return 0.0
+    cols = [where[j] for j in feet]
+    rig = (pos[:, cols, 1] - rest_pos[cols, 1]).min(axis=1)  # (T,)
+    src = (joints[:, feet, 1] - _CANONICAL_REST[feet, 1]).min(axis=1)  # (T,)
+    floor = None if contacts is None else (contacts > PLANTED).any(axis=1)
+    if floor is not None and floor.any():
+        lift = float(np.median(src[floor]))
+    else:  # no contacts: the clip's lowest foot is its floor (HumanML3D's own convention)
+        floor, lift = src <= src.min() + 0.02, float(src.min())
+    if lift > GROUND_LIFT_LIMIT:
+        notes.append(f"the clip's feet stay {100 * lift:.0f} cm above its floor: kept so")
+        lift = 0.0
+    return float(np.median(ratio * (src[floor] - lift) - rig[floor]))
+
+
 def _root_bone(rest: RestPose, bone_map: BoneMap, hips: int) -> int:
     """The bone that carries floor motion in "root_bone" mode: the map's, or the hips' top."""
     named = resolve_root(bone_map, rest.names)
@@ -369,8 +466,13 @@ def _ancestor_closed(parents: Sequence[int], bones: Sequence[int]) -> list[int]:
     return sorted(keep)
 
 
-def _leg_chains(mapped: Sequence[int], rparents: Sequence[int]) -> list[LegChain]:
-    """Legs whose hip, knee and ankle are mapped as one chain (the toe is optional)."""
+def _leg_chains(
+    mapped: Sequence[int], rparents: Sequence[int], rest_heights: np.ndarray | None = None
+) -> list[LegChain]:
+    """Legs whose hip, knee and ankle are mapped as one chain (the toe is optional).
+
+    rest_heights: (M,) each mapped joint's rest height, where planted feet are pinned.
+    """
     where = {j: i for i, j in enumerate(mapped)}
     out = []
     for hip, knee, ankle, toe, ca, ct in _LEGS:
@@ -378,5 +480,10 @@ def _leg_chains(mapped: Sequence[int], rparents: Sequence[int]) -> list[LegChain
             continue
         if rparents[where[knee]] != where[hip] or rparents[where[ankle]] != where[knee]:
             continue
-        out.append(LegChain(where[hip], where[knee], where[ankle], where.get(toe), ca, ct))
+        floors = [
+            None if rest_heights is None or j not in where else float(rest_heights[where[j]])
+            for j in (ankle, toe)
+        ]
+        out.append(LegChain(where[hip], where[knee], where[ankle], where.get(toe), ca, ct,
+                            *floors))  # fmt: skip
     return out

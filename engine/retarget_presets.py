@@ -4,15 +4,18 @@ A BoneMap names, for canonical (SMPL-order) joints, the target bone whose *head*
 joint: Mixamo's ``LeftUpLeg`` starts at the left hip, so ``left_hip -> LeftUpLeg``. A map
 may leave joints out where the rig has no bone there (the Bandai Namco skeleton has one
 spine bone fewer); the pelvis is always needed because everything hangs from it. Names
-compare without case and without a namespace prefix, so ``mixamorig:Hips``,
-``mixamorig1:Hips`` and ``Hips`` all match the Mixamo preset. User maps are saved as JSON.
+compare exactly first, then without case and namespace (``mixamorig1:Hips`` is ``Hips``),
+then loosely (``fuzzy_key``): without a rig prefix (``mixamorig_``, ``Bip01``), case,
+separators or leading zeros, with the side written any common way (``LeftUpLeg``,
+``UpLeg.L``, ``upleg_l``, ``L UpLeg``). User maps are saved as JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,21 +78,62 @@ def bone_key(name: str) -> str:
     return name.rsplit(":", 1)[-1].strip().lower()
 
 
+_RIG_PREFIX = re.compile(r"^(mixamorig\d*|bip\d+)(?=[\s_.\-]|[A-Z]|$)", re.IGNORECASE)
+_SIDES = {"l": "l", "left": "l", "r": "r", "right": "r"}
+_TOKEN = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def fuzzy_key(name: str) -> str:
+    """How names compare loosely: "side:core", e.g. "l:upleg" for ``mixamorig1:LeftUpLeg``,
+    ``UpLeg.L``, ``upleg_l``, ``L_UpLeg`` or ``Bip01 L UpLeg``; "" for a prefix alone.
+
+    The namespace (``x:``, ``x|``) and a rig prefix (mixamorig, Bip01) go; the rest splits
+    into words at separators, case changes and digits; a first or last word l/left/r/right
+    is the side; numbers lose leading zeros (``spine_01`` is ``Spine1``).
+    """
+    base = _RIG_PREFIX.sub("", re.split(r"[:|]", name)[-1].strip())
+    words = [w.lower() for w in _TOKEN.findall(base)]
+    words = [str(int(w)) if w.isdigit() else w for w in words]
+    side = ""
+    for at in (0, -1):
+        if len(words) > 1 and words[at] in _SIDES:
+            side = _SIDES[words.pop(at)]
+            break
+    core = "".join(words)
+    return f"{side}:{core}" if core else ""
+
+
+class NameIndex:
+    """A rig's bone names, found by exact name, then ``bone_key``, then ``fuzzy_key``."""
+
+    def __init__(self, bone_names: Iterable[str]):
+        self.names = list(bone_names)
+        self._exact = set(self.names)
+        self._loose: dict[str, str] = {}
+        self._fuzzy: dict[str, str] = {}
+        for n in self.names:
+            self._loose.setdefault(bone_key(n), n)
+            if fuzzy_key(n):
+                self._fuzzy.setdefault(fuzzy_key(n), n)
+
+    def find(self, wanted: str) -> str | None:
+        """The rig's bone for a map's bone name ``wanted``, or None."""
+        if wanted in self._exact:
+            return wanted
+        return self._loose.get(bone_key(wanted)) or self._fuzzy.get(fuzzy_key(wanted) or "-")
+
+
 def resolve_bones(bone_map: BoneMap, bone_names: Iterable[str]) -> dict[str, str]:
     """Canonical joint -> the rig's own bone name, for every joint the map names.
 
-    An exact name wins over a case/namespace-insensitive match. Raises MotionError listing
-    every mapped bone the rig lacks.
+    An exact name wins over a case/namespace-insensitive match, which wins over a loose
+    one (``fuzzy_key``). Raises MotionError listing every mapped bone the rig lacks.
     """
-    names = list(bone_names)
-    exact = set(names)
-    loose: dict[str, str] = {}
-    for n in names:
-        loose.setdefault(bone_key(n), n)
+    index = NameIndex(bone_names)
     out, missing = {}, []
     for joint, bone in bone_map.bones.items():
-        found = bone if bone in exact else loose.get(bone_key(bone))
-        if found is None:
+        found = index.find(bone)
+        if found is None or found in out.values():
             missing.append(f"{bone} ({joint})")
         else:
             out[joint] = found
@@ -105,8 +149,7 @@ def resolve_root(bone_map: BoneMap, bone_names: Iterable[str]) -> str | None:
     """The rig's name for the map's root bone, or None when the map has none or it is absent."""
     if bone_map.root is None:
         return None
-    wanted = bone_key(bone_map.root)
-    return next((n for n in bone_names if bone_key(n) == wanted), None)
+    return NameIndex(bone_names).find(bone_map.root)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -167,6 +210,61 @@ RIGIFY = BoneMap(
                     _LIMBS,
                     ("DEF-thigh.{}", "DEF-shin.{}", "DEF-foot.{}", "DEF-toe.{}")
                     + ("DEF-shoulder.{}", "DEF-upper_arm.{}", "DEF-forearm.{}", "DEF-hand.{}"),
+                    strict=True,
+                )
+            ),
+            "L",
+            "R",
+        ),
+    },
+)
+
+RIGIFY_FK = BoneMap(
+    name="rigify_fk",
+    description=(
+        "Rigify's FK controls (torso, spine_fk.002, thigh_fk.L ...): keys you can edit, which "
+        "the rig's constraints carry to its deform bones. Set the limbs' IK-FK switches to FK."
+    ),
+    root="root",
+    bones={
+        "pelvis": "torso",
+        "spine2": "spine_fk.002",
+        "spine3": "spine_fk.003",
+        "neck": "neck",
+        "head": "head",
+        **_sided(
+            dict(
+                zip(
+                    _LIMBS,
+                    ("thigh_fk.{}", "shin_fk.{}", "foot_fk.{}", "toe_fk.{}")
+                    + ("shoulder.{}", "upper_arm_fk.{}", "forearm_fk.{}", "hand_fk.{}"),
+                    strict=True,
+                )
+            ),
+            "L",
+            "R",
+        ),
+    },
+)
+
+BIPED = BoneMap(
+    name="biped",
+    description="3ds Max Biped naming (Bip01 Pelvis, Bip01 L Thigh ...; Bip001 too).",
+    root="Bip01",
+    bones={
+        "pelvis": "Bip01 Pelvis",
+        "spine1": "Bip01 Spine",
+        "spine2": "Bip01 Spine1",
+        "spine3": "Bip01 Spine2",
+        "neck": "Bip01 Neck",
+        "head": "Bip01 Head",
+        **_sided(
+            dict(
+                zip(
+                    _LIMBS,
+                    ("Bip01 {} Thigh", "Bip01 {} Calf", "Bip01 {} Foot", "Bip01 {} Toe0")
+                    + ("Bip01 {} Clavicle", "Bip01 {} UpperArm", "Bip01 {} Forearm")
+                    + ("Bip01 {} Hand",),
                     strict=True,
                 )
             ),
@@ -237,51 +335,97 @@ BANDAI_NAMCO = BoneMap(
     },
 )
 
-PRESETS: dict[str, BoneMap] = {m.name: m for m in (MIXAMO, RIGIFY, UNREAL, SMPLX, BANDAI_NAMCO)}
+PRESETS: dict[str, BoneMap] = {
+    m.name: m for m in (MIXAMO, RIGIFY, RIGIFY_FK, UNREAL, SMPLX, BANDAI_NAMCO, BIPED)
+}
 
 
-def detect_preset(bone_names: Iterable[str]) -> BoneMap:
-    """The preset whose bones the rig has, the most of them when several fit.
+@dataclass(frozen=True)
+class PresetFit:
+    """How a preset fits a rig: found (joint -> the rig's bone), missing (the preset's bone
+    names the rig lacks), loose (joints found only by ``fuzzy_key``), blocked (found bones
+    that cannot take keys, e.g. driven by constraints)."""
 
-    Raises MotionError when none fits completely, naming the closest preset and the bones
-    it misses, so the user knows whether to rename bones or edit a map.
-    """
-    have = {bone_key(n) for n in bone_names}
-    scored = []
+    preset: BoneMap
+    found: dict[str, str]
+    missing: list[str]
+    loose: list[str]
+    blocked: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def as_map(self, name: str | None = None) -> BoneMap:
+        """The preset in the rig's own spelling (what ``detect_preset`` hands to a bake)."""
+        root = self.preset.root
+        return BoneMap(name or self.preset.name, self.found, self.preset.description, root)
+
+
+def rank_presets(bone_names: Iterable[str], blocked: Collection[str] = ()) -> list[PresetFit]:
+    """Every preset's fit to the rig, best first: complete fits with no blocked bone, then
+    complete ones, then by the share of bones found (more bones first on ties)."""
+    names = list(bone_names)
+    index = NameIndex(names)
+    fits = []
     for preset in PRESETS.values():
-        wanted = list(preset.bones.values())
-        missing = [b for b in wanted if bone_key(b) not in have]
-        scored.append((len(missing) / len(wanted), -len(wanted), preset, missing))
-    scored.sort(key=lambda s: s[:2])
-    _, _, best, missing = scored[0]
-    if not missing:
-        return best
+        found, missing, loose = {}, [], []
+        for joint, bone in preset.bones.items():
+            hit = index.find(bone)
+            if hit is None or hit in found.values():
+                missing.append(bone)
+                continue
+            found[joint] = hit
+            if hit != bone and bone_key(hit) != bone_key(bone):
+                loose.append(joint)
+        stuck = [b for b in found.values() if b in blocked]
+        fits.append(PresetFit(preset, found, missing, loose, stuck))
+
+    def order(fit: PresetFit) -> tuple:
+        share = len(fit.missing) / len(fit.preset.bones)
+        return (share > 0, bool(fit.blocked), share, len(fit.loose), -len(fit.preset.bones))
+
+    return sorted(fits, key=order)
+
+
+def detect_preset(bone_names: Iterable[str], blocked: Collection[str] = ()) -> BoneMap:
+    """The preset whose bones the rig has (names matched loosely), in the rig's spelling.
+
+    Presets whose bones are all free of ``blocked`` (bones whose keys would not show) win
+    over those that are not, then the most bones. Raises MotionError when none fits
+    completely, naming the closest preset and the bones it misses, so the user knows
+    whether to rename bones or edit a map.
+    """
+    best = rank_presets(bone_names, blocked)[0]
+    if best.complete:
+        return best.as_map()
     raise MotionError(
-        f"no bone map preset fits this rig; the closest, '{best.name}', misses "
-        f"{len(missing)} bone(s): {', '.join(missing)}"
+        f"no bone map preset fits this rig; the closest, '{best.preset.name}', misses "
+        f"{len(best.missing)} bone(s): {', '.join(best.missing)}"
     )
 
 
-def suggest_bone_map(bone_names: Iterable[str], name: str) -> BoneMap:
+def suggest_bone_map(
+    bone_names: Iterable[str], name: str, blocked: Collection[str] = ()
+) -> BoneMap:
     """A starting point for a user's own map: the closest preset, keeping the bones found.
 
     Joints whose preset bone the rig lacks are left out for the user to fill in; names are
-    the rig's own spelling. Raises MotionError when even the pelvis is not found.
+    the rig's own spelling; among equally close presets, one free of ``blocked`` bones.
+    Raises MotionError when even the pelvis is not found.
     """
     names = list(bone_names)
-    loose = {bone_key(n): n for n in names}
-    best = max(
-        PRESETS.values(),
-        key=lambda m: sum(bone_key(b) in loose for b in m.bones.values()) / len(m.bones),
-    )
-    found = {j: loose[bone_key(b)] for j, b in best.bones.items() if bone_key(b) in loose}
-    if "pelvis" not in found:
+    fits = rank_presets(names, blocked)
+    best = min(fits, key=lambda f: len(f.missing) / len(f.preset.bones))
+    if "pelvis" not in best.found:
         raise MotionError(
-            f"no preset finds this rig's pelvis (the closest is '{best.name}', which calls it "
-            f"'{best.bones['pelvis']}'): map the bones by hand"
+            f"no preset finds this rig's pelvis (the closest is '{best.preset.name}', which "
+            f"calls it '{best.preset.bones['pelvis']}'): map the bones by hand"
         )
-    root = resolve_root(best, names)
-    return BoneMap(name, found, description=f"edited from the '{best.name}' preset", root=root)
+    root = resolve_root(best.preset, names)
+    return BoneMap(
+        name, best.found, description=f"edited from the '{best.preset.name}' preset", root=root
+    )
 
 
 # ----------------------------------------------------------------------------- user maps

@@ -89,6 +89,14 @@ def forward_kinematics(
     return pos
 
 
+def canonical_rest_joints() -> np.ndarray:
+    """(22, 3) rest joints in metres, Y up, facing +Z, the lowest joint (a toe) on y = 0."""
+    identity = np.tile([1.0, 0.0, 0.0, 0.0], (1, len(PARENTS), 1))
+    joints = forward_kinematics(identity, np.zeros((1, 3)), PARENTS, CANONICAL_OFFSETS)[0]
+    joints[:, 1] -= joints[:, 1].min()
+    return joints
+
+
 def rotations_from_joints(
     joints: np.ndarray,
     parents: Sequence[int] = PARENTS,

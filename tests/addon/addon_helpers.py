@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import bpy
 import numpy as np
 import torch
+from kinetext.engine import quaternion, rig_pose, skeleton
 
 from engine.checkpoint import save_checkpoint
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
@@ -112,3 +113,150 @@ def mixamo_rig(name: str = "Rig", drop: tuple[str, ...] = ()) -> bpy.types.Objec
             edit_bone.name = "mixamorig:" + bone
     bpy.ops.object.mode_set(mode="OBJECT")
     return obj
+
+
+# ---- rigs built the way other tools build them ---------------------------------------------
+
+TAIL_CHILD = {0: 3, 9: 12}
+NAMES, PARENTS = skeleton.JOINT_NAMES, skeleton.PARENTS
+
+
+def _mixamo_names() -> dict[str, str]:
+    from kinetext.engine.retarget import PRESETS
+
+    return {j: "mixamorig:" + b for j, b in PRESETS["mixamo"].bones.items()}
+
+
+MIXAMO = _mixamo_names()
+"""Canonical joint -> a Mixamo download's bone name."""
+
+
+def rest_joints(lengths: np.ndarray | None = None) -> np.ndarray:
+    """(22, 3) Y-up metres; bone j scaled by lengths[j]; arms turned out into a T-pose."""
+    offsets = skeleton.CANONICAL_OFFSETS * (1.0 if lengths is None else lengths[:, None])
+    one = np.tile([1.0, 0, 0, 0], (1, 22, 1))
+    joints = rig_pose.forward_kinematics(one, np.zeros((1, 3)), PARENTS, offsets)[0]
+    joints[:, 1] -= joints[:, 1].min()
+    for shoulder, chain, sign in ((16, (18, 20), 1.0), (17, (19, 21), -1.0)):
+        turn = quaternion.axis_angle_to_quat(np.array([0.0, 0, 1]), np.array(sign * np.pi / 2))
+        for j in chain:
+            joints[j] = joints[shoulder] + quaternion.qrot(turn, joints[j] - joints[shoulder])
+    return joints
+
+
+def build_rig(context, names: dict, joints: np.ndarray, fbx: bool, root: str | None = None):
+    """An armature with bone names[joint] from each joint to its child; extra end bones.
+
+    fbx: armature space Y-up centimetres under an X+90 degrees, 0.01 scale object (what
+    Blender's FBX importer makes of a Mixamo download); else Z-up metres, identity object.
+    """
+    data = bpy.data.armatures.new("rig")
+    obj = bpy.data.objects.new("rig", data)
+    context.scene.collection.objects.link(obj)
+    to_arm = (lambda p: np.asarray(p) * 100.0) if fbx else (lambda p: np.array([p[0], -p[2], p[1]]))
+    context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    rng = np.random.default_rng(7)
+    made = {}
+    if root:
+        made["root"] = data.edit_bones.new(root)
+        made["root"].head, made["root"].tail = to_arm([0, 0, 0]), to_arm([0, 0, -0.2])
+    for j, name in enumerate(NAMES):
+        kids = [c for c, p in enumerate(PARENTS) if p == j]
+        tail = (
+            joints[TAIL_CHILD.get(j, kids[0])]
+            if kids
+            else joints[j] + (joints[j] - joints[PARENTS[j]]) * 0.5
+        )
+        bone = data.edit_bones.new(names[name])
+        bone.head, bone.tail = to_arm(joints[j]), to_arm(tail)
+        bone.roll = rng.uniform(-np.pi, np.pi)
+        parent = made.get(PARENTS[j], made.get("root"))
+        if parent is not None:
+            bone.parent = parent
+            bone.use_connect = j not in (1, 2, 3, 13, 14) and PARENTS[j] >= 0  # chains connect
+        made[j] = bone
+    end = data.edit_bones.new("mixamorig:HeadTop_End")  # an unmapped leaf, as Mixamo has
+    end.head, end.tail, end.parent = (
+        made[15].tail,
+        made[15].tail + (made[15].tail - made[15].head),
+        made[15],
+    )
+    bpy.ops.object.mode_set(mode="OBJECT")
+    if fbx:
+        obj.rotation_euler = (np.pi / 2, 0, 0)
+        obj.scale = (0.01, 0.01, 0.01)
+    obj.location = (0.5, -0.3, 0.0)
+    context.view_layer.update()
+    return obj
+
+
+# ---- drawing panels headless ---------------------------------------------------------------
+
+CONTAINERS = {"row", "column", "box", "split", "grid_flow", "column_flow"}
+UILAYOUT = bpy.types.UILayout.bl_rna
+
+
+class OperatorRecord:
+    """What ``layout.operator`` returns: accepts only the operator's own properties."""
+
+    def __init__(self, idname: str, log: list):
+        module, name = idname.split(".")
+        rna = getattr(getattr(bpy.ops, module), name).get_rna_type()  # KeyError if unknown
+        object.__setattr__(self, "_props", set(rna.properties.keys()))
+        object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "idname", idname)
+
+    def __setattr__(self, name, value):
+        assert name in self._props, f"{self.idname} has no property {name!r}"
+        self._log.append(("set", self.idname, name, value))
+
+
+class RecordingLayout:
+    """Records UILayout calls into a shared log; children share the log."""
+
+    def __init__(self, log: list | None = None):
+        object.__setattr__(self, "log", [] if log is None else log)
+
+    def __setattr__(self, name, value):
+        assert name in UILAYOUT.properties, f"UILayout has no attribute {name!r}"
+        self.log.append(("attr", name, value))
+
+    def __getattr__(self, name):
+        assert name in UILAYOUT.functions, f"UILayout has no function {name!r}"
+        params = set(UILAYOUT.functions[name].parameters.keys())
+
+        def call(*args, **kwargs):
+            unknown = set(kwargs) - params
+            assert not unknown, f"UILayout.{name} has no parameters {unknown}"
+            self.log.append((name, args, kwargs))
+            if name == "prop":
+                data, prop = args[:2]
+                assert prop in data.bl_rna.properties, f"{data} has no property {prop!r}"
+            if name == "operator":
+                return OperatorRecord(args[0], self.log)
+            if name in CONTAINERS:
+                return RecordingLayout(self.log)
+            return None
+
+        return call
+
+    # queries over the log
+    def calls(self, name: str) -> list:
+        return [entry for entry in self.log if entry[0] == name]
+
+    def texts(self) -> str:
+        """All label texts as one line (wrapped messages read as written)."""
+        return " ".join(" ".join(str(c[2].get("text", "")) for c in self.calls("label")).split())
+
+    def operators(self) -> list[str]:
+        return [c[1][0] for c in self.calls("operator")]
+
+    def props(self) -> list[str]:
+        return [c[1][1] for c in self.calls("prop")]
+
+
+def draw(panel_class) -> RecordingLayout:
+    layout = RecordingLayout()
+    panel_class.draw(SimpleNamespace(layout=layout), bpy.context)
+    return layout

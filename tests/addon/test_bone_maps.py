@@ -23,8 +23,8 @@ def rig(addon):
     """A Mixamo-named rig whose hands were renamed, so no preset fits it any more."""
     clear_scene()
     obj = mixamo_rig()
-    obj.data.bones["mixamorig:LeftHand"].name = "hand.L"
-    obj.data.bones["mixamorig:RightHand"].name = "hand.R"
+    obj.data.bones["mixamorig:LeftHand"].name = "palm.L"
+    obj.data.bones["mixamorig:RightHand"].name = "palm.R"
     bpy.context.scene.kinetext.target = obj
     return obj
 
@@ -50,12 +50,12 @@ def test_saved_map_appears_in_the_list_and_bakes_the_rig(rig):
         bpy.ops.motion.bake(preset="mixamo")
     bpy.ops.motion.bone_map_load()
     pairs = bpy.context.scene.kinetext_bone_map.pairs
-    pairs[list(rows()).index("left_wrist")].bone = "hand.L"
-    pairs[list(rows()).index("right_wrist")].bone = "hand.R"
+    pairs[list(rows()).index("left_wrist")].bone = "palm.L"
+    pairs[list(rows()).index("right_wrist")].bone = "palm.R"
     bpy.context.scene.kinetext_bone_map.name = "my rig"
     assert bpy.ops.motion.bone_map_save() == {"FINISHED"}
     saved = json.loads((user_map_folder() / "my rig.json").read_text(encoding="utf-8"))
-    assert saved["bones"]["left_wrist"] == "hand.L" and len(saved["bones"]) == 22
+    assert saved["bones"]["left_wrist"] == "palm.L" and len(saved["bones"]) == 22
     assert bpy.context.scene.kinetext.preset == "my rig"  # chosen for the next bake
     assert bpy.ops.motion.bake() == {"FINISHED"}
     assert rig.animation_data.action.name == "a person waves"

@@ -5,81 +5,11 @@ every operator exists and the properties set on it are the operator's."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from addon_helpers import clear_scene, enabled, preferences  # noqa: E402
-
-CONTAINERS = {"row", "column", "box", "split", "grid_flow", "column_flow"}
-UILAYOUT = bpy.types.UILayout.bl_rna
-
-
-class OperatorRecord:
-    """What ``layout.operator`` returns: accepts only the operator's own properties."""
-
-    def __init__(self, idname: str, log: list):
-        module, name = idname.split(".")
-        rna = getattr(getattr(bpy.ops, module), name).get_rna_type()  # KeyError if unknown
-        object.__setattr__(self, "_props", set(rna.properties.keys()))
-        object.__setattr__(self, "_log", log)
-        object.__setattr__(self, "idname", idname)
-
-    def __setattr__(self, name, value):
-        assert name in self._props, f"{self.idname} has no property {name!r}"
-        self._log.append(("set", self.idname, name, value))
-
-
-class RecordingLayout:
-    """Records UILayout calls into a shared log; children share the log."""
-
-    def __init__(self, log: list | None = None):
-        object.__setattr__(self, "log", [] if log is None else log)
-
-    def __setattr__(self, name, value):
-        assert name in UILAYOUT.properties, f"UILayout has no attribute {name!r}"
-        self.log.append(("attr", name, value))
-
-    def __getattr__(self, name):
-        assert name in UILAYOUT.functions, f"UILayout has no function {name!r}"
-        params = set(UILAYOUT.functions[name].parameters.keys())
-
-        def call(*args, **kwargs):
-            unknown = set(kwargs) - params
-            assert not unknown, f"UILayout.{name} has no parameters {unknown}"
-            self.log.append((name, args, kwargs))
-            if name == "prop":
-                data, prop = args[:2]
-                assert prop in data.bl_rna.properties, f"{data} has no property {prop!r}"
-            if name == "operator":
-                return OperatorRecord(args[0], self.log)
-            if name in CONTAINERS:
-                return RecordingLayout(self.log)
-            return None
-
-        return call
-
-    # queries over the log
-    def calls(self, name: str) -> list:
-        return [entry for entry in self.log if entry[0] == name]
-
-    def texts(self) -> str:
-        """All label texts as one line (wrapped messages read as written)."""
-        return " ".join(" ".join(str(c[2].get("text", "")) for c in self.calls("label")).split())
-
-    def operators(self) -> list[str]:
-        return [c[1][0] for c in self.calls("operator")]
-
-    def props(self) -> list[str]:
-        return [c[1][1] for c in self.calls("prop")]
-
-
-def draw(panel_class) -> RecordingLayout:
-    layout = RecordingLayout()
-    panel_class.draw(SimpleNamespace(layout=layout), bpy.context)
-    return layout
+from addon_helpers import RecordingLayout, clear_scene, draw, enabled, preferences  # noqa: E402
 
 
 @pytest.fixture(scope="module")

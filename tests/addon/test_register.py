@@ -19,7 +19,8 @@ CLASSES = [
     "KINETEXT_PG_runtime", "KINETEXT_UL_variations", "KINETEXT_PT_generate",
     "KINETEXT_PT_variations", "KINETEXT_PT_bake", "MOTION_OT_generate",
     "MOTION_OT_cancel_generation", "MOTION_OT_randomize_seed", "MOTION_OT_preview",
-    "MOTION_OT_bake", "MOTION_OT_export_bvh", "MOTION_OT_clear_variations",
+    "MOTION_OT_bake", "MOTION_OT_export_bvh", "MOTION_OT_edit_variation",
+    "MOTION_OT_clear_variations",
     "MOTION_OT_install_dependencies", "KINETEXT_PG_bone_pair", "KINETEXT_PG_bone_map",
     "MOTION_OT_bone_map_load", "MOTION_OT_bone_map_save", "KINETEXT_PT_bone_map",
     "MOTION_OT_fit_body", "MOTION_OT_export_amass", "KINETEXT_PT_smpl_body",
@@ -143,4 +144,4 @@ def test_registers_and_explains_without_torch(tmp_path):
     assert "Kinetext needs torch, transformers, scipy" in lines["OUTCOME"]
     assert "Install Dependencies" in lines["OUTCOME"]
     assert lines["TORCH_IMPORTED"] == "False"
-    assert lines["PRESETS"] == "AUTO mixamo rigify unreal smplx bandai_namco"
+    assert lines["PRESETS"] == "AUTO mixamo rigify rigify_fk unreal smplx bandai_namco biped"

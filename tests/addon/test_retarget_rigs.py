@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
+
+from addon_helpers import MIXAMO, build_rig, rest_joints  # noqa: E402
+
 bake_mod = importlib.import_module("kinetext.addon.bake")
 errors = importlib.import_module("kinetext.engine.errors")
 presets = importlib.import_module("kinetext.engine.retarget_presets")
@@ -20,8 +23,6 @@ rig_pose = importlib.import_module("kinetext.engine.rig_pose")
 skeleton = importlib.import_module("kinetext.engine.skeleton")
 
 NAMES, PARENTS = skeleton.JOINT_NAMES, skeleton.PARENTS
-MIXAMO = {j: "mixamorig:" + b for j, b in presets.PRESETS["mixamo"].bones.items()}
-TAIL_CHILD = {0: 3, 9: 12}
 END_EFFECTORS = (
     "head",
     "left_wrist",
@@ -31,66 +32,6 @@ END_EFFECTORS = (
     "left_foot",
     "right_foot",
 )
-
-
-def rest_joints(lengths: np.ndarray | None = None) -> np.ndarray:
-    """(22, 3) Y-up metres; bone j scaled by lengths[j]; arms turned out into a T-pose."""
-    offsets = skeleton.CANONICAL_OFFSETS * (1.0 if lengths is None else lengths[:, None])
-    one = np.tile([1.0, 0, 0, 0], (1, 22, 1))
-    joints = rig_pose.forward_kinematics(one, np.zeros((1, 3)), PARENTS, offsets)[0]
-    joints[:, 1] -= joints[:, 1].min()
-    for shoulder, chain, sign in ((16, (18, 20), 1.0), (17, (19, 21), -1.0)):
-        turn = quaternion.axis_angle_to_quat(np.array([0.0, 0, 1]), np.array(sign * np.pi / 2))
-        for j in chain:
-            joints[j] = joints[shoulder] + quaternion.qrot(turn, joints[j] - joints[shoulder])
-    return joints
-
-
-def build_rig(context, names: dict, joints: np.ndarray, fbx: bool, root: str | None = None):
-    """An armature with bone names[joint] from each joint to its child; extra end bones.
-
-    fbx: armature space Y-up centimetres under an X+90 degrees, 0.01 scale object (what
-    Blender's FBX importer makes of a Mixamo download); else Z-up metres, identity object.
-    """
-    data = bpy.data.armatures.new("rig")
-    obj = bpy.data.objects.new("rig", data)
-    context.scene.collection.objects.link(obj)
-    to_arm = (lambda p: np.asarray(p) * 100.0) if fbx else (lambda p: np.array([p[0], -p[2], p[1]]))
-    context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    rng = np.random.default_rng(7)
-    made = {}
-    if root:
-        made["root"] = data.edit_bones.new(root)
-        made["root"].head, made["root"].tail = to_arm([0, 0, 0]), to_arm([0, 0, -0.2])
-    for j, name in enumerate(NAMES):
-        kids = [c for c, p in enumerate(PARENTS) if p == j]
-        tail = (
-            joints[TAIL_CHILD.get(j, kids[0])]
-            if kids
-            else joints[j] + (joints[j] - joints[PARENTS[j]]) * 0.5
-        )
-        bone = data.edit_bones.new(names[name])
-        bone.head, bone.tail = to_arm(joints[j]), to_arm(tail)
-        bone.roll = rng.uniform(-np.pi, np.pi)
-        parent = made.get(PARENTS[j], made.get("root"))
-        if parent is not None:
-            bone.parent = parent
-            bone.use_connect = j not in (1, 2, 3, 13, 14) and PARENTS[j] >= 0  # chains connect
-        made[j] = bone
-    end = data.edit_bones.new("mixamorig:HeadTop_End")  # an unmapped leaf, as Mixamo has
-    end.head, end.tail, end.parent = (
-        made[15].tail,
-        made[15].tail + (made[15].tail - made[15].head),
-        made[15],
-    )
-    bpy.ops.object.mode_set(mode="OBJECT")
-    if fbx:
-        obj.rotation_euler = (np.pi / 2, 0, 0)
-        obj.scale = (0.01, 0.01, 0.01)
-    obj.location = (0.5, -0.3, 0.0)
-    context.view_layer.update()
-    return obj
 
 
 def clip(num_frames=20, seed=3) -> np.ndarray:
@@ -104,7 +45,10 @@ def clip(num_frames=20, seed=3) -> np.ndarray:
     local[:, [18, 19]] = quaternion.axis_angle_to_quat(x, -rng.uniform(0.4, 1.4, (num_frames, 2)))
     t = np.arange(num_frames)
     root = np.stack([0.02 * t, 0.9 + 0.02 * np.sin(t), 0.05 * t], axis=1)
-    return rig_pose.forward_kinematics(local, root, PARENTS, skeleton.CANONICAL_OFFSETS)
+    joints = rig_pose.forward_kinematics(local, root, PARENTS, skeleton.CANONICAL_OFFSETS)
+    feet = list(skeleton.FOOT_LEFT + skeleton.FOOT_RIGHT)  # the lowest foot on the floor
+    clearance = joints[:, feet, 1] - rig_pose.canonical_rest_joints()[feet, 1]
+    return joints - np.array([0.0, clearance.min(), 0.0])
 
 
 def world_heads(context, obj, bone_names, frames) -> np.ndarray:
@@ -161,9 +105,9 @@ def test_other_proportions_keep_each_bones_direction_and_scale_the_root_by_leg_l
     legs = np.linalg.norm(rest[[5, 8]] - rest[[2, 5]], axis=-1).sum()
     ratio = legs / np.linalg.norm(skeleton.CANONICAL_OFFSETS[[5, 8]], axis=-1).sum()
     assert ratio == pytest.approx(1.2)
-    np.testing.assert_allclose(
-        heads[:, 0], z_up(joints[:, 0] * ratio) + np.array(obj.location), atol=1e-5
-    )
+    want = z_up(joints[:, 0] * ratio) + np.array(obj.location)
+    np.testing.assert_allclose(heads[:, 0, :2], want[:, :2], atol=1e-5)
+    assert np.ptp(heads[:, 0, 2] - want[:, 2]) < 1e-5  # one height shift: feet on the floor
 
 
 def test_a_rig_missing_mapped_bones_is_refused_with_their_names(scene):

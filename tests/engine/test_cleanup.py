@@ -80,7 +80,7 @@ def test_a_planted_foot_stops_sliding(walk):
 
 def test_smoothing_keeps_the_timing(walk):
     joints, contacts = walk
-    clean = clean_joints(joints, contacts, Cleanup(pin_feet=False, ground=False))
+    clean = clean_joints(joints, contacts, Cleanup(smoothing=1.0, pin_feet=False, ground=False))
     # the left ankle's height peaks (mid swing) at the same frames
     def peaks(y: np.ndarray) -> list[int]:  # frames highest within 5 either side, mid swing
         return [t for t in range(len(y)) if y[t] > 0.05 and y[t] == y[max(t - 5, 0) : t + 6].max()]
@@ -89,7 +89,7 @@ def test_smoothing_keeps_the_timing(walk):
     assert len(peaks(joints[:, LEFT_ANKLE, 1])) >= 3
     rough = joints + np.random.default_rng(1).normal(0, 0.005, joints.shape)
     acc = lambda x: np.linalg.norm(np.diff(x, 2, axis=0), axis=-1).mean()  # noqa: E731
-    assert acc(clean_joints(rough, contacts, Cleanup(pin_feet=False))) < 0.5 * acc(rough)
+    assert acc(clean_joints(rough, contacts, Cleanup(smoothing=1.0, pin_feet=False))) < 0.5 * acc(rough)
 
 
 def test_one_clip_or_a_batch(walk):

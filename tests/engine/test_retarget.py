@@ -11,28 +11,29 @@ import pytest
 from engine.errors import MotionError
 from engine.foot_cleanup import LegChain, pin_feet, two_bone_ik
 from engine.quaternion import axis_angle_to_quat, qrot, quat_to_matrix
-from engine.retarget import Y_UP_FROM_Z_UP, RestPose, retarget
+from engine.retarget import Y_UP_FROM_Z_UP, RestPose, retarget, rig_axes
 from engine.retarget_presets import (
     PRESETS,
     BoneMap,
     detect_preset,
+    fuzzy_key,
     load_bone_map,
     resolve_bones,
     save_bone_map,
     suggest_bone_map,
 )
-from engine.rig_pose import forward_kinematics
-from engine.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
+from engine.rig_pose import canonical_rest_joints, forward_kinematics
+from engine.skeleton import CANONICAL_OFFSETS, FOOT_LEFT, FOOT_RIGHT, JOINT_NAMES, PARENTS
 
 ONE = np.array([1.0, 0.0, 0.0, 0.0])
 TAIL_CHILD = {0: 3, 9: 12}  # pelvis and spine3 point at the spine, as most rigs draw them
 
 
 def rest_joints(offsets=CANONICAL_OFFSETS) -> np.ndarray:
-    """(22, 3) rest joints, Y up, feet near the floor."""
-    return forward_kinematics(np.tile(ONE, (1, 22, 1)), np.array([[0, 0.95, 0]]), PARENTS, offsets)[
-        0
-    ]
+    """(22, 3) rest joints, Y up, the lowest joint (a toe) on the floor."""
+    one = np.tile(ONE, (1, 22, 1))
+    joints = forward_kinematics(one, np.array([[0, 0.95, 0]]), PARENTS, offsets)[0]
+    return joints - np.array([0.0, joints[:, 1].min(), 0.0])
 
 
 def t_pose(joints: np.ndarray) -> np.ndarray:
@@ -150,7 +151,14 @@ def motion(num_frames=40, seed=1, elbow=(0.5, 1.4), offsets=CANONICAL_OFFSETS) -
         local[:, el] = axis_angle_to_quat(x_axis, -rng.uniform(*elbow, num_frames))
     t = np.arange(num_frames)
     root = np.stack([0.03 * t, 0.9 + 0.03 * np.sin(t / 3), 0.02 * t], axis=1)
-    return forward_kinematics(local, root, PARENTS, offsets)
+    return on_floor(forward_kinematics(local, root, PARENTS, offsets))
+
+
+def on_floor(joints: np.ndarray) -> np.ndarray:
+    """The clip moved up or down so its lowest foot clearance is 0, as HumanML3D floors it."""
+    feet = list(FOOT_LEFT + FOOT_RIGHT)
+    clearance = joints[:, feet, 1] - canonical_rest_joints()[feet, 1]
+    return joints - np.array([0.0, clearance.min(), 0.0])
 
 
 def z_up(p: np.ndarray) -> np.ndarray:
@@ -237,7 +245,10 @@ def test_other_bone_lengths_keep_every_bone_direction_and_scale_the_root_by_leg_
         lengths[5] * np.linalg.norm(CANONICAL_OFFSETS[5])
         + lengths[8] * np.linalg.norm(CANONICAL_OFFSETS[8])
     ) / (np.linalg.norm(CANONICAL_OFFSETS[5]) + np.linalg.norm(CANONICAL_OFFSETS[8]))
-    np.testing.assert_allclose(heads[:, 0], z_up(joints[:, 0] * ratio), atol=1e-9)
+    want = z_up(joints[:, 0] * ratio)
+    np.testing.assert_allclose(heads[:, 0, :2], want[:, :2], atol=1e-9)  # floor path scaled
+    shift = heads[:, 0, 2] - want[:, 2]  # height scaled too, then one shift onto the rig's floor
+    assert np.ptp(shift) < 1e-9 and abs(shift[0]) > 1e-3
     for j, p in enumerate(PARENTS):
         if p < 0 or p in (0, 9):  # branching joints are fitted, not exact
             continue
@@ -340,6 +351,55 @@ def test_each_preset_is_detected_from_its_bone_names(preset):
     assert detect_preset(names).name == preset
 
 
+def _side_suffix(name: str) -> str:
+    """Mixamo's "LeftUpLeg" written "UpLeg.L" (Blender's own side convention)."""
+    for side, suffix in (("Left", ".L"), ("Right", ".R")):
+        if name.startswith(side):
+            return name[len(side) :] + suffix
+    return name
+
+
+NAMING_SCHEMES = {  # how real rigs spell the same skeleton, and the preset they are
+    "mixamo, second character's prefix": ("mixamo", lambda n: "mixamorig2:" + n),
+    "mixamo, colon flattened to _": ("mixamo", lambda n: "mixamorig_" + n),
+    "mixamo, sides as .L/.R": ("mixamo", _side_suffix),
+    "mixamo, lower snake case": ("mixamo", lambda n: _side_suffix(n).lower().replace(".", "_")),
+    "unreal, capitalised": ("unreal", lambda n: n.upper()),
+    "bandai, sides first": ("bandai_namco", lambda n: "_".join(n.rsplit("_", 1)[::-1])),
+    "biped, Bip001": ("biped", lambda n: n.replace("Bip01", "Bip001")),
+    "biped, flattened": ("biped", lambda n: n.replace(" ", "_")),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(NAMING_SCHEMES))
+def test_common_naming_schemes_are_detected_loosely_bone_for_bone(scheme):
+    preset, spell = NAMING_SCHEMES[scheme]
+    bones = PRESETS[preset].bones
+    names = [spell(b) for b in bones.values()] + ["Camera_target", spell(bones["head"]) + "_end"]
+    detected = detect_preset(names)
+    assert detected.name == preset
+    assert dict(detected.bones) == {j: spell(b) for j, b in bones.items()}
+    assert resolve_bones(PRESETS[preset], names) == dict(detected.bones)
+
+
+def test_fuzzy_keys_read_sides_prefixes_case_and_numbers():
+    for name in ("mixamorig1:LeftUpLeg", "UpLeg.L", "upleg_l", "L_UpLeg", "Left Up Leg"):
+        assert fuzzy_key(name) == "l:upleg", name
+    assert fuzzy_key("Bip01 R Calf") == fuzzy_key("calf_r") == "r:calf"
+    assert fuzzy_key("spine_01") == fuzzy_key("Spine1") != fuzzy_key("Spine")
+    assert fuzzy_key("DEF-thigh.L") != fuzzy_key("DEF-thigh.L.001")  # a twist bone stays apart
+    assert fuzzy_key("Bip01") == ""
+
+
+def test_detection_prefers_a_preset_whose_bones_can_take_keys():
+    """A Rigify rig has both deform (DEF-) and FK control bones; constrained DEF bones
+    would not show keys, so its FK controls are chosen."""
+    names = list(PRESETS["rigify"].bones.values()) + list(PRESETS["rigify_fk"].bones.values())
+    assert detect_preset(names).name == "rigify"  # nothing blocked: the deform bones
+    blocked = set(PRESETS["rigify"].bones.values())
+    assert detect_preset(names, blocked).name == "rigify_fk"
+
+
 def test_detection_failure_names_the_closest_preset_and_what_it_misses():
     names = [n for n in PRESETS["unreal"].bones.values() if n not in ("hand_l", "ball_r")]
     with pytest.raises(MotionError, match="'unreal', misses 2 bone.*ball_r, hand_l"):
@@ -380,6 +440,81 @@ def test_bad_user_maps_are_refused_with_the_reason(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(MotionError, match=message):
         load_bone_map(tmp_path / "bad.json")
+
+
+def turn_about_up(degrees: float, location=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Object matrix of an armature turned about Blender's Z and moved."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    out = np.eye(4)
+    out[:2, :2] = [[c, -s], [s, c]]
+    out[:3, 3] = location
+    return out
+
+
+@pytest.mark.parametrize("object_matrix", [turn_about_up(90, (2, 1, 0)), turn_about_up(-135)])
+def test_a_turned_and_moved_rig_walks_along_its_own_forward_from_its_own_origin(object_matrix):
+    joints = motion()
+    upright = make_rig(rest_joints(), MIXAMO_NAMES)  # armature space: Z up, facing -Y
+    turned = make_rig(rest_joints(), MIXAMO_NAMES)
+    turned.object_matrix = object_matrix
+    heads = play(turned, retarget(joints, turned, PRESETS["mixamo"]))
+    in_place = play(upright, retarget(joints, upright, PRESETS["mixamo"]))
+    np.testing.assert_allclose(heads, in_place @ object_matrix[:3, :3].T + object_matrix[:3, 3],
+                               atol=1e-9)  # fmt: skip
+
+
+def test_rig_axes_come_from_the_rest_pose_and_snap_to_the_armature_axes():
+    rest = rest_joints()
+    rest[15] += [0.0, 0.0, 0.05]  # a head leaning 10 degrees forward still means up = Y
+    fbx_heads = rest * 100.0  # Y-up armature space (an FBX import)
+    axes = rig_axes(fbx_heads, list(range(22)))
+    np.testing.assert_allclose(axes, np.eye(3), atol=1e-12)  # left X, up Y, forward Z
+    blender = z_up(rest)
+    np.testing.assert_allclose(rig_axes(blender, list(range(22))), Y_UP_FROM_Z_UP, atol=1e-12)
+    assert rig_axes(blender[[0]], [0]) is None  # only a pelvis: nothing to tell the axes by
+
+
+def planted_walk(num_frames=60):
+    """A grounded stepping clip (T, 22, 3) and its contacts (T, 4): each foot planted while
+    the other swings, the planted toe on y = 0."""
+    t = np.arange(num_frames) / 20.0
+    local = np.tile(ONE, (num_frames, 22, 1))
+    x = np.array([1.0, 0.0, 0.0])
+    swing = 0.45 * np.sin(2 * np.pi * t)  # hips swing in opposition
+    local[:, 1] = axis_angle_to_quat(x, -swing)
+    local[:, 2] = axis_angle_to_quat(x, swing)
+    local[:, 4] = axis_angle_to_quat(x, 0.5 * np.clip(swing, 0, None))  # the forward leg bends
+    local[:, 5] = axis_angle_to_quat(x, 0.5 * np.clip(-swing, 0, None))
+    local[:, 7] = axis_angle_to_quat(x, swing - 0.5 * np.clip(swing, 0, None))  # feet flat
+    local[:, 8] = axis_angle_to_quat(x, -swing - 0.5 * np.clip(-swing, 0, None))
+    root = np.tile([0.0, 0.9, 0.0], (num_frames, 1))
+    joints = forward_kinematics(local, root, PARENTS, CANONICAL_OFFSETS)
+    feet = list(FOOT_LEFT + FOOT_RIGHT)
+    clearance = joints[:, feet, 1] - canonical_rest_joints()[feet, 1]
+    joints[..., 1] -= clearance.min(axis=1)[:, None]  # the lower foot on the floor each frame
+    low_left = clearance[:, :2].min(1) <= clearance[:, 2:].min(1)
+    toe = np.where(low_left[:, None], joints[:, FOOT_LEFT[1]], joints[:, FOOT_RIGHT[1]])
+    step = np.diff(toe, axis=0) * [1.0, 0.0, 1.0]  # the planted toe would slide by this ...
+    step = np.where(low_left[1:, None] == low_left[:-1, None], step, 0.0)
+    joints += np.concatenate([[[0.0, 0.0, 0.0]], -np.cumsum(step, axis=0)])[:, None]  # ... not
+    contacts = np.stack([low_left, low_left, ~low_left, ~low_left], axis=1).astype(float)
+    return joints, contacts
+
+
+@pytest.mark.parametrize("lift", [0.0, 0.035, -0.02])  # on its floor, floating, sinking
+def test_planted_feet_stand_at_the_rigs_own_rest_toe_height(lift):
+    """A rig with bigger feet and longer shins standing 2 cm up (its toe joints at 2 cm)."""
+    lengths = np.ones(22)
+    lengths[[7, 8, 10, 11]] = (1.15, 1.15, 1.4, 1.4)  # longer shins, bigger feet
+    rig_rest = rest_joints(CANONICAL_OFFSETS * lengths[:, None]) + [0.0, 0.02, 0.0]
+    rest = make_rig(rig_rest, MIXAMO_NAMES)
+    joints, contacts = planted_walk()
+    joints = joints + [0.0, lift, 0.0]
+    heads = play(rest, retarget(joints, rest, PRESETS["mixamo"], contacts=contacts))
+    toes = heads[:, [10, 11], 2] - rig_rest[[10, 11], 1]  # Blender Z: over the rest height
+    planted = contacts[:, [1, 3]] > 0.5
+    np.testing.assert_allclose(toes[planted], 0.0, atol=0.005)
+    assert toes.min() > -0.005  # no foot sinks through the floor
 
 
 def test_mirrored_armature_objects_are_refused():
@@ -436,6 +571,22 @@ def test_pin_feet_holds_a_planted_ankle_and_eases_back():
             np.linalg.norm(CANONICAL_OFFSETS[b]),
         )
     np.testing.assert_allclose(pinned[:, 1], joints[:, 1])  # the hip path is kept
+
+
+@pytest.mark.parametrize(("lift", "on_floor"), [(0.03, True), (-0.02, True), (0.25, False)])
+def test_a_planted_foot_near_the_floor_is_put_on_it_one_on_a_step_keeps_its_height(lift, on_floor):
+    joints, contacts = sliding_walk()
+    joints = joints + [0.0, lift, 0.0]  # hovering, sinking, or standing on a 25 cm step
+    floor = float(canonical_rest_joints()[10, 1])
+    legs = [LegChain(1, 4, 7, 10, 0, 1, ankle_floor=floor, toe_floor=floor)]
+    pinned = pin_feet(joints, contacts, legs, blend=3)
+    held = pinned[5:20, 10, 1]  # the planted toe's height
+    want = floor if on_floor else joints[5:20, 10, 1].mean()
+    np.testing.assert_allclose(held, want, atol=1e-9)
+    np.testing.assert_allclose(  # the foot keeps its length
+        np.linalg.norm(pinned[:, 10] - pinned[:, 7], axis=-1),
+        np.linalg.norm(CANONICAL_OFFSETS[10]),
+    )
 
 
 def test_retarget_with_contacts_keeps_the_rigs_planted_foot_still():
