@@ -51,6 +51,7 @@ class Request:
     revision: str | None  # Hub revision (branch, tag or commit) for a Hub id
     device: str  # "auto" | "cuda" | "mps" | "cpu"
     offline: bool = False  # Blender's online access is off: never download
+    clean: bool = True  # engine.cleanup's body (False: the network's raw joints)
 
 
 Progress = Callable[[float, float], None]
@@ -153,6 +154,7 @@ def generate(request: Request, progress: Any) -> Any:
             device=request.device,
             progress=progress,
             generator=request.generator,
+            clean=request.clean,
         )
 
 

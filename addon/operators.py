@@ -56,7 +56,7 @@ def build_request(op: bpy.types.Operator, context: bpy.types.Context) -> jobs.Re
         variations=int(value("variations")), guidance=float(guidance) if guidance else None,
         steps=int(steps) if steps else None, generator=GENERATOR_NAMES[value("generator")],
         checkpoint=checkpoint, revision=revision, device=device,
-        offline=not bpy.app.online_access,
+        offline=not bpy.app.online_access, clean=bool(value("clean_motion")),
     )  # fmt: skip
 
 
@@ -258,6 +258,9 @@ class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
         name="Generator", items=[(k, k.title(), "") for k in GENERATOR_NAMES], default="AUTO",
         description=_PANEL, options=_ARG,
     )  # fmt: skip
+    clean_motion: bpy.props.BoolProperty(
+        name="Clean body", default=True, description=_PANEL, options=_ARG
+    )
 
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:
         status = "Generating '{}'..."

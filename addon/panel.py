@@ -80,6 +80,7 @@ class KINETEXT_PT_generate(_SidebarPanel, bpy.types.Panel):
         column.prop(panel, "guidance")
         column.prop(panel, "steps")
         layout.prop(panel, "generator")
+        layout.prop(panel, "clean_motion")
         if state.running:
             row = layout.row(align=True)
             row.progress(factor=state.progress, type="BAR", text=f"{state.progress:.0%}")

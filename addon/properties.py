@@ -98,6 +98,11 @@ class KINETEXT_PG_settings(bpy.types.PropertyGroup):
         description="Sampling steps (0: the checkpoint's own setting); more is slower",
     )  # fmt: skip
     generator: bpy.props.EnumProperty(name="Generator", items=GENERATORS, default="AUTO")
+    clean_motion: bpy.props.BoolProperty(
+        name="Clean body", default=True,
+        description="Rigid bones, planted feet on the floor and held still (off: the "
+        "network's raw joints, whose bones stretch and feet float)",
+    )  # fmt: skip
 
     target: bpy.props.PointerProperty(
         name="Armature", type=bpy.types.Object, poll=_is_armature,

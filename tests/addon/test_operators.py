@@ -94,6 +94,27 @@ def test_generate_from_a_script_lists_the_engines_clips(scene, checkpoint):
     assert "2 variation(s) of 2.0 s ready" in scene.window_manager.kinetext.status
 
 
+def test_the_clean_body_switch_reaches_the_engine(scene, checkpoint):
+    """The panel's 'Clean body' (on by default) gives rigid bones; off, the raw joints."""
+    from kinetext.addon import results
+    from kinetext.addon.operators import results_folder
+    from kinetext.engine import pipeline
+    from kinetext.engine.kinematics import bone_lengths
+
+    panel = scene.scene.kinetext
+    assert panel.clean_motion
+    assert generate(seed=5, variations=1) == {"FINISHED"}
+    clean = results.get(panel.variation_list[-1].key, results_folder()).joints
+    assert bone_lengths(clean).std(axis=0).max() < 1e-5
+    panel.clean_motion = False
+    assert generate(seed=5, variations=1) == {"FINISHED"}
+    raw = results.get(panel.variation_list[-1].key, results_folder()).joints
+    expected = pipeline.generate(PROMPT, seconds=2.0, steps=2, seed=5, checkpoint=checkpoint,
+                                 device="cpu", clean=False)  # fmt: skip
+    np.testing.assert_allclose(raw, expected.joints[0], atol=1e-5)
+    assert bone_lengths(raw).std(axis=0).max() > 1e-3  # the tiny random network's stretch
+
+
 def test_unset_arguments_come_from_the_panel(scene):
     panel = scene.scene.kinetext
     panel.prompt, panel.seconds, panel.variations, panel.seed, panel.steps = "a jump", 1.0, 3, 7, 1
