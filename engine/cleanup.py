@@ -193,5 +193,5 @@ def clean_motion(
     degrees and a shift of millimetres from the cleaned ones, bones still rigid)."""
     clean = clean_joints(joints, features[..., FOOT_CONTACT], cleanup, fps=fps)
     extended = np.concatenate([clean, 2 * clean[:, -1:] - clean[:, -2:-1]], axis=1)
-    feats = np.stack([joints_to_features(clip) for clip in extended])  # (N, T, 263)
+    feats = joints_to_features(extended)  # (N, T, 263), the clips in one batch
     return recover_from_ric(feats).astype(np.float32), feats.astype(np.float32)

@@ -54,14 +54,15 @@ _UP_Z = np.array([0.0, 0.0, 1.0])
 
 
 def _check_joints(joints: np.ndarray) -> np.ndarray:
-    """Validate (T, 22, 3) joints and return them as float64; MotionError names the problem."""
+    """Validate (..., T, 22, 3) joints and return them as float64; MotionError names the
+    problem."""
     arr = np.asarray(joints)
-    if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
+    if arr.ndim < 3 or arr.shape[-2:] != (NUM_JOINTS, 3):
         raise MotionError(f"joints must have shape (T, {NUM_JOINTS}, 3), got {arr.shape}")
-    if arr.shape[0] < 2:
-        raise MotionError(f"joints need at least 2 frames to give features, got {arr.shape[0]}")
+    if arr.shape[-3] < 2:
+        raise MotionError(f"joints need at least 2 frames to give features, got {arr.shape[-3]}")
     arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr).all(axis=(1, 2))
+    bad = ~np.isfinite(arr).all(axis=(-2, -1)).reshape(-1, arr.shape[-3]).all(axis=0)
     if bad.any():
         raise MotionError(f"joints hold NaN or infinite values at frames {np.flatnonzero(bad)[:5]}")
     return arr
@@ -72,23 +73,25 @@ def canonicalize_joints(joints: np.ndarray) -> np.ndarray:
 
     Canonical bone lengths; lowest joint of the clip on y = 0; frame 0's root at the XZ
     origin; frame 0 facing +Z (hips and shoulders, FACE_JOINTS). Returns (T, 22, 3) float64.
+    Clips of one length can come as a batch (..., T, 22, 3): each is treated on its own.
     """
-    positions = uniform_skeleton(_check_joints(joints))
-    positions[..., 1] -= positions[..., 1].min()
-    positions -= positions[0, 0] * np.array([1.0, 0.0, 1.0])
-    forward_init = facing_direction(positions[0], FACE_JOINTS, normalize=False)  # (3,)
-    if np.linalg.norm(forward_init) < 1e-6:  # sine of the hip/shoulder line's tilt
+    positions = uniform_skeleton(_check_joints(joints))  # (..., T, 22, 3)
+    positions[..., 1] -= positions[..., 1].min(axis=(-2, -1))[..., None, None]
+    positions -= positions[..., :1, :1, :] * np.array([1.0, 0.0, 1.0])
+    forward_init = facing_direction(positions[..., 0, :, :], FACE_JOINTS, normalize=False)
+    if np.any(np.linalg.norm(forward_init, axis=-1) < 1e-6):  # sine of the lines' tilt
         raise MotionError(
             "frame 0 gives no facing direction: its hip and shoulder lines add up to a "
             "vertical or zero vector"
         )
-    return qrot(qbetween(forward_init, _UP_Z), positions)
+    return qrot(qbetween(forward_init, _UP_Z)[..., None, None, :], positions)
 
 
 def _foot_contacts(positions: np.ndarray, threshold: float) -> np.ndarray:
-    """(T, 22, 3) -> (T-1, 4): squared displacement to the next frame below ``threshold``."""
+    """(..., T, 22, 3) -> (..., T-1, 4): squared displacement to the next frame below
+    ``threshold``."""
     feet = list(FOOT_LEFT) + list(FOOT_RIGHT)
-    step = positions[1:, feet] - positions[:-1, feet]  # (T-1, 4, 3)
+    step = positions[..., 1:, feet, :] - positions[..., :-1, feet, :]  # (..., T-1, 4, 3)
     return ((step**2).sum(-1) < threshold).astype(np.float64)
 
 
@@ -100,34 +103,38 @@ def _heading_velocity(r_rot: np.ndarray) -> np.ndarray:
     reference's value has the wrong sign. Choosing the w >= 0 representative first gives the
     same numbers everywhere else and keeps ``recover_from_ric`` exact through such turns.
     """
-    r_vel = qmul(r_rot[1:], qinv(r_rot[:-1]))  # (T-1, 4)
-    r_vel = np.where(r_vel[:, :1] < 0, -r_vel, r_vel)
-    return np.arcsin(np.clip(r_vel[:, 2], -1.0, 1.0))
+    r_vel = qmul(r_rot[..., 1:, :], qinv(r_rot[..., :-1, :]))  # (..., T-1, 4)
+    r_vel = np.where(r_vel[..., :1] < 0, -r_vel, r_vel)
+    return np.arcsin(np.clip(r_vel[..., 2], -1.0, 1.0))
 
 
 def joints_to_features(joints: np.ndarray, feet_threshold: float = FEET_THRESHOLD) -> np.ndarray:
     """HumanML3D features (T-1, 263) float64 of joints (T, 22, 3), metres, Y up.
 
     Follows the reference's ``process_file``; the last joint frame only supplies velocities.
+    A batch of clips of one length (..., T, 22, 3) gives (..., T-1, 263), each clip as if
+    alone, in one pass of array operations (generated clips are cleaned in batches).
     """
-    positions = canonicalize_joints(joints)  # (T, 22, 3)
-    contacts = _foot_contacts(positions, feet_threshold)  # (T-1, 4)
-    quats = chain_inverse_kinematics(positions, smooth_forward=True)  # (T, 22, 4)
-    cont6d = quat_to_cont6d(quats)  # (T, 22, 6)
-    r_rot = quats[:, 0]  # (T, 4): takes each frame's heading to +Z
-    root_step = qrot(r_rot[1:], positions[1:, 0] - positions[:-1, 0])  # (T-1, 3)
-    ric = positions - positions[:, :1] * np.array([1.0, 0.0, 1.0])
-    ric = qrot(r_rot[:, None], ric)  # (T, 22, 3)
-    local_vel = qrot(r_rot[:-1, None], positions[1:] - positions[:-1])  # (T-1, 22, 3)
-    n = len(positions) - 1
+    positions = canonicalize_joints(joints)  # (..., T, 22, 3)
+    contacts = _foot_contacts(positions, feet_threshold)  # (..., T-1, 4)
+    quats = chain_inverse_kinematics(positions, smooth_forward=True)  # (..., T, 22, 4)
+    cont6d = quat_to_cont6d(quats)  # (..., T, 22, 6)
+    r_rot = quats[..., 0, :]  # (..., T, 4): takes each frame's heading to +Z
+    step = positions[..., 1:, 0, :] - positions[..., :-1, 0, :]
+    root_step = qrot(r_rot[..., 1:, :], step)  # (..., T-1, 3)
+    ric = positions - positions[..., :1, :] * np.array([1.0, 0.0, 1.0])
+    ric = qrot(r_rot[..., None, :], ric)  # (..., T, 22, 3)
+    moved = positions[..., 1:, :, :] - positions[..., :-1, :, :]
+    local_vel = qrot(r_rot[..., :-1, None, :], moved)  # (..., T-1, 22, 3)
+    flat = positions.shape[:-3] + (positions.shape[-3] - 1, -1)
     return np.concatenate(
         [
-            _heading_velocity(r_rot)[:, None],
-            root_step[:, [0, 2]],
-            ric[:-1, 0, 1:2],
-            ric[:-1, 1:].reshape(n, -1),
-            cont6d[:-1, 1:].reshape(n, -1),
-            local_vel.reshape(n, -1),
+            _heading_velocity(r_rot)[..., None],
+            root_step[..., [0, 2]],
+            ric[..., :-1, 0, 1:2],
+            ric[..., :-1, 1:, :].reshape(flat),
+            cont6d[..., :-1, 1:, :].reshape(flat),
+            local_vel.reshape(flat),
             contacts,
         ],
         axis=-1,

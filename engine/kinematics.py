@@ -90,7 +90,7 @@ shows the features match with it and not with the symmetric one.
 
 
 def chain_inverse_kinematics(joints: np.ndarray, smooth_forward: bool) -> np.ndarray:
-    """Per-chain local rotations (T, 22, 4) of joints (T, 22, 3) (the reference IK).
+    """Per-chain local rotations (..., T, 22, 4) of joints (..., T, 22, 3) (the reference IK).
 
     The root rotation takes the facing direction to +Z (smoothed over time with a Gaussian,
     sigma 20 frames, when ``smooth_forward``); the reference forces frame 0's to identity.
@@ -98,21 +98,21 @@ def chain_inverse_kinematics(joints: np.ndarray, smooth_forward: bool) -> np.nda
     its direction in ``joints``, relative to the accumulated rotation of its chain.
     """
     joints = np.asarray(joints, dtype=np.float64)
-    forward = facing_direction(joints, IK_FACE_JOINTS, normalize=False)  # (T, 3)
+    forward = facing_direction(joints, IK_FACE_JOINTS, normalize=False)  # (..., T, 3)
     if smooth_forward:
-        forward = gaussian_filter1d(forward, FORWARD_SMOOTHING_SIGMA, axis=0, mode="nearest")
+        forward = gaussian_filter1d(forward, FORWARD_SMOOTHING_SIGMA, axis=-2, mode="nearest")
     # qbetween treats a zero forward (no facing direction) as already facing +Z.
-    root_quat = qbetween(forward, np.broadcast_to(_FORWARD, forward.shape))  # (T, 4)
-    root_quat[0] = (1.0, 0.0, 0.0, 0.0)
-    quats = np.zeros(joints.shape[:-1] + (4,))  # (T, 22, 4)
-    quats[:, 0] = root_quat
+    root_quat = qbetween(forward, np.broadcast_to(_FORWARD, forward.shape))  # (..., T, 4)
+    root_quat[..., 0, :] = (1.0, 0.0, 0.0, 0.0)
+    quats = np.zeros(joints.shape[:-1] + (4,))  # (..., T, 22, 4)
+    quats[..., 0, :] = root_quat
     for chain in KINEMATIC_CHAINS:
         rot = root_quat
         for parent, child in zip(chain[:-1], chain[1:], strict=True):
-            bone = joints[:, child] - joints[:, parent]  # (T, 3)
+            bone = joints[..., child, :] - joints[..., parent, :]  # (..., T, 3)
             rest = np.broadcast_to(RAW_OFFSETS[child], bone.shape)
             local = qmul(qinv(rot), qbetween(rest, bone))
-            quats[:, child] = local
+            quats[..., child, :] = local
             rot = qmul(rot, local)
     return quats
 
@@ -125,27 +125,35 @@ def bone_lengths(joints: Array) -> Array:
 
 
 def offsets_from_joints(joints: np.ndarray) -> np.ndarray:
-    """Rest offsets (22, 3) with the bone lengths of one frame (22, 3) along RAW_OFFSETS."""
-    return RAW_OFFSETS * bone_lengths(np.asarray(joints, dtype=np.float64))[:, None]
+    """Rest offsets (..., 22, 3) with the bone lengths of one frame (..., 22, 3) along
+    RAW_OFFSETS."""
+    return RAW_OFFSETS * bone_lengths(np.asarray(joints, dtype=np.float64))[..., None]
 
 
 def leg_length(offsets: np.ndarray) -> float:
     """The reference's retargeting scale: |offset[5]|.max() + |offset[8]|.max() (metres)."""
-    return float(sum(np.abs(offsets[j]).max() for j in LEG_SCALE_JOINTS))
+    return float(leg_lengths(offsets))
+
+
+def leg_lengths(offsets: np.ndarray) -> np.ndarray:
+    """``leg_length`` of offsets (..., 22, 3) -> (...)."""
+    return sum(np.abs(offsets[..., j, :]).max(axis=-1) for j in LEG_SCALE_JOINTS)
 
 
 def uniform_skeleton(
     joints: np.ndarray, target_offsets: np.ndarray = CANONICAL_OFFSETS
 ) -> np.ndarray:
-    """Retarget joints (T, 22, 3) to the bone lengths of ``target_offsets`` (22, 3).
+    """Retarget joints (..., T, 22, 3) to the bone lengths of ``target_offsets`` (22, 3).
 
     The root path is scaled by the ratio of leg lengths (frame 0), every bone keeps its
     direction and takes the target length: IK without smoothing, then FK from the scaled root.
     """
     joints = np.asarray(joints, dtype=np.float64)
-    source_leg = leg_length(offsets_from_joints(joints[0]))
-    if not source_leg > 0:
-        raise MotionError(f"cannot retarget: the right leg of frame 0 has length {source_leg}")
+    source_leg = leg_lengths(offsets_from_joints(joints[..., 0, :, :]))  # (...) per clip
+    if not np.all(source_leg > 0):
+        low = np.min(source_leg)
+        raise MotionError(f"cannot retarget: the right leg of frame 0 has length {low}")
     scale = leg_length(target_offsets) / source_leg
     quats = chain_inverse_kinematics(joints, smooth_forward=False)
-    return chain_forward_kinematics(quats, joints[:, 0] * scale, target_offsets)
+    root = joints[..., 0, :] * np.asarray(scale)[..., None, None]  # (..., T, 3)
+    return chain_forward_kinematics(quats, root, target_offsets)

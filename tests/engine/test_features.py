@@ -366,3 +366,15 @@ def test_released_statistics_share_our_groups(example):
     scaled = norm.normalize(example)
     for name, part in FEATURE_GROUPS.items():
         assert 0.05 < np.sqrt((scaled[:, part] ** 2).mean()) < 5.0, name
+
+
+def test_a_batch_of_clips_gives_each_clips_own_features():
+    """Generated clips are taken to features in one batch; each must be as if alone."""
+    from engine.demo_clip import walk_cycle
+
+    clips = np.stack([walk_cycle(2.0, turn_degrees=t, speed=s) for t, s in ((0, 1.2), (90, 1.6))])
+    clips[1] += np.array([0.5, 0.1, -2.0])  # elsewhere on the floor, lifted: canonicalised apart
+    batched = joints_to_features(clips)
+    assert batched.shape == (2, len(clips[0]) - 1, 263)
+    for clip, features in zip(clips, batched, strict=True):
+        np.testing.assert_allclose(features, joints_to_features(clip), atol=1e-12)
