@@ -52,10 +52,20 @@ from .weights import (
 FORMAT_NAME = "kinetext-checkpoint"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
-CHECKPOINT_FILES = (CONFIG_FILE, INDEX_FILE, "*.safetensors", "README.md", "LICENSE*")
+CHECKPOINT_FILES = (
+    CONFIG_FILE, INDEX_FILE, "*.safetensors", "README.md", "LICENSE*", "text_encoder/*",
+)  # fmt: skip
+# A text encoder named "./FOLDER" lives inside the checkpoint (a converted MoLingo release
+# carries its T5 there); loading resolves it against the checkpoint's folder.
+LOCAL_ENCODER_PREFIX = "./"
 # Model modules that register their classes when imported; loading imports the ones that exist
 # so that a checkpoint loads without the caller importing its model modules first.
-BUILTIN_MODEL_MODULES = ("models.autoencoder", "models.molingo", "models.mlagen")
+BUILTIN_MODEL_MODULES = (
+    "models.autoencoder",
+    "models.molingo",
+    "models.mlagen",
+    "models.molingo_release",
+)
 
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -292,10 +302,18 @@ def load_checkpoint(
         )
         model.to(device).eval()
     return Checkpoint(
-        folder, models, configs, header.text_encoder, np.asarray(header.mean, np.float32),
+        folder, models, configs, _inside(header.text_encoder, folder),
+        np.asarray(header.mean, np.float32),
         np.asarray(header.std, np.float32), header.fps, header.skeleton, header.license,
         header.attribution, header.metadata, source,
     )  # fmt: skip
+
+
+def _inside(encoder: TextEncoderConfig, folder: Path) -> TextEncoderConfig:
+    """``encoder`` with a "./FOLDER" name made the absolute path inside ``folder``."""
+    if not encoder.name.startswith(LOCAL_ENCODER_PREFIX):
+        return encoder
+    return encoder.replace(name=str(folder / encoder.name[len(LOCAL_ENCODER_PREFIX) :]))
 
 
 def read_checkpoint_config(folder: str | Path, root: Path | None = None) -> CheckpointConfig:

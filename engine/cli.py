@@ -8,6 +8,8 @@
     render IN.(npy|bvh) OUT.(png|gif|mp4) [--units ...]
     demo [--bvh FILE] [--units ...] [--out DIR]  BVH (or a procedural walk) -> features -> joints
     benchmark [...]                generation speed (see engine/benchmark.py)
+    import-molingo SAE_DIR MODEL_DIR OUT_DIR [--text-encoder NAME_OR_FOLDER] [--no-ema]
+                                   a published MoLingo release -> checkpoint folder
 
 Joints are metres everywhere in the engine. A BVH has no unit field, so commands reading one
 tell metres, centimetres or millimetres from its rest skeleton's size (``--units auto``, the
@@ -271,6 +273,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return benchmark_main(args.rest) or 0
 
 
+def _cmd_import_molingo(args: argparse.Namespace) -> int:
+    from .molingo_release import import_molingo
+
+    out = import_molingo(
+        args.sae_dir, args.model_dir, args.out_dir, text_encoder=args.text_encoder,
+        ema=not args.no_ema, mean_std=args.mean_std,
+    )  # fmt: skip
+    print(f"converted MoLingo release -> {out} (use it with --checkpoint {out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -352,6 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_units(demo, "auto", " (default auto)")
     demo.add_argument("--out", default="demo", help="folder to write into (default: ./demo)")
     demo.set_defaults(run=_cmd_demo)
+
+    imp = sub.add_parser("import-molingo", help="published MoLingo release -> checkpoint folder")
+    imp.add_argument("sae_dir", metavar="SAE_DIR", help="unzipped SAE (opt.txt, model/*.ckpt)")
+    imp.add_argument("model_dir", metavar="MODEL_DIR", help="unzipped model (opt.txt, *.pth)")
+    imp.add_argument("out_dir", metavar="OUT_DIR")
+    imp.add_argument("--text-encoder", default=None, metavar="NAME_OR_FOLDER",
+                     help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)")
+    imp.add_argument("--no-ema", action="store_true", help="raw weights instead of the EMA")
+    imp.add_argument("--mean-std", default=None, metavar="FOLDER",
+                     help="folder with HumanML3D's Mean.npy and Std.npy (default: the release's)")
+    imp.set_defaults(run=_cmd_import_molingo)
 
     bench = sub.add_parser("benchmark", help="generation speed", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

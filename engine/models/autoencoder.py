@@ -15,6 +15,8 @@ SAE's semantic-alignment loss (computed in ``training/``).
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +28,8 @@ from ..config import Config, check_sizes
 from ..errors import MotionError
 
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the VAE's log-variance (reference value)
+PADDINGS = ("zero", "replicate")
+ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu}
 
 
 @dataclass
@@ -41,6 +45,24 @@ class AutoencoderConfig(Config):
     variational: bool = True  # VAE (mean, logvar) or plain deterministic AE
     text_dim: int = 384  # width of the text encoder the semantic head aligns to
     semantic_hidden: int = 256  # hidden width of the semantic projection head
+    # Options for the published MoLingo SAEs (engine.molingo_release); the defaults are the
+    # layout every kinetext checkpoint was trained with.
+    padding: str = "zero"  # left padding of every causal conv: "zero" or "replicate"
+    activation: str = "silu"  # inside the residual blocks: "silu", "relu" or "gelu"
+    encoder_dilations_reversed: bool = False  # encoder blocks 9, 3, 1 (the release's order)
+    latent_projection: bool = False  # encoder ends conv(width) -> Linear(width, out)
+    semantic_head: bool = True  # False: no SAE text head (a release ships none)
+
+    def __post_init__(self) -> None:
+        if self.padding not in PADDINGS:
+            raise MotionError(
+                f"AutoencoderConfig.padding {self.padding!r} is not one of {PADDINGS}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise MotionError(
+                f"AutoencoderConfig.activation {self.activation!r} is not one of "
+                f"{sorted(ACTIVATIONS)}"
+            )
 
     def __post_init__(self) -> None:
         check_sizes(
@@ -105,32 +127,49 @@ class CausalConv1d(nn.Conv1d):
     window, and a length divisible by the stride shrinks exactly by the stride.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        dilation: int = 1,
+        padding: str = "zero",
+    ):
         super().__init__(cin, cout, kernel, stride=stride, dilation=dilation)
         self.left_pad = dilation * (kernel - 1) + 1 - stride
+        self.pad_mode = "constant" if padding == "zero" else padding
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(F.pad(x, (self.left_pad, 0)))
+        return super().forward(F.pad(x, (self.left_pad, 0), mode=self.pad_mode))
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(SiLU(dilated causal conv3(SiLU(x)))): a residual unit of the stacks."""
+    """x + conv1x1(act(dilated causal conv3(act(x)))): a residual unit of the stacks."""
 
-    def __init__(self, width: int, dilation: int):
+    def __init__(self, width: int, dilation: int, padding: str = "zero", activation: str = "silu"):
         super().__init__()
-        self.conv1 = CausalConv1d(width, width, 3, dilation=dilation)
+        self.conv1 = CausalConv1d(width, width, 3, dilation=dilation, padding=padding)
         self.conv2 = nn.Conv1d(width, width, 1)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+        return x + self.conv2(self.act(self.conv1(self.act(x))))
 
 
-def resnet_stack(width: int, depth: int, growth: int, reverse: bool = False) -> nn.Sequential:
+def resnet_stack(
+    width: int,
+    depth: int,
+    growth: int,
+    reverse: bool = False,
+    padding: str = "zero",
+    activation: str = "silu",
+) -> nn.Sequential:
     """``depth`` ResBlocks with dilations growth**0, growth**1, ... (reversed in the decoder)."""
     dilations = [growth**i for i in range(depth)]
     if reverse:
         dilations = dilations[::-1]
-    return nn.Sequential(*(ResBlock(width, d) for d in dilations))
+    return nn.Sequential(*(ResBlock(width, d, padding, activation) for d in dilations))
 
 
 class CausalEncoder(nn.Module):
@@ -138,12 +177,15 @@ class CausalEncoder(nn.Module):
 
     def __init__(self, cfg: AutoencoderConfig, out_dim: int):
         super().__init__()
-        w = cfg.width
-        layers: list[nn.Module] = [CausalConv1d(cfg.feature_dim, w, 3), nn.SiLU()]
+        w, pad = cfg.width, cfg.padding
+        reverse = cfg.encoder_dilations_reversed
+        layers: list[nn.Module] = [CausalConv1d(cfg.feature_dim, w, 3, padding=pad), nn.SiLU()]
         for _ in range(cfg.down_t):
-            layers.append(CausalConv1d(w, w, 4, stride=2))
-            layers.append(resnet_stack(w, cfg.depth, cfg.dilation_growth))
-        layers.append(CausalConv1d(w, out_dim, 3))
+            layers.append(CausalConv1d(w, w, 4, stride=2, padding=pad))
+            layers.append(
+                resnet_stack(w, cfg.depth, cfg.dilation_growth, reverse, pad, cfg.activation)
+            )
+        layers.append(CausalConv1d(w, w if cfg.latent_projection else out_dim, 3, padding=pad))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -155,13 +197,19 @@ class CausalDecoder(nn.Module):
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        w = cfg.width
-        layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, w, 3), nn.SiLU()]
+        w, pad = cfg.width, cfg.padding
+        layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, w, 3, padding=pad), nn.SiLU()]
         for _ in range(cfg.down_t):
-            layers.append(resnet_stack(w, cfg.depth, cfg.dilation_growth, reverse=True))
+            layers.append(
+                resnet_stack(w, cfg.depth, cfg.dilation_growth, True, pad, cfg.activation)
+            )
             layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-            layers.append(CausalConv1d(w, w, 3))
-        layers += [CausalConv1d(w, w, 3), nn.SiLU(), CausalConv1d(w, cfg.feature_dim, 3)]
+            layers.append(CausalConv1d(w, w, 3, padding=pad))
+        layers += [
+            CausalConv1d(w, w, 3, padding=pad),
+            nn.SiLU(),
+            CausalConv1d(w, cfg.feature_dim, 3, padding=pad),
+        ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -177,13 +225,17 @@ class MotionAutoencoder(nn.Module):
         self.config = cfg
         out = 2 * cfg.latent_dim if cfg.variational else cfg.latent_dim
         self.encoder = CausalEncoder(cfg, out)
+        # The release's encoder maps its last conv's width to (mean, logvar) by a Linear.
+        self.latent_proj = nn.Linear(cfg.width, out) if cfg.latent_projection else None
         self.decoder = CausalDecoder(cfg)
         # SAE head: latent -> text space; used only by the semantic-alignment loss.
-        self.semantic_head = nn.Sequential(
-            nn.Linear(cfg.latent_dim, cfg.semantic_hidden),
-            nn.SiLU(),
-            nn.Linear(cfg.semantic_hidden, cfg.text_dim),
-        )
+        self.semantic_head = None
+        if cfg.semantic_head:
+            self.semantic_head = nn.Sequential(
+                nn.Linear(cfg.latent_dim, cfg.semantic_hidden),
+                nn.SiLU(),
+                nn.Linear(cfg.semantic_hidden, cfg.text_dim),
+            )
 
     @property
     def downsample(self) -> int:
@@ -202,7 +254,9 @@ class MotionAutoencoder(nn.Module):
                 f"autoencoder input has {x.shape[1]} frames; "
                 f"expected a positive multiple of {self.downsample}"
             )
-        h = self.encoder(x.transpose(1, 2)).transpose(1, 2)  # (B, N, out)
+        h = self.encoder(x.transpose(1, 2)).transpose(1, 2)  # (B, N, out or width)
+        if self.latent_proj is not None:
+            h = self.latent_proj(h)  # (B, N, out)
         if not self.config.variational:
             return LatentDistribution(h)
         mean, logvar = h.chunk(2, dim=-1)
@@ -225,3 +279,28 @@ class MotionAutoencoder(nn.Module):
         dist = self.encode(x)
         z = dist.sample(generator) if self.training else dist.mean
         return self.decode(z)
+
+
+def rescale_latents(model: MotionAutoencoder, scale: float) -> MotionAutoencoder:
+    """A copy of ``model`` whose latent space is the original's divided by ``scale``.
+
+    encode'(x).mean = encode(x).mean / s, logvar' = logvar - 2 ln s (same clamp),
+    decode'(z) = decode(s z), semantic_head'(z) = semantic_head(s z): the first layer that
+    reads a latent is linear in it, and the last encoder layer writes it linearly. Trainers
+    fold their latent scale in this way; the MoLingo converter folds a release's
+    ``std_factor`` (its generator samples ``std_factor`` times the SAE's latents).
+    """
+    if not (scale > 0 and math.isfinite(scale)):
+        raise MotionError(f"latent scale must be positive and finite, got {scale}")
+    out = copy.deepcopy(model)
+    c = out.config.latent_dim
+    with torch.no_grad():
+        last = out.latent_proj if out.latent_proj is not None else out.encoder.net[-1]
+        last.weight[:c] /= scale  # the layer writing (mean, logvar) channels
+        last.bias[:c] /= scale
+        if out.config.variational:
+            last.bias[c:] -= 2.0 * math.log(scale)
+        out.decoder.net[0].weight *= scale  # conv reading z
+        if out.semantic_head is not None:
+            out.semantic_head[0].weight *= scale  # linear reading z
+    return out

@@ -35,9 +35,11 @@ from torch import Tensor
 
 from ..errors import MotionError
 from ..models.molingo import MoLingo, TextMemory
+from ..models.molingo_release import MoLingoRelease
 from .fast import sample_mar_static
 from .graphs import LOCK, FastOptions, default_options, inference_precision, use_fast_path
 from .guidance import classifier_free_guidance
+from .mar_release import sample_release
 from .ode import METHODS, solve_ode
 
 if TYPE_CHECKING:
@@ -152,7 +154,9 @@ def sample_mar(
         ar_steps: autoregressive reveal steps (reference: 16 for 49 tokens).
         flow_steps: ODE steps per revealed token (reference: 32).
         guidance: CFG scale (reference 5.5); 1 equals the conditional prediction.
-        method: ODE method for ``solve_ode`` ("euler" | "heun").
+        method: ODE method for ``solve_ode`` ("euler" | "heun"); for a ``MoLingoRelease``
+            the flow method of ``engine.sampling.mar_release`` ("stochastic" | "euler"),
+            which runs that model's own loop (its ``fast`` options do not apply).
         generator: fixes the reveal order and the noise: same state -> same latents.
         token_valid: (B, N) bool, True = real token, False = past this sample's end (shorter
             clips in a batch); padding is never revealed, never attended, returned as 0.
@@ -161,6 +165,11 @@ def sample_mar(
         fast: how to run on CUDA (None: ``default_options()``); ignored on the CPU, and
             when ``token_valid`` is given (clips of several lengths).
     """
+    if isinstance(model, MoLingoRelease):  # a converted release samples as its authors do
+        return sample_release(
+            model, text, null_text, num_tokens, ar_steps, flow_steps, guidance, method,
+            generator, token_valid, progress=progress,
+        )  # fmt: skip
     cfg = model.config
     batch = text.tokens.shape[0]
     device = text.tokens.device

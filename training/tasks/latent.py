@@ -11,7 +11,6 @@ mean / s and its decoder reads z * s, exactly. That copy is kept in the run fold
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -24,33 +23,15 @@ from torch import Tensor
 
 from engine.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint
 from engine.errors import MotionError
-from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+from engine.models.autoencoder import (  # noqa: F401  (rescale_latents: re-exported)
+    AutoencoderConfig,
+    MotionAutoencoder,
+    rescale_latents,
+)
 from engine.text_encoder import TextEncoder, TextEncoding
 
 FROZEN_WEIGHTS = "frozen_autoencoder.safetensors"
 FROZEN_INFO = "frozen_autoencoder.json"
-
-
-def rescale_latents(model: MotionAutoencoder, scale: float) -> MotionAutoencoder:
-    """A copy of ``model`` whose latent space is the original's divided by ``scale``.
-
-    encode'(x).mean = encode(x).mean / s, logvar' = logvar - 2 ln s (same clamp),
-    decode'(z) = decode(s z), semantic_head'(z) = semantic_head(s z): the first layer that
-    reads a latent is linear in it, and the last encoder conv writes it linearly.
-    """
-    if not (scale > 0 and math.isfinite(scale)):
-        raise MotionError(f"latent scale must be positive and finite, got {scale}")
-    out = copy.deepcopy(model)
-    c = out.config.latent_dim
-    with torch.no_grad():
-        last = out.encoder.net[-1]  # conv writing (mean, logvar) channels
-        last.weight[:c] /= scale
-        last.bias[:c] /= scale
-        if out.config.variational:
-            last.bias[c:] -= 2.0 * math.log(scale)
-        out.decoder.net[0].weight *= scale  # conv reading z
-        out.semantic_head[0].weight *= scale  # linear reading z
-    return out
 
 
 def token_valid(frame_mask: Tensor, unit: int) -> Tensor:
