@@ -200,6 +200,7 @@ def sae_config(options: dict[str, Any], dim: int, where: Path) -> AutoencoderCon
             variational=not options.get("ae", False),
             padding=padding,
             activation=_need(options, "activation", str, where),
+            encoder_input_padding="replicate",  # the release's first conv, whatever pad_mode
             encoder_dilations_reversed=True,
             latent_projection=True,
             semantic_head=False,

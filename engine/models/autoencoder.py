@@ -52,12 +52,14 @@ class AutoencoderConfig(Config):
     encoder_dilations_reversed: bool = False  # encoder blocks 9, 3, 1 (the release's order)
     latent_projection: bool = False  # encoder ends conv(width) -> Linear(width, out)
     semantic_head: bool = True  # False: no SAE text head (a release ships none)
+    encoder_input_padding: str | None = None  # the encoder's first conv (None: ``padding``)
 
     def __post_init__(self) -> None:
-        if self.padding not in PADDINGS:
-            raise MotionError(
-                f"AutoencoderConfig.padding {self.padding!r} is not one of {PADDINGS}"
-            )
+        for padding in (self.padding, self.encoder_input_padding):
+            if padding is not None and padding not in PADDINGS:
+                raise MotionError(
+                    f"AutoencoderConfig: padding {padding!r} is not one of {PADDINGS}"
+                )
         if self.activation not in ACTIVATIONS:
             raise MotionError(
                 f"AutoencoderConfig.activation {self.activation!r} is not one of "
@@ -179,7 +181,8 @@ class CausalEncoder(nn.Module):
         super().__init__()
         w, pad = cfg.width, cfg.padding
         reverse = cfg.encoder_dilations_reversed
-        layers: list[nn.Module] = [CausalConv1d(cfg.feature_dim, w, 3, padding=pad), nn.SiLU()]
+        first = cfg.encoder_input_padding or pad
+        layers: list[nn.Module] = [CausalConv1d(cfg.feature_dim, w, 3, padding=first), nn.SiLU()]
         for _ in range(cfg.down_t):
             layers.append(CausalConv1d(w, w, 4, stride=2, padding=pad))
             layers.append(

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,19 +37,19 @@ if TYPE_CHECKING:
 FLOW_METHODS = ("stochastic", "euler")
 
 
-def masked_count(step_time: float, lengths: Tensor) -> Tensor:
-    """Tokens still masked at AR step time ``step_time`` in [0, 1]: (B,) from lengths (B,)."""
-    fraction = torch.cos(torch.tensor(step_time * math.pi * 0.5, device=lengths.device))
-    return torch.round(fraction * lengths).clamp(min=1)
+def masked_count(step_time: Tensor, lengths: Tensor) -> Tensor:
+    """Tokens still masked at AR step time ``step_time`` (a float32 0-d tensor in [0, 1], as
+    the release computes it): ``round(cos(pi/2 s) * n)``, at least 1, for lengths n (B,)."""
+    return torch.round(torch.cos(step_time * math.pi * 0.5) * lengths).clamp(min=1)
 
 
-def guidance_at(step_time: float, scale: float, schedule: str) -> float:
-    """The CFG scale at AR step time ``step_time``."""
+def guidance_at(step_time: Tensor, scale: float, schedule: str) -> float:
+    """The CFG scale at AR step time ``step_time`` (float32 arithmetic, as the release)."""
     if schedule not in GUIDANCE_SCHEDULES:
         raise MotionError(
             f"unknown guidance schedule {schedule!r}; use one of {GUIDANCE_SCHEDULES}"
         )
-    return 1.0 + (scale - 1.0) * step_time if schedule == "linear" else scale
+    return float(1 + (scale - 1) * step_time) if schedule == "linear" else scale
 
 
 def release_flow_step(
@@ -85,7 +86,7 @@ def sample_flow_tokens(
     m, c = z_cond.shape[0], model.config.latent_dim
     z = z_cond if z_uncond is None else torch.cat([z_cond, z_uncond])
     x = _randn((m, c), generator, z_cond)
-    times = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
+    times = np.linspace(0, 1, steps + 1).tolist()  # the release's grid, to the last bit
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         state = x if z_uncond is None else torch.cat([x, x])
         tt = torch.full((state.shape[0],), t, device=x.device, dtype=x.dtype)
@@ -147,7 +148,7 @@ def sample_release(
     padding = ~token_valid
     latents = torch.zeros(batch, num_tokens, cfg.latent_dim, device=device, dtype=dtype)
     order = _rand((batch, num_tokens), generator, latents).masked_fill(padding, 1e5)
-    for i, step_time in enumerate(torch.linspace(0, 1, steps, dtype=torch.float64).tolist()):
+    for i, step_time in enumerate(torch.linspace(0, 1, steps, device=device)):
         ranks = order.argsort(dim=1).argsort(dim=1)
         masked = ranks < masked_count(step_time, lengths)[:, None]  # (B, N)
         scale = guidance_at(step_time, guidance, schedule) if null is not None else 1.0
