@@ -32,6 +32,9 @@ MODEL_OPTIONS: dict[str, Any] = {
     "vae": "sae_l2_4_16_32_d2",
 }  # fmt: skip
 TINY = {"width": 256, "depth": 4, "heads": 4, "mlp": 512, "head_width": 256, "head_depth": 2}
+# The published models' size (model_size "large"), for speed measurements with random weights.
+LARGE = {"width": 1024, "depth": 16, "heads": 16, "mlp": 4096, "head_width": 1280,
+         "head_depth": 8}  # fmt: skip
 
 
 def write_opt(path: Path, options: dict[str, Any]) -> None:
@@ -97,9 +100,12 @@ def _norm(prefix: str, w: int) -> dict[str, tuple[int, ...]]:
     return {f"{prefix}.weight": (w,), f"{prefix}.bias": (w,)}
 
 
-def molingo_shapes(latent: int, text_dim: int, adapter: int) -> dict[str, tuple[int, ...]]:
-    """Every non-T5 tensor of the release's ``molingo_tiny`` generator and its shape."""
-    w, h = TINY["width"], TINY["head_width"]
+def molingo_shapes(
+    latent: int, text_dim: int, adapter: int, size: dict[str, int] = TINY
+) -> dict[str, tuple[int, ...]]:
+    """Every non-T5 tensor of the release's generator (``molingo_tiny`` by default) and its
+    shape."""
+    w, h = size["width"], size["head_width"]
     shapes = {**_linear("cond_proj", w, text_dim), **_linear("z_proj", w, latent)}
     for i in range(adapter):
         p = f"text_aligner.blocks.layers.{i}"
@@ -108,10 +114,10 @@ def molingo_shapes(latent: int, text_dim: int, adapter: int) -> dict[str, tuple[
         shapes.update({**_norm(f"{p}.norm1", w), **_norm(f"{p}.norm2", w)})
     shapes.update(_norm("text_aligner.norm", w))
     shapes["query_pos_encoder.pe"] = (500, 1, w)
-    for i in range(TINY["depth"]):
+    for i in range(size["depth"]):
         p = f"seqTransDecoder.layers.{i}"
         shapes.update({**_attention(f"{p}.self_attn", w), **_attention(f"{p}.multihead_attn", w)})
-        m = TINY["mlp"]
+        m = size["mlp"]
         shapes.update({**_linear(f"{p}.linear1", m, w), **_linear(f"{p}.linear2", w, m)})
         for n in (1, 2, 3):
             shapes.update(_norm(f"{p}.norm{n}", w))
@@ -121,7 +127,7 @@ def molingo_shapes(latent: int, text_dim: int, adapter: int) -> dict[str, tuple[
                    **_linear(f"{net}.time_embed.mlp.2", h, h),
                    **_linear(f"{net}.cond_embed", h, w),
                    **_linear(f"{net}.input_proj", h, latent)})  # fmt: skip
-    for j in range(TINY["head_depth"]):
+    for j in range(size["head_depth"]):
         p = f"{net}.res_blocks.{j}"
         shapes.update({**_norm(f"{p}.in_ln", h), **_linear(f"{p}.mlp.0", h, h),
                        **_linear(f"{p}.mlp.2", h, h),
@@ -131,13 +137,15 @@ def molingo_shapes(latent: int, text_dim: int, adapter: int) -> dict[str, tuple[
     return shapes
 
 
-def tiny_t5(d_model: int = 32, vocab: int = len(WORDS) + 8, seed: int = 0):
-    """A two-layer T5 encoder with random weights (transformers)."""
+def tiny_t5(d_model: int = 32, vocab: int = len(WORDS) + 8, seed: int = 0, **sizes: int):
+    """A two-layer T5 encoder with random weights (transformers); ``sizes`` override the
+    T5Config (e.g. T5-Large's num_layers=24, num_heads=16, d_kv=64, d_ff=4096)."""
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=vocab, d_model=d_model, d_kv=8, d_ff=64, num_layers=2,
-                      num_heads=4, is_encoder_decoder=False, use_cache=False)  # fmt: skip
+    options = {"d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, **sizes}
+    config = T5Config(vocab_size=vocab, d_model=d_model, is_encoder_decoder=False,
+                      use_cache=False, **options)  # fmt: skip
     return T5EncoderModel(config).eval()
 
 
@@ -170,6 +178,7 @@ def write_release(
     sae_options: dict[str, Any] | None = None,
     model_options: dict[str, Any] | None = None,
     seed: int = 0,
+    size: dict[str, int] = TINY,
 ) -> tuple[Path, Path]:
     """A 263-dim release under ``root``: (SAE folder, generator folder), plus HumanML3D-like
     ``Mean.npy``/``Std.npy`` in ``root/meanstd``. ``model_ema`` differs from ``model`` so
@@ -185,7 +194,7 @@ def write_release(
     t5 = tiny_t5() if t5 is None else t5
     g = torch.Generator().manual_seed(seed + 1)
     shapes = molingo_shapes(
-        sae_options["output_emb_width"], t5.config.d_model, model_options["aligner_layers"]
+        sae_options["output_emb_width"], t5.config.d_model, model_options["aligner_layers"], size
     )
     model = {k: _random(s, g) for k, s in shapes.items()}
     model.update({f"t5_model.{k}": v.clone() for k, v in t5.state_dict().items()})
