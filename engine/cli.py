@@ -10,6 +10,8 @@
     benchmark [...]                generation speed (see engine/benchmark.py)
     import-molingo SAE_DIR MODEL_DIR OUT_DIR [--text-encoder NAME_OR_FOLDER] [--no-ema]
                                    a published MoLingo release -> checkpoint folder
+    download-molingo --representation 263|272 --out DIR [--mean-std FOLDER]
+                                   the authors' release zips -> checkpoint folder
 
 Joints are metres everywhere in the engine. A BVH has no unit field, so commands reading one
 tell metres, centimetres or millimetres from its rest skeleton's size (``--units auto``, the
@@ -284,6 +286,27 @@ def _cmd_import_molingo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download_molingo(args: argparse.Namespace) -> int:
+    from .molingo_download import download_molingo
+
+    shown = {"percent": -1}
+
+    def report(done: int, total: int | None, name: str) -> None:
+        percent = -1 if not total else done * 100 // total
+        if percent != shown["percent"]:
+            shown["percent"] = percent
+            size = f"{percent}%" if total else f"{done / 2**20:.0f} MiB"
+            print(f"\r{name}: {size}", end="", file=sys.stderr, flush=True)
+
+    out = download_molingo(
+        args.representation, args.out_dir, mean_std=args.mean_std,
+        text_encoder=args.text_encoder, mirror=args.mirror, progress=report,
+    )  # fmt: skip
+    print(file=sys.stderr)
+    print(f"downloaded and converted the MoLingo {args.representation} release -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -376,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--mean-std", default=None, metavar="FOLDER",
                      help="folder with HumanML3D's Mean.npy and Std.npy (default: the release's)")
     imp.set_defaults(run=_cmd_import_molingo)
+
+    dl = sub.add_parser("download-molingo", help="download + convert a published MoLingo release")
+    dl.add_argument("--representation", choices=("263", "272"), required=True)
+    dl.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    dl.add_argument("--mean-std", default=None, metavar="FOLDER",
+                    help="folder with HumanML3D's Mean.npy and Std.npy")
+    dl.add_argument("--text-encoder", default=None, metavar="NAME_OR_FOLDER",
+                    help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)")
+    dl.add_argument("--mirror", default=None, metavar="URL",
+                    help="fetch the zips, by their file names, from this mirror")
+    dl.set_defaults(run=_cmd_download_molingo)
 
     bench = sub.add_parser("benchmark", help="generation speed", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -85,6 +85,7 @@ REPRESENTATIONS = {
     "ms": Representation("humanml3d-272", 272, 30, 300, 7.0, 5),
 }
 SUPPORTED = ("t2m",)  # the engine decodes 263-dim features; 272 is converted once it can
+SUPPORTED_DIMS = tuple(str(REPRESENTATIONS[name].dim) for name in SUPPORTED)
 
 
 # ---- reading a release ---------------------------------------------------------------------
