@@ -11,9 +11,17 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import bone_maps, operators, panel, preferences, properties, smpl_operators
+    from . import (
+        bone_maps,
+        molingo_get,
+        operators,
+        panel,
+        preferences,
+        properties,
+        smpl_operators,
+    )
 
-    return (preferences, properties, operators, panel, bone_maps, smpl_operators)
+    return (preferences, properties, operators, panel, bone_maps, smpl_operators, molingo_get)
 
 
 def register() -> None:

@@ -161,7 +161,20 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
         "so elbows and knees bend as in SMPL; off: plain skinning, a lighter file",
     )  # fmt: skip
 
+    molingo_mean_std: bpy.props.StringProperty(
+        name="HumanML3D Mean/Std folder", subtype="DIR_PATH",
+        description="The folder with HumanML3D's Mean.npy and Std.npy, which the published "
+        "MoLingo model was trained to produce (its release does not carry them)",
+    )  # fmt: skip
+    molingo_tokenizer: bpy.props.StringProperty(
+        name="T5 tokenizer folder", subtype="DIR_PATH",
+        description="Optional: a local google-t5/t5-large tokenizer folder (empty: fetched "
+        "from the Hugging Face Hub)",
+    )  # fmt: skip
+
     def draw(self, context: bpy.types.Context) -> None:
+        from . import molingo_get
+
         layout = self.layout
         draw_dependencies(layout.box(), self)
         box = layout.box()
@@ -174,6 +187,7 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
             row.prop(self, "hub_repo")
             row.prop(self, "hub_revision")
         box.prop(self, "device")
+        molingo_get.draw(layout.box(), self)
         draw_smpl(layout.box(), self, context)
 
 

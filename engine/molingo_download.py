@@ -29,6 +29,21 @@ AUTHORS_SERVER = "https://nc.mlcloud.uni-tuebingen.de/index.php/s"
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
 
+LICENSE = (
+    "MoLingo (He et al., CVPR 2026), trained on HumanML3D; see the authors' repository for "
+    "the terms of the weights"
+)
+ATTRIBUTION = (
+    "MoLingo: Motion-Language Alignment for Text-to-Motion Generation, Yannan He, Garvita "
+    "Tiwari, Xiaohan Zhang, Pankaj Bora, Tolga Birdal, Jan Eric Lenssen, Gerard Pons-Moll "
+    "(CVPR 2026), github.com/hynann/MoLingo; HumanML3D (Guo et al., CVPR 2022)"
+)
+TERMS = (
+    "The MoLingo weights are the authors' work, trained on HumanML3D (whose motions come "
+    "from AMASS under its own licence). Their code is Apache-2.0; for the terms of the "
+    "weights see github.com/hynann/MoLingo. Kinetext downloads them from the authors' server."
+)
+
 # (done bytes, total bytes or None, what is being fetched); raise to cancel.
 DownloadProgress = Callable[[int, int | None, str], None]
 

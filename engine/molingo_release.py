@@ -43,6 +43,7 @@ from .checkpoint import _check_replaceable, _swap_in, save_checkpoint
 from .errors import MotionError
 from .models.autoencoder import AutoencoderConfig, MotionAutoencoder, rescale_latents
 from .models.molingo_release import MODEL_SIZES, NULL_PROMPT, MoLingoRelease, MoLingoReleaseConfig
+from .molingo_download import ATTRIBUTION, LICENSE
 from .text_encoder import TextEncoderConfig
 from .weights import few
 
@@ -57,17 +58,6 @@ T5_TOKENIZER_REPO = "google-t5/t5-large"
 T5_TOKENIZER_REVISION = "main"
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "config.json")  # fmt: skip
-LICENSE = (
-    "MoLingo (He et al., CVPR 2026), trained on HumanML3D; see the authors' repository for "
-    "the terms of the weights"
-)
-ATTRIBUTION = (
-    "MoLingo: Motion-Language Alignment for Text-to-Motion Generation, Yannan He, Garvita "
-    "Tiwari, Xiaohan Zhang, Pankaj Bora, Tolga Birdal, Jan Eric Lenssen, Gerard Pons-Moll "
-    "(CVPR 2026), github.com/hynann/MoLingo; HumanML3D (Guo et al., CVPR 2022)"
-)
-
-
 @dataclass(frozen=True)
 class Representation:
     """What a release's dataset_name means: feature size, fps, clip cap, sampling defaults."""

@@ -24,6 +24,7 @@ CLASSES = [
     "MOTION_OT_install_dependencies", "KINETEXT_PG_bone_pair", "KINETEXT_PG_bone_map",
     "MOTION_OT_bone_map_load", "MOTION_OT_bone_map_save", "KINETEXT_PT_bone_map",
     "MOTION_OT_fit_body", "MOTION_OT_export_amass", "KINETEXT_PT_smpl_body",
+    "MOTION_OT_get_molingo", "MOTION_OT_download_molingo",
 ]  # fmt: skip
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,9 +32,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def registered_classes() -> list[str]:
     """Names of the add-on's classes Blender knows now (property groups and preferences are
     not listed in bpy.types, so each class is asked)."""
-    from kinetext.addon import bone_maps, operators, panel, preferences, properties, smpl_operators
+    from kinetext.addon import (
+        bone_maps,
+        molingo_get,
+        operators,
+        panel,
+        preferences,
+        properties,
+        smpl_operators,
+    )
 
-    modules = (preferences, properties, operators, panel, bone_maps, smpl_operators)
+    modules = (preferences, properties, operators, panel, bone_maps, smpl_operators, molingo_get)
     return sorted(c.__name__ for m in modules for c in m.classes if c.is_registered)
 
 
