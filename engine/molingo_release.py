@@ -74,7 +74,7 @@ REPRESENTATIONS = {
     "t2m": Representation("humanml3d-263", 263, 20, 196, 5.5, 3),
     "ms": Representation("humanml3d-272", 272, 30, 300, 7.0, 5),
 }
-SUPPORTED = ("t2m",)  # the engine decodes 263-dim features; 272 is converted once it can
+SUPPORTED = ("t2m", "ms")
 SUPPORTED_DIMS = tuple(str(REPRESENTATIONS[name].dim) for name in SUPPORTED)
 
 

@@ -25,6 +25,8 @@ from .cleanup import Cleanup, clean_motion
 from .errors import MotionError
 from .features import recover_from_ric
 from .motion import Motion
+from .representation_272 import FEATURE_DIM as FEATURE_DIM_272
+from .representation_272 import joints_from_272
 from .sampling.graphs import FastOptions
 from .text_encoder import TextEncoder, fetches_unpinned, load_text_encoder, validate_prompt
 
@@ -402,6 +404,8 @@ def decode_latents(ckpt: Checkpoint, latents: torch.Tensor) -> tuple[torch.Tenso
     mean = torch.as_tensor(ckpt.mean, device=latents.device)
     std = torch.as_tensor(ckpt.std, device=latents.device)
     features = normalised.float() * std + mean  # (N, F, 263)
+    if features.shape[-1] == FEATURE_DIM_272:  # a converted MoLingo 272 release
+        return features, joints_from_272(features)
     return features, recover_from_ric(features)
 
 

@@ -179,16 +179,21 @@ def write_release(
     model_options: dict[str, Any] | None = None,
     seed: int = 0,
     size: dict[str, int] = TINY,
+    dim: int = 263,
 ) -> tuple[Path, Path]:
-    """A 263-dim release under ``root``: (SAE folder, generator folder), plus HumanML3D-like
+    """A ``dim`` (263 or 272) release under ``root``: (SAE folder, generator folder), plus
     ``Mean.npy``/``Std.npy`` in ``root/meanstd``. ``model_ema`` differs from ``model`` so
     that a test can tell which one was converted."""
+    if dim == 272:  # MotionStreamer's representation: 2x down, 32-d latent
+        sae_options = {"dataset_name": "ms", "down_t": 1, "output_emb_width": 32,
+                       "name": "sae_ms_l2_2_32_32_d2", **(sae_options or {})}  # fmt: skip
+        model_options = {"dataset_name": "ms", **(model_options or {})}
     sae_options = {**SAE_OPTIONS, **(sae_options or {})}
     model_options = {**MODEL_OPTIONS, **(model_options or {})}
-    sae_dir, model_dir = root / sae_options["name"], root / "pretrained_model_263"
+    sae_dir, model_dir = root / sae_options["name"], root / f"pretrained_model_{dim}"
     write_opt(sae_dir / "opt.txt", sae_options)
     (sae_dir / "model").mkdir(parents=True, exist_ok=True)
-    sae = sae_state(sae_options, 263, seed)
+    sae = sae_state(sae_options, dim, seed)
     torch.save({"state_dict": sae}, sae_dir / "model" / "net_best_fid.ckpt")
     write_opt(model_dir / "opt.txt", model_options)
     t5 = tiny_t5() if t5 is None else t5
@@ -206,6 +211,6 @@ def write_release(
     meanstd = root / "meanstd"
     meanstd.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    np.save(meanstd / "Mean.npy", rng.normal(size=263).astype(np.float32))
-    np.save(meanstd / "Std.npy", rng.uniform(0.5, 1.5, size=263).astype(np.float32))
+    np.save(meanstd / "Mean.npy", rng.normal(size=dim).astype(np.float32))
+    np.save(meanstd / "Std.npy", rng.uniform(0.5, 1.5, size=dim).astype(np.float32))
     return sae_dir, model_dir

@@ -151,7 +151,7 @@ def test_cancel_from_progress_leaves_nothing(
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_272_is_refused_before_downloading(tmp_path: Path) -> None:
-    with pytest.raises(MotionError, match="272"):
-        download_molingo("272", tmp_path / "m", mirror="http://127.0.0.1:9/none")
+def test_unknown_representation_is_refused_before_downloading(tmp_path: Path) -> None:
+    with pytest.raises(MotionError, match="263"):
+        download_molingo("251", tmp_path / "m", mirror="http://127.0.0.1:9/none")
     assert not (tmp_path / "m").exists()

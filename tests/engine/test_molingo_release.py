@@ -236,13 +236,24 @@ def test_missing_mean_std_names_the_option(
     assert "--mean-std" in capsys.readouterr().err
 
 
-def test_272_release_is_refused_clearly(
-    release: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    broken = _copy(release, tmp_path)
-    _edit_opt(broken["model"] / "opt.txt", dataset_name="ms")
-    assert _import(broken, tmp_path / "o") == 2
-    assert "272" in capsys.readouterr().err
+def test_272_release_converts_and_generates_at_30_fps(tmp_path: Path) -> None:
+    sae, model = write_release(tmp_path / "r", dim=272)
+    release = {"sae": sae, "model": model, "tokenizer": write_tokenizer(tmp_path / "tok"),
+               "meanstd": tmp_path / "r" / "meanstd"}  # fmt: skip
+    out = tmp_path / "molingo-272"
+    assert _import(release, out) == 0
+    ckpt = load_checkpoint(out)
+    assert (ckpt.fps, ckpt.mean.shape, ckpt.metadata["representation"]) == (
+        30, (272,), "humanml3d-272")  # fmt: skip
+    defaults = ckpt.metadata["sampling_defaults"]["molingo"]
+    assert (defaults["guidance"], defaults["acc"], defaults["ar_steps"]) == (7.0, 5, 30)
+    assert ckpt.configs["molingo"].max_tokens == 150 and ckpt.models["autoencoder"].downsample == 2
+    clip = tmp_path / "jump.npy"
+    args = ["generate", "a person jumps", "--checkpoint", str(out), "--seconds", "1",
+            "--steps", "1", "--device", "cpu", "--out", str(clip)]  # fmt: skip
+    assert main(args) == 0
+    joints = np.load(clip)
+    assert joints.shape == (1, 30, 22, 3) and np.isfinite(joints).all()
 
 
 # ---- the release's sampling loop -----------------------------------------------------------
