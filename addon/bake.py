@@ -50,6 +50,9 @@ from .preferences import user_map_folder
 from .properties import scene_fps
 
 Report = Callable[[set[str], str], None]
+# engine.representation_272.FEATURE_DIM (not imported: that module needs torch): MoLingo's
+# 272-dim features, which have no foot-contact channel.
+FEATURE_DIM_272 = 272
 STASH_TRACK = "[Action Stash]"
 _EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
@@ -74,7 +77,8 @@ def bake(
     """Key ``joints`` (T, 22, 3), metres, Y up, onto ``armature``; returns the new Action.
 
     features: (T or T-1, 263) HumanML3D features; their foot contacts drive the foot
-    clean-up and say which frames stand on the floor. contacts: (T, 4) those contacts
+    clean-up and say which frames stand on the floor (272-dim ones have none: the clean-up
+    is then skipped, with a warning). contacts: (T, 4) those contacts
     alone, when no features are given. fps: the clip's rate; it is resampled to the
     scene's. preset: a preset or saved map name, a BoneMap, or None/"AUTO" to detect it
     from the bone names. root_motion: "in_place" | "root_bone" | "hips" (any case).
@@ -161,6 +165,8 @@ def save_user_bone_map(bone_map: BoneMap) -> Path:
 def _clip_at_scene_rate(scene, joints, features, contacts, fps: float, say: Report):
     """Joints (T', 22, 3) and contacts (T', 4) or None at the scene's frame rate."""
     joints = np.asarray(joints, dtype=np.float64)
+    if features is not None and np.shape(features)[-1:] == (FEATURE_DIM_272,):
+        features = None  # MoLingo's 272 representation has no foot-contact channel
     if features is not None:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != FOOT_CONTACT.stop:

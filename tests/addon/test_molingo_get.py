@@ -46,19 +46,22 @@ class _Slow(http.server.SimpleHTTPRequestHandler):
 def served(tmp_path_factory: pytest.TempPathFactory):
     """(mirror URL, release folders) with the two zips served on 127.0.0.1."""
     root = tmp_path_factory.mktemp("molingo-addon")
-    sae, model = write_release(root, sae_options={"name": SAE_ITEM.folder})
     files = root / "www"
     files.mkdir()
-    for folder, item in ((sae, SAE_ITEM), (model, MODEL_ITEM)):
-        with zipfile.ZipFile(files / item.filename, "w") as archive:
-            for path in sorted(folder.rglob("*")):
-                archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
+    for dim in (263, 272):
+        sae_item, model_item = RELEASES[str(dim)]
+        sae, model = write_release(root / str(dim), sae_options={"name": sae_item.folder}, dim=dim)
+        for folder, item in ((sae, sae_item), (model, model_item)):
+            with zipfile.ZipFile(files / item.filename, "w") as archive:
+                for path in sorted(folder.rglob("*")):
+                    archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
     handler = functools.partial(_Slow, directory=str(files))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "files": files,
-           "meanstd": root / "meanstd", "tokenizer": write_tokenizer(root / "tok")}  # fmt: skip
+           "meanstd": root / "263" / "meanstd", "meanstd272": root / "272" / "meanstd",
+           "tokenizer": write_tokenizer(root / "tok")}  # fmt: skip
     httpd.shutdown()
     thread.join()
 
@@ -136,3 +139,19 @@ def test_missing_mean_std_is_reported_before_downloading(online):
     preferences().molingo_mean_std = ""
     with pytest.raises(RuntimeError, match="Mean/Std"):
         bpy.ops.motion.download_molingo()
+
+
+def test_272_model_downloads_generates_at_30_fps_and_bakes(online, served):
+    from addon_helpers import mixamo_rig
+
+    preferences().molingo_mean_std = str(served["meanstd272"])
+    assert bpy.ops.motion.get_molingo(representation="272", mirror=served["url"]) == {"FINISHED"}
+    panel = bpy.context.scene.kinetext
+    panel.prompt, panel.seconds, panel.steps, panel.variations = "a person jumps", 1.0, 1, 1
+    assert bpy.ops.motion.generate() == {"FINISHED"}
+    (entry,) = panel.variation_list
+    assert (entry.frames, entry.fps) == (30, 30)
+    rig = mixamo_rig()
+    panel.target = rig
+    assert bpy.ops.motion.bake(variation=0) == {"FINISHED"}
+    assert rig.animation_data.action.name == "a person jumps"
