@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .cleanup import Cleanup, clean_motion
+from .cleanup import Cleanup, clean_joints, clean_motion
 from .errors import MotionError
 from .features import recover_from_ric
 from .motion import Motion
@@ -146,7 +146,10 @@ def generate(
     cleanup = _cleanup_options(clean)
     if cleanup is not None:
         clock = time.perf_counter()
-        joints, features = clean_motion(joints, features, cleanup, ckpt.fps)
+        if features.shape[-1] == FEATURE_DIM_272:  # no contact channel: features kept as is
+            joints = clean_joints(joints, None, cleanup, fps=ckpt.fps).astype(np.float32)
+        else:
+            joints, features = clean_motion(joints, features, cleanup, ckpt.fps)
         times["clean"] = time.perf_counter() - clock
     diagnostics = {
         "generator": name,
