@@ -418,7 +418,7 @@ def write_text_encoder(
     t5 = {k.removeprefix("t5_model."): v for k, v in state.items() if k.startswith("t5_model.")}
     name = tokenizer_source or T5_TOKENIZER_REPO
     revision = None if tokenizer_source else T5_TOKENIZER_REVISION
-    patterns = None if not t5 else TOKENIZER_FILES
+    patterns = TOKENIZER_FILES if t5 else (*TOKENIZER_FILES, "*.safetensors")  # never *.bin
     source = resolve_folder(name, revision, allow_patterns=patterns)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -436,7 +436,9 @@ def write_text_encoder(
             )
     else:
         try:
-            model = T5EncoderModel.from_pretrained(source, local_files_only=True)
+            model = T5EncoderModel.from_pretrained(
+                source, local_files_only=True, use_safetensors=True
+            )
         except (OSError, ValueError) as error:
             raise MotionError(
                 f"{path}: holds no T5 weights and {source} has no T5 encoder: {error}"

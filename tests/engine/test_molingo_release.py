@@ -331,3 +331,23 @@ def test_config_json_keeps_existing_autoencoder_defaults(converted: Path) -> Non
     assert (defaults.padding, defaults.activation, defaults.latent_projection) == (
         "zero", "silu", False)  # fmt: skip
     assert defaults.semantic_head and not defaults.encoder_dilations_reversed
+
+
+def test_release_without_t5_weights_takes_the_encoder_folder(
+    release: dict[str, Path], tmp_path: Path
+) -> None:
+    from molingo_release_fixtures import tiny_t5
+
+    broken = _copy(release, tmp_path)
+    path = broken["model"] / "net_best_fid.pth"
+    data = torch.load(path, weights_only=True)
+    for key in ("model", "model_ema"):
+        data[key] = {k: v for k, v in data[key].items() if not k.startswith("t5_model.")}
+    torch.save(data, path)
+    encoder = write_tokenizer(tmp_path / "t5")
+    tiny_t5(seed=3).save_pretrained(encoder, safe_serialization=True)
+    broken["tokenizer"] = encoder
+    assert _import(broken, tmp_path / "out") == 0
+    ckpt = load_checkpoint(tmp_path / "out")
+    assert not ckpt.metadata["release"]["text_encoder"]["t5_from_release"]
+    assert load_text_encoder(ckpt.text_encoder).encode("a person walks").tokens.shape[-1] == 32
