@@ -198,7 +198,6 @@ class MoLingoRelease(nn.Module):
         token_mask: Tensor,
         text: TextEncoding | TextMemory,
         token_valid: Tensor | None = None,
-        **_: object,
     ) -> Tensor:
         """Condition vectors z (B, N, W) for every token.
 
