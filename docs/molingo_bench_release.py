@@ -1,6 +1,7 @@
 """A full-size MoLingo release with random weights, for speed measurements (benchmarks.md).
 
     python docs/molingo_bench_release.py --out /tmp/molingo-bench
+    python docs/molingo_bench_release.py --sizes     # parameter counts only
 
 writes a release in the authors' format at the published size (SAE width 1024, 4x down,
 16-d latent; MoLingo "large": 16 layers of width 1024, head 8 x 1280, 6 adapter layers;
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 
 from molingo_release_fixtures import (  # noqa: E402
@@ -29,10 +31,45 @@ from molingo_release_fixtures import (  # noqa: E402
 )
 
 
+def sizes() -> None:
+    """Parameter counts of the converted models at the published sizes (meta tensors: no
+    memory, no weights)."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+    from engine.models.molingo_release import MoLingoRelease, MoLingoReleaseConfig
+    from engine.molingo_release import REPRESENTATIONS
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(t.numel() for t in [*module.parameters(), *module.buffers()])
+
+    with torch.device("meta"):
+        for rep, latent, down in ((REPRESENTATIONS["t2m"], 16, 2), (REPRESENTATIONS["ms"], 32, 1)):
+            tokens = rep.max_frames // 2**down
+            generator = MoLingoRelease(MoLingoReleaseConfig(latent_dim=latent, max_tokens=tokens))
+            sae = MotionAutoencoder(AutoencoderConfig(
+                feature_dim=rep.dim, width=1024, depth=3, down_t=down, latent_dim=latent,
+                encoder_dilations_reversed=True, latent_projection=True, semantic_head=False,
+                encoder_input_padding="replicate"))  # fmt: skip
+            print(f"{rep.name}: generator {count(generator):,} (flow head "
+                  f"{count(generator.head):,}), SAE {count(sae):,} (decoder "
+                  f"{count(sae.decoder):,})")  # fmt: skip
+        config = T5Config(vocab_size=32128, d_model=1024, d_kv=64, d_ff=4096, num_layers=24,
+                          num_heads=16, is_encoder_decoder=False)  # fmt: skip
+        t5 = T5EncoderModel(config)
+        print(f"T5-Large encoder {count(t5):,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="write the random release and convert it")
+    parser.add_argument("--sizes", action="store_true", help="print the parameter counts")
     args = parser.parse_args()
+    if args.sizes:
+        sizes()
+    if args.out is None:
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     t5 = tiny_t5(d_model=1024, vocab=32128, num_layers=24, num_heads=16, d_kv=64, d_ff=4096)
     sae, model = write_release(
