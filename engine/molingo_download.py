@@ -154,7 +154,13 @@ def download_molingo(
             f"the {representation}-dim MoLingo release cannot be converted by this kinetext yet; "
             f"use --representation {' or '.join(SUPPORTED_DIMS)}"
         )
-    if mean_std is not None and not Path(mean_std).is_dir():
+    if mean_std is None:  # the zips hold exactly the weights and options: no statistics
+        raise MotionError(
+            "the release does not carry the features' Mean/Std: pass --mean-std FOLDER (the "
+            f"{'HumanML3D_272 mean_std' if representation == '272' else 'HumanML3D'} folder "
+            "with Mean.npy and Std.npy)"
+        )
+    if not Path(mean_std).is_dir():
         raise MotionError(f"{mean_std}: no such folder (HumanML3D's Mean.npy and Std.npy)")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -155,3 +155,14 @@ def test_unknown_representation_is_refused_before_downloading(tmp_path: Path) ->
     with pytest.raises(MotionError, match="263"):
         download_molingo("251", tmp_path / "m", mirror="http://127.0.0.1:9/none")
     assert not (tmp_path / "m").exists()
+
+
+def test_mean_std_is_asked_for_before_downloading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["download-molingo", "--representation", "272", "--out", str(tmp_path / "m"),
+            "--mirror", "http://127.0.0.1:9/none"]  # fmt: skip
+    assert main(args) == 2  # port 9 is never contacted: the error comes first
+    message = capsys.readouterr().err
+    assert "--mean-std" in message and "HumanML3D_272" in message
+    assert not (tmp_path / "m").exists()
