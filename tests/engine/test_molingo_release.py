@@ -17,6 +17,7 @@ import pytest
 import torch
 from molingo_release_fixtures import write_release, write_tokenizer
 
+from engine.bvh import read_bvh
 from engine.checkpoint import load_checkpoint
 from engine.cli import main
 from engine.models.molingo_release import NULL_PROMPT, MoLingoRelease, MoLingoReleaseConfig
@@ -254,6 +255,10 @@ def test_272_release_converts_and_generates_at_30_fps(tmp_path: Path) -> None:
     assert main(args) == 0
     joints = np.load(clip)
     assert joints.shape == (1, 30, 22, 3) and np.isfinite(joints).all()
+    bvh = tmp_path / "jump.bvh"  # BVH export at the representation's 30 fps
+    assert main([*args[:-1], str(bvh)]) == 0
+    motion = read_bvh(bvh)
+    assert motion.motion.shape[0] == 30 and abs(motion.fps - 30) < 1e-6
 
 
 # ---- the release's sampling loop -----------------------------------------------------------
