@@ -485,6 +485,12 @@ def _npy(path: Path, dim: int, positive: bool = False) -> np.ndarray:
     return array
 
 
+def _release_name(path: Path, sae_dir: Path, model_dir: Path) -> str:
+    """``path`` as "<release folder>/<path inside it>" (how the zips name it)."""
+    folder = sae_dir if path.is_relative_to(sae_dir) else model_dir
+    return f"{folder.name}/{path.relative_to(folder).as_posix()}"
+
+
 def import_molingo(
     sae_dir: str | Path,
     model_dir: str | Path,
@@ -514,8 +520,11 @@ def import_molingo(
     if dataset not in SUPPORTED:
         raise MotionError(
             f"{model_opt}: the {rep.name} representation ({rep.dim} features at {rep.fps} fps) "
-            "is not supported by this kinetext yet; the 263-dim release converts"
+            "is not supported by this kinetext yet"
         )
+    searched = [Path(mean_std)] if mean_std is not None else [
+        model_dir / "meta", model_dir, sae_dir / "meta", sae_dir]  # fmt: skip
+    mean, std, mean_from = find_mean_std(searched, rep.dim)  # before the heavy reading
     autoencoder, sae_options = convert_sae(sae_dir, rep.dim)
     sae_dataset = sae_options.get("dataset_name", dataset)
     if sae_dataset != dataset:
@@ -532,9 +541,6 @@ def import_molingo(
     weights = model_dir / MODEL_WEIGHTS
     config = molingo_config(state, options, rep, autoencoder.config, weights, model_opt)
     generator = convert_molingo(state, config, weights, model_opt)
-    searched = [Path(mean_std)] if mean_std is not None else [
-        model_dir / "meta", model_dir, sae_dir / "meta", sae_dir]  # fmt: skip
-    mean, std, mean_from = find_mean_std(searched, rep.dim)
     inputs = [sae_dir / OPT_FILE, sae_dir / SAE_WEIGHTS, model_opt, weights]
     metadata = {
         "generator": "molingo",
@@ -556,7 +562,7 @@ def import_molingo(
             "std_factor": std_factor,
             "mean_std_from": str(mean_from),
             "t5_max_len": int(options.get("t5_max_len", 64)),
-            "sha256": {f"{p.parent.name}/{p.name}": sha256(p) for p in inputs},
+            "sha256": {_release_name(p, sae_dir, model_dir): sha256(p) for p in inputs},
         },  # fmt: skip
         **(extra_metadata or {}),
     }

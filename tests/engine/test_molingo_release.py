@@ -73,6 +73,8 @@ def test_converted_release_is_a_checkpoint_with_the_release_facts(
     digests = ckpt.metadata["release"]["sha256"]
     weights = release["model"] / "net_best_fid.pth"
     assert digests[f"{release['model'].name}/net_best_fid.pth"] == sha256(weights)
+    sae_weights = release["sae"] / "model" / "net_best_fid.ckpt"
+    assert digests[f"{release['sae'].name}/model/net_best_fid.ckpt"] == sha256(sae_weights)
     # EMA weights by default, keyed by parameter name; the mask token lives in latent space
     ema = torch.load(weights, weights_only=True)["model_ema"]
     model = ckpt.models["molingo"]
