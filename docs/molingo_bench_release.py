@@ -61,9 +61,23 @@ def sizes() -> None:
         print(f"T5-Large encoder {count(t5):,}")
 
 
+def write_large_release(out: Path, dim: int) -> tuple[Path, Path]:
+    """The random full-size release (its tensors are freed when this returns, before the
+    conversion reads them back)."""
+    t5 = tiny_t5(d_model=1024, vocab=32128, num_layers=24, num_heads=16, d_kv=64, d_ff=4096)
+    sae_options = {"width": 1024, "depth": 3}
+    if dim == 272:
+        sae_options["name"] = "sae_ms_l2_2_32_1024_d3"
+    return write_release(
+        out / "release", t5=t5, size=LARGE, sae_options=sae_options, dim=dim,
+        model_options={"model_size": "large", "aligner_layers": 6},
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="write the random release and convert it")
+    parser.add_argument("--representation", type=int, choices=(263, 272), default=263)
     parser.add_argument("--sizes", action="store_true", help="print the parameter counts")
     args = parser.parse_args()
     if args.sizes:
@@ -71,13 +85,9 @@ def main() -> None:
     if args.out is None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    t5 = tiny_t5(d_model=1024, vocab=32128, num_layers=24, num_heads=16, d_kv=64, d_ff=4096)
-    sae, model = write_release(
-        args.out / "release", t5=t5, size=LARGE, sae_options={"width": 1024, "depth": 3},
-        model_options={"model_size": "large", "aligner_layers": 6},
-    )  # fmt: skip
+    sae, model = write_large_release(args.out, args.representation)
     tokenizer = write_tokenizer(args.out / "tokenizer")
-    checkpoint = args.out / "molingo-263"
+    checkpoint = args.out / f"molingo-{args.representation}"
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "engine", "import-molingo", str(sae), str(model),
@@ -85,8 +95,9 @@ def main() -> None:
          str(args.out / "release" / "meanstd")], check=True, cwd=ROOT,
     )  # fmt: skip
     print(f"convert: {time.perf_counter() - start:.1f} s")
+    frames = 196 if args.representation == 263 else 300
     print(f"python -m engine benchmark --checkpoint {checkpoint} --generators molingo "
-          "--batches 1,256 --frames 196")  # fmt: skip
+          f"--batches 1,256 --frames {frames}")  # fmt: skip
 
 
 if __name__ == "__main__":
