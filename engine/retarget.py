@@ -35,6 +35,7 @@ import numpy as np
 
 from .errors import MotionError
 from .foot_cleanup import PLANTED, LegChain, pin_feet
+from .generated_twist import apply_generated_twist
 from .quaternion import matrix_to_quat, quat_to_matrix
 from .retarget_presets import (
     PRESETS,
@@ -218,6 +219,7 @@ def retarget(
     contacts: np.ndarray | None = None,
     match_joints: bool = False,
     foot_cleanup: bool = True,
+    rotations: np.ndarray | None = None,
 ) -> PoseTracks:
     """Pose-bone tracks that make the rig follow joints (T, 22, 3), metres, Y up.
 
@@ -227,7 +229,9 @@ def retarget(
     None = floor frames from the feet's heights, no clean-up. match_joints: give every
     mapped bone a location too, so heads land on the joints exactly whatever their bone
     lengths (the canonical armature showing a clip as generated); the root path is then
-    neither rescaled nor grounded.
+    neither rescaled nor grounded. rotations: (T, 22, 3, 3) generated local joint rotations
+    (a 272 clip's, ``representation_272.rotations_from_272``) whose twist the bones take
+    (``generated_twist``); None: twist from the bend planes.
     """
     joints = _check_joints(joints)
     if root_motion not in ROOT_MOTION_MODES:
@@ -262,6 +266,8 @@ def retarget(
         glob = None
     if glob is None:
         glob = rotations_from_joints(pos, rparents, offsets, hints)
+    if rotations is not None:
+        glob = apply_generated_twist(glob, rotations, joints, mapped, rparents, offsets)
 
     desired = {}  # bone -> (T, 3) head in armature space, for bones that take a location
     for m, b in enumerate(bone_of):
