@@ -29,7 +29,13 @@ from ..engine.errors import MotionError
 from ..engine.features import FOOT_CONTACT
 from ..engine.joint_map import resample
 from ..engine.key_reduction import distance_cm, euler_degrees, quaternion_degrees, reduce_keys
-from ..engine.quaternion import axis_angle_to_quat, quat_to_euler
+from ..engine.quaternion import (
+    axis_angle_to_quat,
+    matrix_to_quat,
+    qfix,
+    quat_to_euler,
+    quat_to_matrix,
+)
 from ..engine.retarget import (
     ROOT_MOTION_MODES,
     BoneMap,
@@ -78,7 +84,8 @@ def bake(
 
     features: (T or T-1, 263) HumanML3D features; their foot contacts drive the foot
     clean-up and say which frames stand on the floor (272-dim ones have none: the clean-up
-    is then skipped, with a warning). contacts: (T, 4) those contacts
+    is then skipped, with a warning, and their generated joint rotations give the bones
+    their twist). contacts: (T, 4) those contacts
     alone, when no features are given. fps: the clip's rate; it is resampled to the
     scene's. preset: a preset or saved map name, a BoneMap, or None/"AUTO" to detect it
     from the bone names. root_motion: "in_place" | "root_bone" | "hips" (any case).
@@ -101,6 +108,7 @@ def bake(
     if ik:
         say({"WARNING"}, f"the FK keys show once the IK-FK switches are at 1 (FK); now below "
                          f"1 on: {', '.join(ik)}")  # fmt: skip
+    rotations = _generated_rotations(features, context.scene, fps)  # a 272 clip's, or None
     joints, contacts = _clip_at_scene_rate(context.scene, joints, features, contacts, fps, say)
     if foot_cleanup and contacts is None:
         say({"WARNING"}, "no foot contacts given: foot clean-up skipped")
@@ -113,6 +121,7 @@ def bake(
         contacts=contacts,
         match_joints=is_canonical(armature),
         foot_cleanup=foot_cleanup,
+        rotations=rotations,
     )
     for note in tracks.notes:
         say({"INFO"}, note)
@@ -160,6 +169,25 @@ def user_map_names() -> list[str]:
 def save_user_bone_map(bone_map: BoneMap) -> Path:
     """Save an edited map under its name; ``bake(preset=name)`` then finds it."""
     return presets.save_user_map(bone_map, user_map_folder())
+
+
+def _generated_rotations(features, scene, fps: float) -> np.ndarray | None:
+    """A 272 clip's generated local joint rotations (T', 22, 3, 3) at the scene's rate, whose
+    twist the bones take; None for any other features. Resampled like the joints: each
+    joint's quaternion interpolated linearly between the two nearest frames, renormalised."""
+    if features is None or np.shape(features)[-1:] != (FEATURE_DIM_272,):
+        return None
+    import torch  # the 272 decoding is the engine's torch code; generating needed torch too
+
+    from ..engine.representation_272 import rotations_from_272
+
+    local, _ = rotations_from_272(torch.as_tensor(np.asarray(features), dtype=torch.float64))
+    quats = qfix(matrix_to_quat(local.numpy()))  # (T, 22, 4), signs continuous in time
+    rate = scene_fps(scene)
+    if abs(rate - fps) >= 1e-6:
+        quats = resample(quats, fps, rate)
+        quats /= np.linalg.norm(quats, axis=-1, keepdims=True)
+    return quat_to_matrix(quats)
 
 
 def _clip_at_scene_rate(scene, joints, features, contacts, fps: float, say: Report):

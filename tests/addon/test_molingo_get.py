@@ -15,6 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
@@ -155,3 +156,22 @@ def test_272_model_downloads_generates_at_30_fps_and_bakes(online, served):
     panel.target = rig
     assert bpy.ops.motion.bake(variation=0) == {"FINISHED"}
     assert rig.animation_data.action.name == "a person jumps"
+    # the generated rotations give the forearm its twist: baking the joints alone differs
+    from kinetext.addon import bake, results
+    from kinetext.addon.operators import results_folder
+
+    clip = results.get(entry.key, results_folder())
+    assert clip.features.shape == (30, 272)
+    with_twist = _forearm_keys(rig)
+    bake.bake(bpy.context, armature=rig, joints=clip.joints, fps=30.0, foot_cleanup=False)
+    joints_only = _forearm_keys(rig)
+    assert with_twist.shape == joints_only.shape and not np.allclose(with_twist, joints_only)
+
+
+def _forearm_keys(rig) -> np.ndarray:
+    """(frames, 4) the left forearm's baked quaternion keys of the rig's current action."""
+    action = rig.animation_data.action
+    channelbag = action.layers[0].strips[0].channelbag(rig.animation_data.action_slot)
+    path = 'pose.bones["mixamorig:LeftForeArm"].rotation_quaternion'
+    curves = [channelbag.fcurves.find(path, index=i) for i in range(4)]
+    return np.array([[k.co[1] for k in c.keyframe_points] for c in curves]).T
