@@ -369,6 +369,7 @@ class MOTION_OT_preview(bpy.types.Operator):
             previous = _actions_on(obj)
             action = bake.bake(
                 context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
+                features=clip.features,  # a 272 clip's rotations give the bones their twist
                 fps=clip.fps, preset="smplx", root_motion="hips", foot_cleanup=False,
                 action_name=clip.prompt, push_to_nla=False, report=self.report,
             )  # fmt: skip
@@ -403,6 +404,7 @@ class MOTION_OT_bake(bpy.types.Operator):
             # bake checks everything before touching the scene and undoes a failed write
             action = bake.bake(
                 context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
+                features=clip.features,  # a 272 clip's rotations give the bones their twist
                 fps=clip.fps, preset=self.preset or panel.preset,
                 root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
                 action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,

@@ -51,8 +51,9 @@ class Clip:
         if self.features is not None:
             from ..engine.features import FOOT_CONTACT  # needs scipy: not at registration
 
-            return np.asarray(self.features[:, FOOT_CONTACT], np.float32)
-        return self.contacts
+            if self.features.shape[-1] == FOOT_CONTACT.stop:  # 263: HumanML3D's own contacts
+                return np.asarray(self.features[:, FOOT_CONTACT], np.float32)
+        return self.contacts  # (a 272 clip's features have no contact channel)
 
 
 @dataclasses.dataclass(frozen=True)

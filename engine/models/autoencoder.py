@@ -55,6 +55,11 @@ class AutoencoderConfig(Config):
     encoder_input_padding: str | None = None  # the encoder's first conv (None: ``padding``)
 
     def __post_init__(self) -> None:
+        check_sizes(
+            self, positive=("feature_dim", "width", "dilation_growth", "latent_dim", "text_dim",
+                            "semantic_hidden"),
+            non_negative=("depth", "down_t"),
+        )  # fmt: skip
         for padding in (self.padding, self.encoder_input_padding):
             if padding is not None and padding not in PADDINGS:
                 raise MotionError(
@@ -65,13 +70,8 @@ class AutoencoderConfig(Config):
                 f"AutoencoderConfig.activation {self.activation!r} is not one of "
                 f"{sorted(ACTIVATIONS)}"
             )
-
-    def __post_init__(self) -> None:
-        check_sizes(
-            self, positive=("feature_dim", "width", "dilation_growth", "latent_dim", "text_dim",
-                            "semantic_hidden"),
-            non_negative=("depth", "down_t"),
-        )  # fmt: skip
+        if not self.semantic_head:  # no head: its widths size no tensor of this model
+            self.not_sizes = (*type(self).not_sizes, "text_dim", "semantic_hidden")
 
     @classmethod
     def tiny(cls) -> AutoencoderConfig:
