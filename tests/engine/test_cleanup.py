@@ -27,10 +27,10 @@ def walk():
     return joints, contacts
 
 
-def broken(joints: np.ndarray, seed: int = 0) -> np.ndarray:
+def broken(joints: np.ndarray, seed: int = 0, planted: np.ndarray | None = None) -> np.ndarray:
     """What a generator hands over: bones that stretch and shrink by up to 15% over a
     second or two, the whole body 4 cm up, per-joint noise of 2 mm, and the left foot
-    sliding 1 cm a frame while it is planted."""
+    sliding 1 cm a frame during each of its ``planted`` runs (left contact columns)."""
     rng = np.random.default_rng(seed)
     t = np.arange(len(joints))[:, None] / 20.0
     out = np.empty_like(joints)
@@ -41,33 +41,46 @@ def broken(joints: np.ndarray, seed: int = 0) -> np.ndarray:
         out[:, j] = out[:, PARENTS[j]] + bone * scale
     out += rng.normal(0, 0.002, out.shape)
     out[..., 1] += 0.04
-    out[:, [LEFT_ANKLE, LEFT_TOE], 0] += 0.01 * np.arange(len(joints))[:, None]
+    if planted is not None:
+        run = np.zeros(len(joints))
+        for i in range(1, len(joints)):
+            run[i] = run[i - 1] + 1 if planted[i] and planted[i - 1] else 0
+        out[:, [LEFT_ANKLE, LEFT_TOE], 0] += 0.01 * run[:, None]
     return out
+
+
+def broken_walk(walk, seed: int = 0) -> np.ndarray:
+    """``broken`` applied to the walk fixture, its left foot sliding while planted."""
+    joints, contacts = walk
+    return broken(joints, seed, contacts[:, 0] > 0.5)
 
 
 def test_bones_come_out_rigid_at_the_canonical_lengths(walk):
     joints, contacts = walk
-    clean = clean_joints(broken(joints), contacts)
-    assert bone_lengths(broken(joints)).std(axis=0).max() > 0.02  # it did stretch
+    clean = clean_joints(broken_walk(walk), contacts)
+    assert bone_lengths(broken_walk(walk)).std(axis=0).max() > 0.02  # it did stretch
     np.testing.assert_allclose(bone_lengths(clean), np.broadcast_to(BONE_LENGTHS, (len(clean), 22)),
                                atol=1e-9)  # fmt: skip
-    median = clean_joints(broken(joints), contacts, Cleanup(lengths="median"))
+    median = clean_joints(broken_walk(walk), contacts, Cleanup(lengths="median"))
     assert bone_lengths(median).std(axis=0).max() < 1e-9
 
 
 def test_planted_feet_touch_the_floor_and_nothing_goes_below(walk):
     joints, contacts = walk
-    clean = clean_joints(broken(joints), contacts)
+    clean = clean_joints(broken_walk(walk), contacts)
     assert clean[..., 1].min() >= -1e-9
     down = (contacts[:, 1] > 0.5) & (contacts[:, 0] > 0.5)  # left foot flat on the floor
     lowest_left = clean[:, [LEFT_ANKLE, LEFT_TOE], 1].min(axis=1)
-    assert np.median(lowest_left[down]) < 0.01  # was 4 cm up
-    assert clean_joints(broken(joints), None)[..., 1].min() == pytest.approx(0.0, abs=1e-9)
+    assert np.median(lowest_left[down]) < 0.01  # was 4 cm up, and its leg stretched
+    floored = clean_joints(broken_walk(walk), contacts, Cleanup(floor_feet=True))
+    lowest_left = floored[:, [LEFT_ANKLE, LEFT_TOE], 1].min(axis=1)
+    assert np.median(lowest_left[down]) < 0.002 and floored[..., 1].min() >= -1e-9
+    assert clean_joints(broken_walk(walk), None)[..., 1].min() == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_planted_foot_stops_sliding(walk):
     joints, contacts = walk
-    raw = broken(joints)
+    raw = broken_walk(walk)
     clean = clean_joints(raw, contacts)
     planted = np.flatnonzero(contacts[:, 0] > 0.5)
     runs = np.split(planted, np.flatnonzero(np.diff(planted) > 1) + 1)
@@ -95,7 +108,7 @@ def test_smoothing_keeps_the_timing(walk):
 
 def test_one_clip_or_a_batch(walk):
     joints, contacts = walk
-    batch = np.stack([broken(joints, 0), broken(joints, 1)])
+    batch = np.stack([broken_walk(walk, 0), broken_walk(walk, 1)])
     both = clean_joints(batch, np.stack([contacts, contacts]))
     assert both.shape == batch.shape
     np.testing.assert_allclose(both[1], clean_joints(batch[1], contacts), atol=1e-12)
@@ -103,7 +116,7 @@ def test_one_clip_or_a_batch(walk):
 
 def test_features_describe_the_cleaned_joints(walk):
     joints, contacts = walk
-    raw = broken(joints)[None].astype(np.float32)
+    raw = broken_walk(walk)[None].astype(np.float32)
     features = np.zeros(raw.shape[:2] + (263,), np.float32)
     features[..., FOOT_CONTACT] = contacts
     clean, feats = clean_motion(raw, features, Cleanup(), fps=20)
@@ -125,7 +138,7 @@ def test_a_bvh_of_a_cleaned_clip_is_the_clip(walk):
     was up to 9 cm off at the wrists); only the branches at the pelvis and chest, whose
     angles a BVH holds fixed, keep a few millimetres of the generator's noise."""
     joints, contacts = walk
-    raw = broken(joints)
+    raw = broken_walk(walk)
     assert bvh_error(raw) > 0.03
     assert bvh_error(clean_joints(raw, contacts)) < 0.012
 

@@ -438,7 +438,7 @@ def parse_cleanup(pairs: Sequence[str]) -> Cleanup:
     if unknown:
         raise MotionError(f"unknown --cleanup setting {unknown[0]!r}: allowed are "
                           + ", ".join(sorted(fields)))  # fmt: skip
-    for key in ("ground", "pin_feet"):
+    for key in ("ground", "pin_feet", "floor_feet"):
         if key in values:
             values[key] = _parse_switch(key, values[key])
     return Cleanup(**values)
