@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter1d
 from .errors import MotionError
 from .features import FOOT_CONTACT, joints_to_features, recover_from_ric
 from .foot_cleanup import PLANTED, LegChain, floor_feet, pin_feet
+from .kinematics import bone_lengths
 from .skeleton import BONE_LENGTHS, FOOT_LEFT, FOOT_RIGHT, FPS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
 CANONICAL_LEGS = (
@@ -42,9 +43,13 @@ CANONICAL_LEGS = (
     LegChain(hip=2, knee=5, ankle=FOOT_RIGHT[0], toe=FOOT_RIGHT[1], ankle_contact=2, toe_contact=3),
 )
 """The canonical skeleton's legs, with the columns of their foot contacts (features order)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Cleanup:
-    """How ``clean_joints`` turns network output into a body (the defaults: all on)."""
+    """How ``clean_joints`` turns network output into a body. The defaults are the settings
+    measured best on val (docs/results.md, "Clean motion"): rigid canonical bones, grounding
+    and foot pins on; smoothing and ``floor_feet`` off (each cost FID there)."""
 
     lengths: Literal["canonical", "median"] = "canonical"
     smoothing: float = 0.0  # Gaussian sigma in frames; 0 = none (see docs/results.md)
@@ -97,7 +102,7 @@ def clean_joints(
     if options.ground:
         arr = ground(arr, planted, options.ground_smoothing)
     if options.pin_feet and planted is not None:
-        lengths = _bone_lengths(arr[:, :1])[:, 0]  # (N, 22): rigid, so any frame's
+        lengths = bone_lengths(arr[:, 0])  # (N, 22): rigid, so any frame's
         for i in range(len(arr)):
             blend = options.pin_blend
             arr[i] = pin_feet(arr[i], contacts[i], CANONICAL_LEGS, blend=blend, fps=fps)
@@ -108,17 +113,11 @@ def clean_joints(
     return arr[0] if single else arr
 
 
-def _bone_lengths(joints: np.ndarray) -> np.ndarray:
-    """(..., 22, 3) -> (..., 22): each joint's distance to its parent (0 for the root)."""
-    parents = [0, *PARENTS[1:]]
-    return np.linalg.norm(joints - joints[..., parents, :], axis=-1)
-
-
 def _target_lengths(joints: np.ndarray, which: str) -> np.ndarray:
     """(N, 22) bone lengths every frame of each clip gets."""
     if which == "canonical":
         return np.broadcast_to(BONE_LENGTHS, (len(joints), NUM_JOINTS))
-    return np.median(_bone_lengths(joints), axis=1)  # (N, 22)
+    return np.median(bone_lengths(joints), axis=1)  # (N, 22)
 
 
 def rigid_skeleton(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
