@@ -17,7 +17,7 @@ import bpy
 
 from ..engine.molingo_download import LICENSE, TERMS
 from . import deps, jobs, preferences
-from .operators import BackgroundJobOperator, redraw, runtime, set_status
+from .operators import BackgroundJobOperator, end_job, set_status
 
 LABEL = "MoLingo download"
 
@@ -149,10 +149,7 @@ class MOTION_OT_download_molingo(BackgroundJobOperator, bpy.types.Operator):
             self.report({"INFO"}, f"{message}: {job.result}")
             return {"FINISHED"}
         finally:
-            jobs.end(job)
-            state = runtime(context)
-            state.running, state.progress = False, 0.0
-            redraw(context)
+            end_job(context, job)
 
 
 def draw(box: bpy.types.UILayout, prefs) -> None:

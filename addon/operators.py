@@ -134,10 +134,7 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         set_status(context, ". ".join(status), "WARNING" if unread else "INFO")
         return {"FINISHED"}
     finally:
-        jobs.end(job)
-        state = runtime(context)
-        state.running, state.progress = False, 0.0
-        redraw(context)
+        end_job(context, job)
 
 
 class BackgroundJobOperator:
@@ -340,6 +337,15 @@ def target_armature(context: bpy.types.Context, name: str) -> bpy.types.Object:
             "no armature selected: pick the target armature in the Kinetext panel or select one"
         )
     return obj
+
+
+def end_job(context: bpy.types.Context, job: jobs.Job) -> None:
+    """What every background operator does once its job is collected, however it ended:
+    release the job, clear the panel's running state and progress, redraw."""
+    jobs.end(job)
+    state = runtime(context)
+    state.running, state.progress = False, 0.0
+    redraw(context)
 
 
 def redraw(context: bpy.types.Context) -> None:

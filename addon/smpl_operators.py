@@ -24,7 +24,13 @@ from bpy_extras.io_utils import ExportHelper
 from ..engine.errors import MotionError
 from ..engine.smpl_body import find_model_file, smplx_installed
 from . import deps, jobs, preferences, results
-from .operators import BackgroundJobOperator, export_name, redraw, results_folder, variation
+from .operators import (
+    BackgroundJobOperator,
+    end_job,
+    export_name,
+    results_folder,
+    variation,
+)
 from .panel import CATEGORY, _chars_per_line, draw_wrapped
 from .properties import runtime, scene_fps, set_status, settings
 
@@ -223,10 +229,7 @@ def collect_fit(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         report({"INFO"}, message)
         return {"FINISHED"}
     finally:
-        jobs.end(job)
-        state = runtime(context)
-        state.running, state.progress = False, 0.0
-        redraw(context)
+        end_job(context, job)
 
 
 def _place_and_bake(context, request: FitRequest, outcome: FitOutcome, report):

@@ -1,26 +1,46 @@
-import json, sys
-import numpy as np
-import engine.cleanup as C
-import engine.foot_cleanup as F
+"""Score one clean-up variant on val in-process (the step-by-step table of docs/results.md).
+
+    python docs/results/cleanup/cpu-val/variants.py VARIANT --data DATA --evaluator EVAL --out F
+
+VARIANT: ``default`` (the shipped Cleanup), ``floor`` (``floor_feet=True``), ``ankleonly``
+(pins on the ankles only, with ``floor_feet``), ``raw`` or ``nopin``. The ankles-only variant
+has no Cleanup option, so its legs are given to ``pin_feet`` without toes here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import engine.cleanup as cleanup
+from engine.foot_cleanup import pin_feet
 from training.evaluation.run import evaluate
-variant = sys.argv[1]
-if variant == "nofloor":
-    C.floor_feet = lambda p, c, legs, blend=3, floor=0.0: np.array(p, dtype=np.float64)
-elif variant == "ankleonly":
-    orig = F.pin_feet
-    def pin(positions, contacts, legs, blend=3, fps=None):
-        legs = [F.LegChain(l.hip, l.knee, l.ankle, None, l.ankle_contact, l.toe_contact) for l in legs]
-        return orig(positions, contacts, legs, blend=blend, fps=fps)
-    C.pin_feet = pin
-elif variant == "nofloor_ankleonly":
-    C.floor_feet = lambda p, c, legs, blend=3, floor=0.0: np.array(p, dtype=np.float64)
-    orig = F.pin_feet
-    def pin(positions, contacts, legs, blend=3, fps=None):
-        legs = [F.LegChain(l.hip, l.knee, l.ankle, None, l.ankle_contact, l.toe_contact) for l in legs]
-        return orig(positions, contacts, legs, blend=blend, fps=fps)
-    C.pin_feet = pin
-r = evaluate("engine/checkpoints/default", "data/bandai-hml", "/work/scratch/evaluator", split="val",
-             replications=1, mm=False, device="cpu")
-r.save(f"/work/scratch/cpu/{variant}.json", None)
-g = r.rows["generated"]
-print(variant, {k: round(v.mean, 4) for k, v in g.items() if v is not None})
+
+
+def ankles_only(positions, contacts, legs, blend=3, fps=None):
+    """``pin_feet`` with every leg's toe left out (it then moves with its ankle)."""
+    legs = [dataclasses.replace(leg, toe=None) for leg in legs]
+    return pin_feet(positions, contacts, legs, blend=blend, fps=fps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variant", choices=("default", "floor", "ankleonly", "raw", "nopin"))
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--evaluator", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    clean: bool | cleanup.Cleanup = {
+        "default": True,
+        "raw": False,
+        "nopin": cleanup.Cleanup(pin_feet=False),
+    }.get(args.variant, cleanup.Cleanup(floor_feet=True))
+    if args.variant == "ankleonly":
+        cleanup.pin_feet = ankles_only
+    report = evaluate("engine/checkpoints/default", args.data, args.evaluator, split="val",
+                      replications=1, mm=False, device="cpu", clean=clean)  # fmt: skip
+    report.save(args.out, None)
+
+
+if __name__ == "__main__":
+    main()
