@@ -16,12 +16,15 @@ Conventions (the ones Blender's importer and the Bandai Namco data follow):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import numpy as np
 
@@ -113,24 +116,42 @@ def _compose(angles: np.ndarray, order: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- reading
 
+MAX_FILE_BYTES = 1 << 30
+"""Largest BVH read (1 GiB). Reading holds the bytes plus a few bytes of index per byte."""
+MAX_JOINTS = 1000
+"""Joints (ROOT and JOINT entries) in one hierarchy; mocap skeletons with fingers and face
+have a few hundred at most."""
+MAX_JOINT_FRAMES = 10_000_000
+"""Frames x joints: ``world_positions`` holds about 15 floats per joint per frame (112 MiB per
+million), so this bounds its memory (about 1.2 GiB) even for joints without channels, which
+cost nothing in the file (a 3-hour clip of 60 joints at 120 fps is 7.8 million)."""
+MAX_DURATION_S = 3 * 3600.0
+"""Longest clip, (Frames - 1) x Frame Time, in seconds: bounds what resampling allocates."""
+FRAME_TIME_RANGE = (1e-4, 10.0)
+"""Frame Time, seconds: 10 kHz to one frame per 10 s (mocap runs at 24 to 960 fps)."""
+MAX_ABS_VALUE = 1e9
+"""Largest magnitude of any OFFSET, End Site or channel value (file units or degrees): sums
+and products of such values down 1000 joints and any unit stay finite."""
+_MAX_DIGITS = len(str(MAX_JOINT_FRAMES))
+
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
 _MOTION_RE = re.compile(rb"^[ \t]*MOTION[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _FRAMES_RE = re.compile(r"^\s*frames\s*:\s*(\S+)\s*$", re.IGNORECASE)
 _FRAME_TIME_RE = re.compile(r"^\s*frame\s+time\s*:\s*(\S+)\s*$", re.IGNORECASE)
+_COUNT_RE = re.compile(r"[0-9]+", re.ASCII)
 
 
 def read_bvh(path: str | os.PathLike) -> BVH:
     """Read any BVH: one ROOT, any channels and rotation orders, End Sites, CRLF or tabs.
 
     The MOTION block is parsed in bulk with numpy; lines are only scanned one by one to name
-    the culprit once the bulk parse has failed. Raises BVHError naming the file and line.
+    the culprit once the bulk parse has failed. Every malformed or out-of-limit file (see the
+    MAX_* and FRAME_TIME_RANGE limits above) raises BVHError naming the file and line, in time
+    linear in the file's size; a clip that reads has finite values only.
     """
     path = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BVHError(path, None, f"cannot read the file ({exc.strerror or exc})") from exc
+    data = _read_file(path)
     if b"\n" not in data and b"\r" in data:  # old Mac line ends
         data = data.replace(b"\r", b"\n")
     found = _MOTION_RE.search(data)
@@ -143,12 +164,52 @@ def read_bvh(path: str | os.PathLike) -> BVH:
     num_frames, frame_time, body_start, body_line = _parse_motion_header(
         path, data, found.end(), motion_line
     )
+    if num_frames * len(names) > MAX_JOINT_FRAMES:
+        raise BVHError(
+            path, body_line - 2, f"{num_frames} frames of {len(names)} joints is over the limit "
+            f"of {MAX_JOINT_FRAMES:,} joint-frames (engine.bvh.MAX_JOINT_FRAMES)",
+        )  # fmt: skip
+    if (num_frames - 1) * frame_time > MAX_DURATION_S:
+        raise BVHError(
+            path, body_line - 1, f"{num_frames} frames of {frame_time:g} s last "
+            f"{(num_frames - 1) * frame_time:.4g} s, over the limit of {MAX_DURATION_S:g} s",
+        )  # fmt: skip
     motion = _parse_frames(path, data[body_start:], body_line, num_frames, channels)
     return BVH(names, parents, offsets, channels, frame_time, motion, end_sites)
 
 
+def _read_file(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES (a FIFO or a device would block)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise BVHError(path, None, f"cannot read the file: it is {what}")
+        if info.st_size > MAX_FILE_BYTES:
+            raise BVHError(path, None, f"the file is {info.st_size:,} bytes, over the limit "
+                           f"of {MAX_FILE_BYTES:,} (engine.bvh.MAX_FILE_BYTES)")  # fmt: skip
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise BVHError(path, None, f"cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _line_tokens(header: str) -> tuple[list[tuple[str, int]], list[int]]:
+    """Tokens with their line numbers, and for each token the index just past its line's
+    last token (so a keyword reads the rest of its line without scanning for it)."""
+    toks: list[tuple[str, int]] = []
+    line_end: list[int] = []
+    for n, line in enumerate(header.split("\n"), 1):
+        words = line.split()
+        end = len(toks) + len(words)
+        toks.extend((word, n) for word in words)
+        line_end.extend([end] * len(words))
+    return toks, line_end
+
+
 def _parse_hierarchy(path: str, header: str, motion_line: int):
-    toks = [(tok, n) for n, line in enumerate(header.split("\n"), 1) for tok in line.split()]
+    """Joints, parents, offsets, channels and End Sites; each token is looked at a bounded
+    number of times, so the time is linear in the header's size."""
+    toks, line_end = _line_tokens(header)
     if not toks or toks[0][0].upper() != "HIERARCHY":
         raise BVHError(path, toks[0][1] if toks else 1, "the file must start with HIERARCHY")
     names: list[str] = []
@@ -161,49 +222,47 @@ def _parse_hierarchy(path: str, header: str, motion_line: int):
     i = 1
     while i < len(toks):
         word, line = toks[i]
-        rest = _rest_of_line(toks, i)
         key = word.upper()
         if key in ("ROOT", "JOINT"):
             misplaced = (key == "ROOT") == bool(stack or names) or bool(stack and stack[-1] < 0)
-            name_toks = [t for t, _ in rest if t != "{"]
-            if misplaced or not name_toks:
+            k = i + 1  # the name: the rest of the line up to a '{'
+            while k < line_end[i] and toks[k][0] != "{":
+                k += 1
+            if misplaced or k == i + 1:
                 why = "misplaced" if misplaced else "without a name"
                 raise BVHError(path, line, f"{word} {why} (one ROOT holding every JOINT)")
-            names.append(" ".join(name_toks))
+            if len(names) == MAX_JOINTS:
+                raise BVHError(path, line, f"more than {MAX_JOINTS} joints (engine.bvh.MAX_JOINTS)")
+            names.append(" ".join(t for t, _ in toks[i + 1 : k]))
             parents.append(stack[-1] if stack else -1)
             offsets.append(None)
             channels.append([])
             joint_lines.append(line)
-            i = _expect_open(path, toks, i + 1 + len(name_toks), line)
+            i = _expect_open(path, toks, k, line)
             stack.append(len(names) - 1)
             continue
         if key == "END":
-            if not rest or rest[0][0].upper() != "SITE":
+            if i + 1 >= line_end[i] or toks[i + 1][0].upper() != "SITE":
                 raise BVHError(path, line, "expected 'End Site'")
             if not stack or stack[-1] < 0:
                 raise BVHError(path, line, "End Site outside a joint")
             if stack[-1] in end_sites:
                 raise BVHError(path, line, "several End Sites under one joint are not supported")
-            i = _expect_open(path, toks, i + 1 + len([t for t, _ in rest if t != "{"]), line)
+            i = _expect_open(path, toks, i + 2, line)
             end_sites[stack[-1]] = np.zeros(3)
             stack.append(-1 - stack[-1])
             continue
-        if key == "OFFSET":
-            values = _numbers(rest)
-            if values is None or len(values) != 3 or not stack:
-                why = "outside a joint" if stack == [] else "needs 3 numbers"
-                raise BVHError(path, line, f"OFFSET {why}: {' '.join(t for t, _ in rest)}")
-            if stack[-1] < 0:
-                end_sites[-1 - stack[-1]] = np.array(values)
+        if key in ("OFFSET", "CHANNELS"):
+            rest = [t for t, _ in toks[i + 1 : line_end[i]]]
+            if not stack or (key == "CHANNELS" and stack[-1] < 0):
+                raise BVHError(path, line, f"{key} outside a joint")
+            if key == "CHANNELS":
+                channels[stack[-1]] = _channels(path, line, rest)
+            elif stack[-1] < 0:
+                end_sites[-1 - stack[-1]] = _offset(path, line, rest)
             else:
-                offsets[stack[-1]] = np.array(values)
-            i += 1 + len(rest)
-            continue
-        if key == "CHANNELS":
-            if not stack or stack[-1] < 0:
-                raise BVHError(path, line, "CHANNELS outside a joint")
-            channels[stack[-1]] = _channels(path, line, rest)
-            i += 1 + len(rest)
+                offsets[stack[-1]] = _offset(path, line, rest)
+            i = line_end[i]
             continue
         if word == "}":
             if not stack:
@@ -211,7 +270,7 @@ def _parse_hierarchy(path: str, header: str, motion_line: int):
             stack.pop()
             i += 1
             continue
-        raise BVHError(path, line, f"unexpected '{word}' in HIERARCHY")
+        raise BVHError(path, line, f"unexpected '{_shown(word)}' in HIERARCHY")
     if stack:
         raise BVHError(
             path, motion_line, f"unbalanced braces: {len(stack)} '{{' not closed before MOTION"
@@ -220,20 +279,15 @@ def _parse_hierarchy(path: str, header: str, motion_line: int):
         raise BVHError(path, motion_line, "HIERARCHY has no ROOT joint")
     for j, off in enumerate(offsets):
         if off is None:
-            raise BVHError(path, joint_lines[j], f"joint '{names[j]}' has no OFFSET")
+            raise BVHError(path, joint_lines[j], f"joint '{_shown(names[j])}' has no OFFSET")
     if sum(len(c) for c in channels) == 0:
         raise BVHError(path, motion_line, "no CHANNELS declared: there is no motion to read")
     return names, parents, np.stack(offsets).astype(np.float64), channels, end_sites
 
 
-def _rest_of_line(toks: list[tuple[str, int]], i: int) -> list[tuple[str, int]]:
-    line = toks[i][1]
-    out = []
-    for tok in toks[i + 1 :]:
-        if tok[1] != line:
-            break
-        out.append(tok)
-    return out
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a message (a token may be a megabyte long)."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _expect_open(path: str, toks: list[tuple[str, int]], i: int, line: int) -> int:
@@ -243,22 +297,30 @@ def _expect_open(path: str, toks: list[tuple[str, int]], i: int, line: int) -> i
     return i + 1
 
 
-def _numbers(rest: list[tuple[str, int]]) -> list[float] | None:
+def _offset(path: str, line: int, rest: list[str]) -> np.ndarray:
+    """Three finite numbers within MAX_ABS_VALUE, or BVHError naming the line."""
+    shown = _shown(" ".join(rest))
+    if len(rest) != 3:
+        raise BVHError(path, line, f"OFFSET needs 3 numbers: {shown}")
     try:
-        return [float(t) for t, _ in rest]
+        values = np.array([float(t) for t in rest])
     except ValueError:
-        return None
+        raise BVHError(path, line, f"OFFSET needs 3 numbers: {shown}") from None
+    if not (np.abs(values) <= MAX_ABS_VALUE).all():  # also False for NaN
+        raise BVHError(path, line, f"OFFSET values must be finite, at most {MAX_ABS_VALUE:g} "
+                       f"in size: {shown}")  # fmt: skip
+    return values
 
 
-def _channels(path: str, line: int, rest: list[tuple[str, int]]) -> list[str]:
-    if not rest or not rest[0][0].isdigit():
-        raise BVHError(path, line, "CHANNELS must be followed by a channel count")
-    count, names = int(rest[0][0]), [t for t, _ in rest[1:]]
+def _channels(path: str, line: int, rest: list[str]) -> list[str]:
+    if not rest or not _COUNT_RE.fullmatch(rest[0]) or len(rest[0]) > 3:
+        raise BVHError(path, line, "CHANNELS must be followed by a channel count (0 to 6)")
+    count, names = int(rest[0]), rest[1:]
     if count != len(names):
         raise BVHError(path, line, f"CHANNELS declares {count} channels but lists {len(names)}")
     unknown = [n for n in names if n.lower() not in _CHANNEL_CASE]
     if unknown:
-        raise BVHError(path, line, f"unknown channel name '{unknown[0]}'")
+        raise BVHError(path, line, f"unknown channel name '{_shown(unknown[0])}'")
     out = [_CHANNEL_CASE[n.lower()] for n in names]
     if len(set(out)) != len(out):
         raise BVHError(path, line, "a channel is listed twice")
@@ -279,12 +341,16 @@ def _parse_motion_header(path: str, data: bytes, motion_end: int, motion_line: i
         end = len(data) if nl < 0 else nl
         text, pos, line_no = data[pos:end], end + 1, line_no + 1
         if text.strip():
-            found.append((text.decode("utf-8", errors="replace"), line_no))
+            found.append((text[:200].decode("utf-8", errors="replace"), line_no))
     (frames_text, frames_line), (time_text, time_line) = found
     frames = _FRAMES_RE.match(frames_text)
-    if frames is None or not frames.group(1).isdigit():
+    if frames is None or not _COUNT_RE.fullmatch(frames.group(1)):
         raise BVHError(path, frames_line, f"expected 'Frames: <count>': '{frames_text.strip()}'")
-    num_frames = int(frames.group(1))
+    digits = frames.group(1).lstrip("0")
+    if len(digits) > _MAX_DIGITS or int(digits or "0") > MAX_JOINT_FRAMES:
+        raise BVHError(path, frames_line, f"'Frames: {_shown(frames.group(1), 20)}' is over the "
+                       f"limit of {MAX_JOINT_FRAMES:,} frames")  # fmt: skip
+    num_frames = int(digits or "0")
     if num_frames == 0:
         raise BVHError(path, frames_line, "the clip has zero frames")
     ftime = _FRAME_TIME_RE.match(time_text)
@@ -294,8 +360,10 @@ def _parse_motion_header(path: str, data: bytes, motion_end: int, motion_line: i
         frame_time = float(ftime.group(1))
     except ValueError:
         frame_time = float("nan")
-    if not np.isfinite(frame_time) or frame_time <= 0:
-        raise BVHError(path, time_line, f"Frame Time must be a positive number: '{ftime.group(1)}'")
+    low, high = FRAME_TIME_RANGE
+    if not low <= frame_time <= high:  # also False for NaN
+        raise BVHError(path, time_line, f"Frame Time must be {low:g} to {high:g} seconds: "
+                       f"'{_shown(ftime.group(1), 30)}'")  # fmt: skip
     return num_frames, frame_time, pos, line_no + 1
 
 
@@ -326,7 +394,7 @@ def _parse_frames(
         extra = first_line + int(lines[num_frames])
         raise BVHError(path, extra, f"more frame lines than 'Frames: {num_frames}' declares")
     values = _bulk_floats(body)
-    if values is None or values.size != num_frames * width or not np.isfinite(values).all():
+    if values is None or values.size != num_frames * width or not _in_range(values):
         _locate_bad_value(path, body, first_line)
     return values.reshape(num_frames, width)
 
@@ -341,20 +409,26 @@ def _bulk_floats(body: bytes) -> np.ndarray | None:
             return None
 
 
+def _in_range(values: np.ndarray) -> bool:
+    """Every value finite and at most MAX_ABS_VALUE in size."""
+    return bool((np.abs(values) <= MAX_ABS_VALUE).all())  # False for NaN too
+
+
 def _locate_bad_value(path: str, body: bytes, first_line: int) -> NoReturn:
     """Slow path after a failed bulk parse: raise naming the first bad value and its line."""
     for n, line in enumerate(body.split(b"\n")):
         tokens = line.split()
         values = _bulk_floats(line)
-        if values is not None and values.size == len(tokens) and np.isfinite(values).all():
+        if values is not None and values.size == len(tokens) and _in_range(values):
             continue
         for col, tok in enumerate(tokens, 1):
             value = _bulk_floats(tok)
-            if value is None or value.size != 1 or not np.isfinite(value).all():
-                text = tok.decode("utf-8", errors="replace")
+            if value is None or value.size != 1 or not _in_range(value):
+                text = _shown(tok.decode("utf-8", errors="replace"))
                 raise BVHError(
-                    path, first_line + n, f"value {col} is not a finite number: '{text}'"
-                )
+                    path, first_line + n, f"value {col} is not a finite number of at most "
+                    f"{MAX_ABS_VALUE:g} in size: '{text}'",
+                )  # fmt: skip
         raise BVHError(path, first_line + n, "the values on this line cannot be read as numbers")
     raise BVHError(path, None, "the MOTION values cannot be read as numbers")
 
@@ -368,6 +442,22 @@ def write_bvh(path: str | os.PathLike, bvh: BVH, precision: int = 6) -> None:
     Joints are written depth first; when ``bvh`` lists them in another order its motion
     columns are permuted to match, so reading the file back gives the same clip.
     """
+    write_bvh_files([(path, bvh)], precision)
+
+
+def write_bvh_files(items: Sequence[tuple[str | os.PathLike, BVH]], precision: int = 6) -> None:
+    """Write several BVH files as one: every file goes to a temporary name first, and only
+    when all are written are they renamed into place, so an error or an interruption while
+    writing leaves every earlier file as it was (never some new clips beside old ones)."""
+    with contextlib.ExitStack() as outputs:  # leaving it moves every file, or removes all
+        for path, bvh in items:
+            tmp = outputs.enter_context(atomic_output(path))
+            with open(tmp, "w", newline="\n") as fh:
+                _write_text(fh, bvh, precision)
+
+
+def _write_text(fh: TextIO, bvh: BVH, precision: int) -> None:
+    """The BVH text of ``bvh`` into an open file; MotionError for motion that cannot be written."""
     order = _depth_first(bvh)
     cols = bvh.channel_columns()
     motion = np.asarray(bvh.motion, dtype=np.float64)
@@ -377,13 +467,21 @@ def write_bvh(path: str | os.PathLike, bvh: BVH, precision: int = 6) -> None:
         )
     if not np.isfinite(motion).all():
         raise MotionError("BVH motion holds NaN or infinite values")
+    ends = [np.asarray(v, dtype=np.float64) for v in bvh.end_sites.values()]
+    if not all(_in_range(a) for a in (motion, np.asarray(bvh.offsets, dtype=np.float64), *ends)):
+        raise MotionError(f"BVH values must be at most {MAX_ABS_VALUE:g} in size (file units)")
+    low, high = FRAME_TIME_RANGE
+    if not low <= bvh.frame_time <= high:
+        raise MotionError(
+            f"a BVH's frame time must be {low:g} to {high:g} s (fps {1 / high:g} to {1 / low:g}), "
+            f"got {bvh.frame_time!r}"
+        )
     lines = ["HIERARCHY"]
     _write_joint(lines, bvh, order[0], 0, precision)
     lines += ["MOTION", f"Frames: {len(motion)}", f"Frame Time: {bvh.frame_time:.10g}"]
     body = motion[:, [c for j in order for c in cols[j]]]
-    with atomic_output(path) as tmp, open(tmp, "w", newline="\n") as fh:
-        fh.write("\n".join(lines) + "\n")
-        np.savetxt(fh, body, fmt=f"%.{precision}f", delimiter=" ")
+    fh.write("\n".join(lines) + "\n")
+    np.savetxt(fh, body, fmt=f"%.{precision}f", delimiter=" ")
 
 
 def _depth_first(bvh: BVH) -> list[int]:

@@ -28,6 +28,9 @@ HUMAN_HEIGHT_M = (0.5, 2.5)
 """Rest skeleton heights (metres, joints and End Sites) detection accepts as human."""
 UNITS_HINT = "m, cm, mm, in or metres per file unit, e.g. 0.01"
 
+UNITS_RANGE = (1e-6, 1e6)
+"""Metres per file unit a number may give: micrometres to thousands of kilometres."""
+
 Units = str | float
 """"auto", a key of UNITS_TO_METRES, or a positive number of metres per file unit."""
 
@@ -63,8 +66,11 @@ def parse_units(value: str | float) -> Units:
         factor = float(key)
     except (TypeError, ValueError):
         factor = float("nan")
-    if not np.isfinite(factor) or factor <= 0:
-        raise MotionError(f"units must be auto, {UNITS_HINT}; got '{value}'")
+    low, high = UNITS_RANGE
+    if not low <= factor <= high:  # also False for NaN
+        raise MotionError(
+            f"units must be auto, {UNITS_HINT} (a number from {low:g} to {high:g}); got '{value}'"
+        )
     return factor
 
 

@@ -26,22 +26,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .bvh_units import UNITS_HINT, Units, parse_units
+from .bvh import FRAME_TIME_RANGE
+from .bvh_units import UNITS_HINT, UNITS_RANGE, Units, parse_units
 from .errors import MotionError
 
 PREVIEWS = (".png", ".gif", ".mp4")
+BVH_FPS_RANGE = (1 / FRAME_TIME_RANGE[1], 1 / FRAME_TIME_RANGE[0])
+"""Frame rates --fps accepts (0.1 to 10,000): what a BVH's Frame Time may say."""
 
 
 def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    """np.save to a temporary name beside ``path``, then rename (np.save adds .npy itself)."""
-    target = Path(path)
+    """np.save to a temporary name beside ``path``, then rename (np.save adds .npy itself).
+
+    Refuses non-finite values: a NaN written here would only surface later, far from its cause.
+    """
+    if not np.isfinite(array).all():
+        raise MotionError(f"{path}: not written, the result holds NaN or infinite values")
+    target = _make_parent(path)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}.npy")
     try:
         np.save(tmp, np.ascontiguousarray(array))
@@ -50,14 +60,55 @@ def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _make_parent(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, its folder made ("--out out/walk.png" makes out/, as users expect)
+    only now that there is something to write, so a refused input changes nothing on disk."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def check_output(path: str | os.PathLike, folder: bool = False) -> None:
+    """MotionError now, before any work, if ``path`` (a file, or a folder with ``folder``)
+    cannot be written: it is a folder (a file), a file (a folder), or its nearest existing
+    parent is not a writable folder. Tried by creating and removing a file, since permission
+    bits do not tell (root, read-only mounts, ACLs)."""
+    target = Path(path).expanduser()
+    if target.is_dir() and not folder:
+        raise MotionError(f"{path}: is a folder; give a file name to write")
+    if target.exists() and folder and not target.is_dir():
+        raise MotionError(f"{path}: is a file, not a folder to write into")
+    base = target if folder and target.is_dir() else target.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise MotionError(f"{path}: cannot be written, {base} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".kinetext-write-test-")
+    except OSError as error:
+        raise MotionError(f"{path}: cannot write in {base} ({error.strerror or error})") from error
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _load_npy(path: str, ndim: int, tail: tuple[int, ...], what: str) -> np.ndarray:
+    """A finite real array of shape (T..., *tail) from ``path``; MotionError naming the file."""
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise MotionError(f"{path}: cannot read as .npy ({error})") from error
+    except (OSError, ValueError, EOFError) as error:
+        why = error or "the file is empty"
+        raise MotionError(f"{path}: cannot read as .npy ({why})") from error
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise MotionError(f"{path}: is an .npz archive, not one .npy array")
     if array.ndim != ndim or tuple(array.shape[-len(tail) :]) != tail:
         shape = ", ".join(["T"] * (ndim - len(tail)) + [str(n) for n in tail])
         raise MotionError(f"{path}: expected {what} of shape ({shape}), got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise MotionError(f"{path}: expected {what} as real numbers, got dtype {array.dtype}")
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    if bad.any():
+        frames = ", ".join(str(i) for i in np.flatnonzero(bad)[:5])
+        raise MotionError(f"{path}: {what} hold NaN or infinite values (frames {frames})")
     return array
 
 
@@ -75,6 +126,22 @@ def _joints_from(path: str, map_name: str | None = None, units: Units = "auto") 
             print(note, file=sys.stderr)
         return clip.joints
     return _load_npy(path, 3, (22, 3), "joints")
+
+
+def _number_in(low: float, high: float) -> Callable[[str], float]:
+    """argparse type: a number from ``low`` to ``high`` (NaN, inf and 0 refused by the range)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            why = f"expected a number from {low:g} to {high:g}: {text!r}"
+            raise argparse.ArgumentTypeError(why)
+        return value
+
+    return parse
 
 
 def _units_arg(text: str) -> Units:
@@ -131,7 +198,7 @@ def _cmd_joints2bvh(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
-    write_bvh(args.out, canonical_bvh(joints, fps=args.fps, scale=args.scale))
+    write_bvh(_make_parent(args.out), canonical_bvh(joints, fps=args.fps, scale=args.scale))
     return 0
 
 
@@ -139,6 +206,8 @@ def _write_preview(joints: np.ndarray, out: str, title: str | None, fps: float) 
     from .render import render_animation, render_contact_sheet
 
     suffix = Path(out).suffix.lower()
+    if suffix in PREVIEWS:
+        _make_parent(out)
     if suffix == ".png":
         render_contact_sheet(joints, out, title=title, fps=fps)
     elif suffix in (".gif", ".mp4"):
@@ -195,13 +264,31 @@ def _mm(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=-1).mean() * 1000.0)
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from .bvh import canonical_bvh, write_bvh
-    from .pipeline import generate
+def _bvh_outputs(out: str, count: int) -> list[Path]:
+    """The files of ``count`` clips written as BVH: OUT.bvh, then OUT_2.bvh, OUT_3.bvh, ..."""
+    first = Path(out)
+    more = (first.with_name(f"{first.stem}_{i}{first.suffix}") for i in range(2, count + 1))
+    return [first, *more]
+
+
+def _check_generate(args: argparse.Namespace) -> None:
+    """Everything about a generate request that can be refused before 40 s of work."""
+    from .text_encoder import validate_prompt
 
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".npy", ".bvh", *PREVIEWS):
         raise MotionError(f"{args.out}: write .npy, .bvh or a preview ({', '.join(PREVIEWS)})")
+    validate_prompt(args.prompt)
+    variations = args.variations if suffix == ".bvh" and 1 <= args.variations <= 1000 else 1
+    for path in _bvh_outputs(args.out, variations):
+        check_output(path)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .bvh import canonical_bvh, write_bvh_files
+    from .pipeline import generate
+
+    suffix = Path(args.out).suffix.lower()
     motion = generate(
         args.prompt, seconds=args.seconds, seed=args.seed, variations=args.variations,
         guidance=args.guidance, steps=args.steps, checkpoint=args.checkpoint,
@@ -217,12 +304,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _save_npy(args.out, motion.joints)
         written = [args.out]
     elif suffix == ".bvh":
-        written = []
-        for i, clip in enumerate(motion.joints):
-            out = Path(args.out)
-            path = out if i == 0 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
-            write_bvh(path, canonical_bvh(clip, fps=motion.fps))
-            written.append(str(path))
+        paths = _bvh_outputs(args.out, len(motion.joints))
+        _make_parent(args.out)
+        clips = [canonical_bvh(clip, fps=motion.fps) for clip in motion.joints]
+        write_bvh_files(list(zip(paths, clips, strict=True)))
+        written = [str(p) for p in paths]
     else:
         _write_preview(motion.joints, args.out, args.prompt, motion.fps)
         written = [args.out]
@@ -263,7 +349,7 @@ def _cmd_fit_smpl(args: argparse.Namespace) -> int:
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
     fit = fit_smpl(joints, args.model_folder, args.model, args.gender, args.device, args.fps)
-    save_amass(args.out, fit)
+    save_amass(_make_parent(args.out), fit)
     print(f"{len(fit.poses)} frames fitted ({fit.model_type}, {fit.gender}), mean joint "
           f"error {fit.joint_error_m * 100:.2f} cm -> {args.out}")  # fmt: skip
     return 0
@@ -360,9 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     j2b = sub.add_parser("joints2bvh", help="canonical joints (T,22,3) -> BVH")
     j2b.add_argument("inp", metavar="IN.npy")
     j2b.add_argument("out", metavar="OUT.bvh")
-    j2b.add_argument("--fps", type=float, default=20.0)
+    j2b.add_argument("--fps", type=_number_in(*BVH_FPS_RANGE), default=20.0)
     scale_help = "file units per metre (100 = cm); bvh2joints reads either back as metres"
-    j2b.add_argument("--scale", type=float, default=1.0, help=scale_help)
+    scale_range = _number_in(1 / UNITS_RANGE[1], 1 / UNITS_RANGE[0])
+    j2b.add_argument("--scale", type=scale_range, default=1.0, help=scale_help)
     j2b.set_defaults(run=_cmd_joints2bvh)
 
     ren = sub.add_parser("render", help="joints .npy or a BVH -> .png sheet, .gif or .mp4")
@@ -379,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", choices=("smpl", "smplx"), default="smpl")
     fit.add_argument("--gender", choices=("neutral", "female", "male"), default="neutral")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    fit.add_argument("--fps", type=float, default=20.0, help="frame rate of IN (default 20)")
+    fps_help = "frame rate of IN (default 20)"
+    fit.add_argument("--fps", type=_number_in(*BVH_FPS_RANGE), default=20.0, help=fps_help)
     fit.set_defaults(run=_cmd_fit_smpl)
 
     demo = sub.add_parser("demo", help="BVH or procedural walk -> features -> joints, previews")
@@ -421,11 +509,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["benchmark"]:  # engine/benchmark.py parses its own options, --help too
         return _cmd_benchmark(argparse.Namespace(rest=argv[1:]))
-    args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "out", None):  # "--out out/walk.png" makes out/, as users expect
-            Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        args = build_parser().parse_args(argv)
+        _check_before_running(args)
         return args.run(args)
     except (MotionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+INTERRUPTED = "interrupted: each output is written whole or not at all"
+"""The one line both command lines print on Ctrl-C (exit status 130, as shells expect)."""
+
+
+def _check_before_running(args: argparse.Namespace) -> None:
+    """Refuse an output that cannot be written before any work is done."""
+    if args.command == "generate":
+        _check_generate(args)
+    elif args.command == "demo":
+        check_output(args.out, folder=True)
+    elif getattr(args, "out", None):
+        check_output(args.out)

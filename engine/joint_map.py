@@ -173,6 +173,11 @@ def to_canonical(
     return mixed @ _UP_AXIS_TO_Y_UP[joint_map.up_axis].T * scale
 
 
+MAX_RESAMPLED_FRAMES = 1_000_000
+"""Most frames ``resample`` gives: 14 hours at 20 fps, 0.5 GiB of float64 (T, 22, 3) joints;
+a BVH lasts at most ``engine.bvh.MAX_DURATION_S`` (3 h) anyway."""
+
+
 def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.ndarray:
     """Linear interpolation in time (T, J, 3) -> (T', J, 3) over the clip's duration.
 
@@ -181,12 +186,18 @@ def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.nda
     frame); positions, so no rotation slerp is needed.
     """
     joints = np.asarray(joints, dtype=np.float64)
-    if src_fps <= 0 or dst_fps <= 0 or not len(joints):
+    if not (0 < src_fps < np.inf and 0 < dst_fps < np.inf) or not len(joints):
         raise MotionError(f"cannot resample {len(joints)} frames from {src_fps} to {dst_fps} fps")
     duration = (len(joints) - 1) / src_fps
     # A hundredth of a frame of slack: files round 1/30 s to 0.0333333, which would otherwise
     # drop the last frame of a clip whose duration is a whole number of output frames.
-    count = int(np.floor(duration * dst_fps + 1e-2)) + 1
+    exact = duration * dst_fps + 1e-2
+    if not exact < MAX_RESAMPLED_FRAMES:  # checked before anything of that size is allocated
+        raise MotionError(
+            f"resampling {len(joints)} frames at {src_fps:g} fps to {dst_fps:g} fps would give "
+            f"{exact:.4g} frames, over the limit of {MAX_RESAMPLED_FRAMES:,}"
+        )
+    count = int(np.floor(exact)) + 1
     where = np.minimum(np.arange(count) * (src_fps / dst_fps), len(joints) - 1)  # source frames
     lo = np.floor(where).astype(int)
     hi = np.minimum(lo + 1, len(joints) - 1)
@@ -226,9 +237,12 @@ def read_canonical(
     try:
         file_units = resolve_units(bvh, units)
         joints = to_canonical(bvh.world_positions(), bvh.names, joint_map, file_units.to_metres)
+        if not np.isfinite(joints).all():  # bounded inputs make this unreachable; never silent
+            raise MotionError("the joints are not finite numbers in metres")
+        joints = resample(joints, bvh.fps, fps)
     except MotionError as exc:
         raise MotionError(f"{path}: {exc}") from exc
-    return CanonicalClip(resample(joints, bvh.fps, fps), joint_map, file_units, fps)
+    return CanonicalClip(joints, joint_map, file_units, fps)
 
 
 def bvh_to_canonical(

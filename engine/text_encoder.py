@@ -133,6 +133,11 @@ def validate_prompt(prompt: Any, number: int = 1) -> str:
             f"prompt {number} is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}"
         )
     for position, char in enumerate(prompt, start=1):
+        if unicodedata.category(char) == "Cs":  # a byte that was not UTF-8 (surrogateescape)
+            raise MotionError(
+                f"prompt {number} is not valid UTF-8 text: an undecodable byte at position "
+                f"{position}; save or type the prompt as UTF-8"
+            )
         if unicodedata.category(char) == "Cc":
             raise MotionError(
                 f"prompt {number} contains the control character U+{ord(char):04X} ({char!r}) "

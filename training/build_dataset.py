@@ -18,6 +18,7 @@ folder records time, so two builds of the same source are byte-identical.
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -28,6 +29,8 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -53,6 +56,8 @@ from training.sources import (
 
 SPLITS = ("train", "val", "test")
 FORMATS = ("auto", "bandai", "folder")
+MAX_WORKERS = 256
+"""Most worker processes a build starts (each holds a clip's arrays and a Python)."""
 TRAINING_FRAMES = (40, 196)
 """Clip lengths (joint frames at 20 fps) the HumanML3D loaders train on; reported, not cut."""
 
@@ -84,8 +89,11 @@ class BuildSettings:
         if self.format not in FORMATS:
             raise MotionError(f"unknown format '{self.format}'; choose one of {FORMATS}")
         split = self.split
-        if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6 or split[0] <= 0:
+        fractions = len(split) == 3 and all(0 <= f <= 1 for f in split)  # False for NaN too
+        if not fractions or abs(sum(split) - 1) > 1e-6 or split[0] <= 0:
             raise MotionError(f"split must be three fractions summing to 1 with train > 0: {split}")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise MotionError(f"workers must be 1 to {MAX_WORKERS}, got {self.workers}")
         if self.map_name is not None and self.map_name not in JOINT_MAPS:
             known = ", ".join(JOINT_MAPS)
             raise MotionError(f"unknown joint map '{self.map_name}'; known: {known}")
@@ -176,7 +184,10 @@ def _discover(root: Path, settings: BuildSettings) -> tuple[str, Discovery]:
 
 
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (MotionError, OSError, UnicodeDecodeError)
-"""Errors that mean "this file is bad": it is reported and skipped. Anything else is a bug."""
+"""Errors that mean "this file is bad": it is reported and skipped with the message."""
+UNEXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, IndexError, MemoryError)
+"""Errors a bad file should not cause (the reader raises BVHError) but that one file must not
+turn into a failed build of thousands: skipped too, with the error's type in the reason."""
 
 
 def _run_one(
@@ -187,6 +198,8 @@ def _run_one(
         return index, process(path, read), None
     except BAD_INPUT_ERRORS as err:
         return index, None, str(err) or type(err).__name__
+    except UNEXPECTED_ERRORS as err:
+        return index, None, f"{path}: {type(err).__name__}: {err}"
 
 
 @contextlib.contextmanager
@@ -199,12 +212,29 @@ def _clip_results(
     if workers <= 1 or len(tasks) <= 1:
         yield map(run, tasks)
         return
-    # Biggest files first, small chunks: no worker is left with a long clip at the end.
+    # Biggest files first: no worker is left with a long clip at the end.
     tasks = sorted(tasks, key=lambda task: -_file_size(task[1]))
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(workers, initializer=_ignore_interrupts) as pool:
-        yield pool.imap_unordered(run, tasks, chunksize=4)
+    # An executor, not multiprocessing.Pool: a Pool replaces a worker killed by a signal (the
+    # OOM killer, a user's kill) and waits forever for its lost result; an executor fails.
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), context, _ignore_interrupts)
+    try:
+        yield _as_completed(pool, [pool.submit(run, task) for task in tasks])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _as_completed(pool: ProcessPoolExecutor, futures: list[Future]) -> Iterator[tuple]:
+    """Results as they finish; a dead worker stops the build with one clear error."""
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as error:
+        raise MotionError(
+            "a worker process died (killed by a signal or out of memory) while building; "
+            "nothing was written. --workers 1 reads one file at a time and shows which one"
+        ) from error
 
 
 def _ignore_interrupts() -> None:
@@ -315,18 +345,64 @@ def _prepare_out(out: Path) -> Path:
 
 
 def _move_into_place(partial_dir: Path, out: Path) -> None:
-    """Swap the finished folder in; an earlier OUT is removed only once the new one is there."""
+    """Swap the finished folder in; an earlier OUT is removed only once the new one is there.
+
+    Two renames: OUT -> OUT.old-PID, then the new folder -> OUT. Anything that stops the swap
+    between them (an error, Ctrl-C) puts the old OUT back; a SIGKILL there leaves the old one
+    as OUT.old-PID, which the next build (``clean_stale``) renames back to OUT.
+    """
     if not out.exists():
         os.replace(partial_dir, out)
         return
     old = out.with_name(f"{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
     try:
+        os.replace(out, old)
         os.replace(partial_dir, out)
-    except OSError:
-        os.replace(old, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
         raise
     shutil.rmtree(old)
+
+
+def _stale_sibling(path: Path, out: Path) -> str | None:
+    """The kind ("partial", "source" or "old") of a leftover of a build of ``out`` whose process is
+    gone (``OUT.partial-PID``, ``.OUT.source-PID``, ``OUT.old-PID``), else None."""
+    for kind, prefix in (("partial", f"{out.name}.partial-"), ("source", f".{out.name}.source-"),
+                         ("old", f"{out.name}.old-")):  # fmt: skip
+        pid = path.name[len(prefix) :]
+        if path.name.startswith(prefix) and pid.isascii() and pid.isdigit():
+            return None if _alive(int(pid)) else kind
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (this one included); a reused pid counts as alive,
+    so a leftover is at worst kept for a later build, never removed under a running one."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno != errno.ESRCH
+    return True
+
+
+def clean_stale(out: Path) -> list[str]:
+    """Remove what killed builds of ``out`` left beside it; put back an OUT that a build
+    killed between its two final renames left only as OUT.old-PID. Returns what it did."""
+    done = []
+    if not out.parent.is_dir():
+        return done
+    for path in sorted(out.parent.iterdir()):
+        kind = _stale_sibling(path, out)
+        if kind == "old" and not out.exists():
+            os.replace(path, out)
+            done.append(f"restored {out} from {path.name} (a build was killed while swapping)")
+        elif kind is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name} (left by a build that was killed)")
+    return done
 
 
 @dataclass
@@ -425,6 +501,8 @@ def build_dataset(
     if not source_path.exists():
         raise MotionError(f"{source_path}: no such folder or archive")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for note in clean_stale(out):
+        tqdm.write(f"note: {note}")
     work = _prepare_out(out)
     unpacked = None
     try:

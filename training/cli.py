@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from engine.cli import INTERRUPTED
 from engine.errors import MotionError
 from training.build_dataset import FORMATS, BuildSettings, build_dataset
 
@@ -26,7 +27,7 @@ def _split(text: str) -> tuple[float, float, float]:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
         parts = ()
-    if len(parts) != 3:
+    if len(parts) != 3 or not all(0 <= p <= 1 for p in parts):  # NaN fails the range too
         raise argparse.ArgumentTypeError(f"expected three fractions like 0.8,0.1,0.1: {text!r}")
     return parts  # type: ignore[return-value]
 
@@ -146,15 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake prints one ``error:`` line (status 2), Ctrl-C one line
+    (status 130), never a traceback. The delegated commands (train, ...) are covered too."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED:  # the module parses the rest, --help included
-        return _run_delegated(argparse.Namespace(delegated=argv[0], args=argv[1:]))
-    args = build_parser().parse_args(argv)
     try:
+        if argv and argv[0] in DELEGATED:  # the module parses the rest, --help included
+            return _run_delegated(argparse.Namespace(delegated=argv[0], args=argv[1:]))
+        args = build_parser().parse_args(argv)
         return args.run(args)
-    except MotionError as err:
+    except (MotionError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
