@@ -25,12 +25,13 @@ a temporary name and renamed into place, so a failure leaves no half-written fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +92,19 @@ def check_output(path: str | os.PathLike, folder: bool = False) -> None:
     os.unlink(probe)
 
 
+def _has_npy_magic(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
 def _load_npy(path: str, ndim: int, tail: tuple[int, ...], what: str) -> np.ndarray:
     """A finite real array of shape (T..., *tail) from ``path``; MotionError naming the file."""
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        why = error or "the file is empty"
+        why = str(error) or "the file is empty"
+        if isinstance(error, ValueError) and not _has_npy_magic(path):
+            why = "not a .npy file: it does not start with numpy's header"
         raise MotionError(f"{path}: cannot read as .npy ({why})") from error
     if not isinstance(array, np.ndarray):  # an .npz archive
         raise MotionError(f"{path}: is an .npz archive, not one .npy array")
@@ -105,6 +113,8 @@ def _load_npy(path: str, ndim: int, tail: tuple[int, ...], what: str) -> np.ndar
         raise MotionError(f"{path}: expected {what} of shape ({shape}), got {array.shape}")
     if array.dtype.kind not in "biuf":
         raise MotionError(f"{path}: expected {what} as real numbers, got dtype {array.dtype}")
+    if not len(array):
+        raise MotionError(f"{path}: {what} of shape {array.shape} hold no frame")
     bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
     if bad.any():
         frames = ", ".join(str(i) for i in np.flatnonzero(bad)[:5])
@@ -165,8 +175,20 @@ def _add_units(parser: argparse.ArgumentParser, default: Units | None, note: str
 def _cmd_features(args: argparse.Namespace) -> int:
     from .features import joints_to_features
 
-    _save_npy(args.out, joints_to_features(_load_npy(args.inp, 3, (22, 3), "joints")))
+    joints = _load_npy(args.inp, 3, (22, 3), "joints")
+    with _naming(args.inp):
+        features = joints_to_features(joints)
+    _save_npy(args.out, features)
     return 0
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Prefix a MotionError raised inside with the input file it is about."""
+    try:
+        yield
+    except MotionError as error:
+        raise MotionError(f"{path}: {error}") from error
 
 
 def _cmd_recover(args: argparse.Namespace) -> int:
@@ -198,7 +220,9 @@ def _cmd_joints2bvh(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
-    write_bvh(_make_parent(args.out), canonical_bvh(joints, fps=args.fps, scale=args.scale))
+    with _naming(args.inp):
+        bvh = canonical_bvh(joints, fps=args.fps, scale=args.scale)
+    write_bvh(_make_parent(args.out), bvh)
     return 0
 
 

@@ -227,14 +227,11 @@ def read_canonical(
     MotionError naming the file for an unknown map, a skeleton it does not fit, or a size
     "auto" cannot read as human.
     """
-    bvh = read_bvh(path)
-    if map_name is None:
-        joint_map = detect_joint_map(bvh.names)
-    elif map_name in JOINT_MAPS:
-        joint_map = JOINT_MAPS[map_name]
-    else:
+    if map_name is not None and map_name not in JOINT_MAPS:
         raise MotionError(f"unknown joint map '{map_name}'; known: {', '.join(JOINT_MAPS)}")
+    bvh = read_bvh(path)
     try:
+        joint_map = JOINT_MAPS[map_name] if map_name else detect_joint_map(bvh.names)
         file_units = resolve_units(bvh, units)
         joints = to_canonical(bvh.world_positions(), bvh.names, joint_map, file_units.to_metres)
         if not np.isfinite(joints).all():  # bounded inputs make this unreachable; never silent

@@ -125,7 +125,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             return tomllib.loads(path.read_text(encoding="utf-8"))
         if path.suffix == ".json":
             return json.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MotionError(f"{path}: cannot parse: {error}") from error
     raise MotionError(f"{path}: config files are .toml or .json")
 

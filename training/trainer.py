@@ -289,8 +289,20 @@ def main_train(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     config = load_train_config(args.config, args.overrides)
+    _check_paths(config)
     try:
         train(config, resume=args.resume)
     finally:
         shutdown()
     return 0
+
+
+def _check_paths(config: TrainConfig) -> None:
+    """The data folder and the run folder, checked before the text encoder and the models
+    load (seconds to minutes), so a typo in a path costs nothing."""
+    from engine.cli import check_output
+    from engine.errors import MotionError
+
+    if not Path(config.data_root).is_dir():
+        raise MotionError(f"data_root {config.data_root!r}: no such folder (see build-dataset)")
+    check_output(config.out_dir, folder=True)
