@@ -500,7 +500,10 @@ def build_dataset(
     source_path, out = Path(source), Path(out).absolute()
     if not source_path.exists():
         raise MotionError(f"{source_path}: no such folder or archive")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MotionError(f"{out}: cannot make its folder ({error.strerror or error})") from error
     for note in clean_stale(out):
         tqdm.write(f"note: {note}")
     work = _prepare_out(out)

@@ -4,7 +4,6 @@ traceback, a nonzero exit status, and nothing changed on disk; the output is che
 any work is done. Cases run in-process through ``main(argv)``; a few run as real processes.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -21,35 +20,6 @@ from engine.features import joints_to_features
 
 Case = Callable[[Path], list[str]]
 """Builds the inputs of one case in a folder and returns the command line."""
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with the hash of its bytes ("dir" for folders)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        key = path.relative_to(root).as_posix()
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            out[key] = "special"
-        else:
-            out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
-def run_refused(main_func, argv: list[str], root: Path, capsys) -> str:
-    """Run one command that must be refused; return its one error line."""
-    before = snapshot(root)
-    try:
-        status = main_func(argv)
-    except SystemExit as exit_:  # argparse's own errors
-        status = exit_.code
-    captured = capsys.readouterr()
-    assert status not in (0, None), f"accepted: {argv}\n{captured.err}"
-    assert "Traceback" not in captured.err
-    errors = [line for line in captured.err.splitlines() if "error:" in line or
-              line.startswith("interrupted")]  # fmt: skip
-    assert len(errors) == 1, captured.err
-    assert snapshot(root) == before, f"disk changed by {argv}"
-    return errors[0]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -192,9 +162,9 @@ BVH_CASES: dict[str, Callable[[Path], str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(BVH_CASES))
-def test_bad_bvh_files(name, tmp_path, capsys):
+def test_bad_bvh_files(name, tmp_path, refused):
     inp = BVH_CASES[name](tmp_path)
-    line = run_refused(main, ["bvh2joints", inp, str(tmp_path / "out.npy")], tmp_path, capsys)
+    line = refused(main, ["bvh2joints", inp, str(tmp_path / "out.npy")], tmp_path)
     assert line.startswith(f"error: {inp}"), line  # names the file (and the line where known)
 
 
@@ -409,8 +379,8 @@ CLI_CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("name", sorted(CLI_CASES))
-def test_bad_command_lines(name, tmp_path, capsys):
-    run_refused(main, CLI_CASES[name](tmp_path), tmp_path, capsys)
+def test_bad_command_lines(name, tmp_path, refused):
+    refused(main, CLI_CASES[name](tmp_path), tmp_path)
 
 
 def test_corpus_size():
@@ -419,15 +389,14 @@ def test_corpus_size():
     assert len(BVH_CASES) + len(CLI_CASES) >= 60
 
 
-def test_ctrl_c_is_one_line_and_status_130(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_is_one_line_and_status_130(tmp_path, refused, monkeypatch):
     import engine.features
 
     def interrupted(*_):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(engine.features, "joints_to_features", interrupted)
-    line = run_refused(main, ["features", joints_npy(tmp_path), str(tmp_path / "o.npy")],
-                       tmp_path, capsys)  # fmt: skip
+    line = refused(main, ["features", joints_npy(tmp_path), str(tmp_path / "o.npy")], tmp_path)
     assert line.startswith("interrupted")
 
 
@@ -436,7 +405,7 @@ def run_cli(*args: str | bytes) -> subprocess.CompletedProcess:
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
-def test_real_processes_print_one_line(tmp_path):
+def test_real_processes_print_one_line(tmp_path, disk_state):
     """Through a real interpreter: the bytes of a non-UTF-8 prompt as a shell passes them, a
     file whose Frames count is not ASCII, NaN joints and a FIFO (which used to block)."""
     fifo = tmp_path / "p.bvh"
@@ -447,10 +416,10 @@ def test_real_processes_print_one_line(tmp_path):
         ("joints2bvh", joints_npy(tmp_path, poison=np.nan), str(tmp_path / "o.bvh")),
         ("bvh2joints", str(fifo), str(tmp_path / "o.npy")),
     ]
-    before = snapshot(tmp_path)
+    before = disk_state(tmp_path)
     for args in cases:
         done = run_cli(*args)
         err = done.stderr.decode("utf-8", errors="replace")
         assert done.returncode == 2 and "Traceback" not in err, err
         assert [line for line in err.splitlines() if line.startswith("error:")], err
-    assert snapshot(tmp_path) == before
+    assert disk_state(tmp_path) == before
