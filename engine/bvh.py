@@ -122,9 +122,14 @@ MAX_JOINTS = 1000
 """Joints (ROOT and JOINT entries) in one hierarchy; mocap skeletons with fingers and face
 have a few hundred at most."""
 MAX_JOINT_FRAMES = 10_000_000
-"""Frames x joints: ``world_positions`` holds about 15 floats per joint per frame (112 MiB per
-million), so this bounds its memory (about 1.2 GiB) even for joints without channels, which
-cost nothing in the file (a 3-hour clip of 60 joints at 120 fps is 7.8 million)."""
+"""Frames x joints: ``world_positions`` holds about 15 floats per joint per frame, so this
+bounds its memory (1.1 GiB measured at the limit; a 3-hour clip of 60 joints at 120 fps is
+7.8 million)."""
+JOINT_FRAMES_PER_VALUE = 4
+FREE_JOINT_FRAMES = 250_000
+"""Frames x joints may also be at most 4 per value in the MOTION block (or 250,000): joints
+without channels cost nothing in the file but as much as any in ``world_positions``, so this
+keeps the work linear in the file's size (real files carry 3 or more values per joint)."""
 MAX_DURATION_S = 3 * 3600.0
 """Longest clip, (Frames - 1) x Frame Time, in seconds: bounds what resampling allocates."""
 FRAME_TIME_RANGE = (1e-4, 10.0)
@@ -164,10 +169,13 @@ def read_bvh(path: str | os.PathLike) -> BVH:
     num_frames, frame_time, body_start, body_line = _parse_motion_header(
         path, data, found.end(), motion_line
     )
-    if num_frames * len(names) > MAX_JOINT_FRAMES:
+    values = num_frames * sum(len(c) for c in channels)
+    budget = min(MAX_JOINT_FRAMES, max(FREE_JOINT_FRAMES, JOINT_FRAMES_PER_VALUE * values))
+    if num_frames * len(names) > budget:
         raise BVHError(
             path, body_line - 2, f"{num_frames} frames of {len(names)} joints is over the limit "
-            f"of {MAX_JOINT_FRAMES:,} joint-frames (engine.bvh.MAX_JOINT_FRAMES)",
+            f"of {budget:,} joint-frames for {values:,} values (engine.bvh.MAX_JOINT_FRAMES, "
+            "JOINT_FRAMES_PER_VALUE)",
         )  # fmt: skip
     if (num_frames - 1) * frame_time > MAX_DURATION_S:
         raise BVHError(

@@ -18,8 +18,11 @@ tell metres, centimetres or millimetres from its rest skeleton's size (``--units
 default, noted on stderr); ``--units`` with a unit name or a number of metres per file unit
 always wins, so ``joints2bvh --scale 100`` (centimetres) then ``bvh2joints`` gives metres back.
 
-A bad input prints ``error: ...`` naming it and exits with status 2; outputs are written to
-a temporary name and renamed into place, so a failure leaves no half-written file.
+A bad input prints ``error: ...`` naming it and exits with status 2; what can be checked up
+front (an output that cannot be written, a prompt) is checked before any work. Ctrl-C prints
+one line and exits with status 130. Outputs are written to a temporary name and renamed into
+place (all of a multi-clip .bvh output before any is renamed), so a failure or an interruption
+leaves no half-written file; inputs and outputs holding NaN or infinite values are refused.
 """
 
 from __future__ import annotations
@@ -530,10 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a bad input prints one ``error:`` line (status 2), Ctrl-C one line
+    (status 130), never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["benchmark"]:  # engine/benchmark.py parses its own options, --help too
-        return _cmd_benchmark(argparse.Namespace(rest=argv[1:]))
     try:
+        if argv[:1] == ["benchmark"]:  # engine/benchmark.py parses its own options, --help too
+            return _cmd_benchmark(argparse.Namespace(rest=argv[1:]))
         args = build_parser().parse_args(argv)
         _check_before_running(args)
         return args.run(args)

@@ -9,8 +9,9 @@
     export RUN [RUN ...] OUT [--bf16]            runs -> an engine checkpoint folder
     push OUT REPO_ID                             upload a checkpoint to the Hugging Face Hub
 
-Problems with the input (a missing folder, a bad split) print one line naming them and exit
-with status 2; files that cannot be read are listed, skipped and recorded in build.json.
+Problems with the input (a missing folder, a bad split, a bad config) print one line naming
+them and exit with status 2, Ctrl-C one line and status 130, for every command; files that
+cannot be read are listed, skipped and recorded in build.json.
 """
 
 import argparse

@@ -8,6 +8,9 @@ The long run, recorded in docs/reliability.md (seed files: a few real BVH files 
 git-ignored folder such as data/fuzz-seeds/, cut to their first frames with --frames):
 
     python tests/engine/bvh_fuzz.py data/fuzz-seeds/*.bvh --count 100000 --frames 120
+
+``--scaling`` times the reader on headers of growing size; ``--memory`` measures the peak
+memory of files at the joint-frame limit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -291,6 +295,76 @@ def run_campaign(
     return tally
 
 
+def zero_channel_bvh(joints: int, frames: int, channelled: int = 1) -> str:
+    """A root and ``joints - 1`` children, only the first ``channelled`` joints carrying a
+    channel: 2,000 joints x 100,000 frames is 0.7 MB of file that asked world_positions for
+    4.5 GiB."""
+    chans = ["CHANNELS 1 Xrotation" if j < channelled else "CHANNELS 0" for j in range(joints)]
+    tree = "".join(f"JOINT j{j}\n{{\nOFFSET 0 0 0\n{chans[j]}\n}}\n" for j in range(1, joints))
+    frame = " ".join(["0"] * channelled) + "\n"
+    return (f"HIERARCHY\nROOT r\n{{\nOFFSET 0 0 0\n{chans[0]}\n{tree}}}\n"
+            f"MOTION\nFrames: {frames}\nFrame Time: 0.01\n" + frame * frames)  # fmt: skip
+
+
+def wide_header(words_per_name: int, joints: int = 1000) -> str:
+    """A well-formed BVH whose header grows with ``words_per_name`` (1000 joints in a chain,
+    each with a many-word name), two frames: the reader's time in its header's size."""
+    name = " ".join(["w"] * words_per_name)
+    opened = "".join(f"JOINT {name} {j}\n{{\nOFFSET 0 1 0\nCHANNELS 0\n" for j in range(joints - 1))
+    closed = "}\n" * joints
+    return (f"HIERARCHY\nROOT root\n{{\nOFFSET 0 0 0\nCHANNELS 1 Xrotation\n{opened}{closed}"
+            "MOTION\nFrames: 2\nFrame Time: 0.01\n0\n1\n")  # fmt: skip
+
+
+def header_scaling(work: Path) -> None:
+    """Print read_bvh's time for growing headers (linear: time ~ size): 1000 joints with
+    longer and longer names (they read), then chains of more and more joints, up to the
+    645 kB the issue timed (refused past MAX_JOINTS, after the whole header is tokenised)."""
+    texts = [(f"1000 joints, {w}-word names", wide_header(w)) for w in (30, 60, 120, 240, 480)]
+    texts += [(f"{n} joints", wide_header(1, joints=n)) for n in (1250, 2500, 5000, 10000, 20000)]
+    for label, text in texts:
+        path = work / "header.bvh"
+        path.write_text(text)
+        start = time.perf_counter()
+        try:
+            read_bvh(path)
+            result = "read"
+        except BVHError as error:
+            result = error.reason
+        seconds = time.perf_counter() - start
+        print(f"{label}: {len(text) / 1000:.0f} kB header, {seconds:.3f} s ({result})")
+
+
+BOMB = """
+import resource, sys, time
+from engine.bvh import read_bvh
+start = time.perf_counter()
+try:
+    bvh = read_bvh(sys.argv[1])
+    shape = bvh.world_positions().shape
+except Exception as error:
+    shape = f"{type(error).__name__}: {error}"
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(f"{shape}; peak RSS {peak:.2f} GiB; {time.perf_counter() - start:.1f} s")
+"""
+
+
+def memory_at_limits(work: Path) -> None:
+    """Peak memory (a fresh process each) of reading files at and past the joint-frame limit
+    with joints that have no channels (free in the file, not in world_positions)."""
+    from engine.bvh import JOINT_FRAMES_PER_VALUE, MAX_JOINT_FRAMES
+
+    at_limit = MAX_JOINT_FRAMES // 1000, 1000 // JOINT_FRAMES_PER_VALUE
+    for joints, frames, channelled in ((1000, *at_limit), (1000, 10_000, 1), (2000, 100_000, 1)):
+        path = work / f"bomb-{joints}x{frames}.bvh"
+        path.write_text(zero_channel_bvh(joints, frames, channelled))
+        done = subprocess.run([sys.executable, "-c", BOMB, str(path)], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        size = path.stat().st_size / 1e6
+        label = f"{joints} joints ({channelled} with a channel) x {frames} frames ({size:.2f} MB)"
+        print(f"{label}: {done.stdout.strip()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("seeds", nargs="*", type=Path, help="BVH files to mutate "
@@ -299,9 +373,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None, help="cut seeds to this many frames")
     parser.add_argument("--keep", type=Path, default=None, help="folder for defect files")
+    parser.add_argument("--scaling", action="store_true", help="time headers of growing size")
+    parser.add_argument("--memory", action="store_true", help="peak memory at the limits")
     args = parser.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="bvh-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.scaling or args.memory:
+        if args.scaling:
+            header_scaling(work)
+        if args.memory:
+            memory_at_limits(work)
+        return 0
     seeds = args.seeds or seed_files(work / "seeds")
     for seed in seeds:
         outcome = check_file(seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bvh_fuzz import walk_joints
+from bvh_fuzz import walk_joints, zero_channel_bvh
 
 from engine.bvh import canonical_bvh, write_bvh
 from engine.cli import main
@@ -104,12 +104,7 @@ def first_value(folder: Path, token: str) -> str:
 
 
 def channel_bomb(folder: Path, joints: int = 2000, frames: int = 100_000) -> str:
-    """Joints without channels and one-value frames: 2,000 x 100,000 is 0.7 MB of file that
-    asked world_positions for 4.5 GiB."""
-    tree = "".join(f"JOINT j{i}\n{{\nOFFSET 0 0 0\nCHANNELS 0\n}}\n" for i in range(joints - 1))
-    text = (f"HIERARCHY\nROOT r\n{{\nOFFSET 0 0 0\nCHANNELS 1 Xrotation\n{tree}}}\n"
-            f"MOTION\nFrames: {frames}\nFrame Time: 0.01\n" + "0\n" * frames)  # fmt: skip
-    return raw_file(folder, "bomb.bvh", text.encode())
+    return raw_file(folder, "bomb.bvh", zero_channel_bvh(joints, frames).encode())
 
 
 def bvh2joints(*extra: str) -> Callable[[str, Path], list[str]]:
