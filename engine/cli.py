@@ -306,7 +306,10 @@ def _check_generate(args: argparse.Namespace) -> None:
     if suffix not in (".npy", ".bvh", *PREVIEWS):
         raise MotionError(f"{args.out}: write .npy, .bvh or a preview ({', '.join(PREVIEWS)})")
     validate_prompt(args.prompt)
-    variations = args.variations if suffix == ".bvh" and 1 <= args.variations <= 1000 else 1
+    from .pipeline import MAX_VARIATIONS
+
+    many = suffix == ".bvh" and 1 <= args.variations <= MAX_VARIATIONS
+    variations = args.variations if many else 1  # generate() refuses the others itself
     for path in _bvh_outputs(args.out, variations):
         check_output(path)
 

@@ -271,8 +271,9 @@ class Tally:
 
 
 def run_campaign(
-    seeds: Sequence[Path], count: int, seed: int, work: Path, frames: int | None = None
-) -> Tally:
+    seeds: Sequence[Path], count: int, seed: int, work: Path, frames: int | None = None,
+    progress: bool = False,
+) -> Tally:  # fmt: skip
     """``count`` mutants, spread over the seed files, each written to ``work`` and checked."""
     rng = random.Random(seed)
     texts = [p.read_bytes().decode("utf-8", errors="surrogateescape") for p in seeds]
@@ -286,6 +287,8 @@ def run_campaign(
         tally.kinds[outcome.kind] += 1
         tally.slowest = max(tally.slowest, outcome.seconds)
         tally.over_2s += outcome.seconds > 2.0
+        if progress and (n + 1) % 10_000 == 0:
+            print(f"{n + 1} mutants: {dict(tally.kinds)}", flush=True)
         if outcome.kind in ("other", "nonfinite") or (
             outcome.kind == "bvh_error" and not outcome.detail.startswith(f"{path}:")
         ):
@@ -391,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"seed {seed} does not read: {outcome.detail}", file=sys.stderr)
             return 2
     start = time.perf_counter()
-    tally = run_campaign(seeds, args.count, args.seed, work, args.frames)
+    tally = run_campaign(seeds, args.count, args.seed, work, args.frames, progress=True)
     wall = time.perf_counter() - start
     print(f"seeds: {', '.join(p.name for p in seeds)} (frames: {args.frames or 'all'})")
     print(f"inputs tried: {tally.tried} in {wall:.0f} s; read fine: {tally.kinds['ok']}; "
