@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import NamedTuple, NoReturn, TextIO
 
 import numpy as np
 
@@ -166,24 +166,34 @@ def read_bvh(path: str | os.PathLike) -> BVH:
     header = data[: found.start()].decode("utf-8", errors="replace")
     motion_line = header.count("\n") + 1
     names, parents, offsets, channels, end_sites = _parse_hierarchy(path, header, motion_line)
-    num_frames, frame_time, body_start, body_line = _parse_motion_header(
-        path, data, found.end(), motion_line
-    )
+    head = _parse_motion_header(path, data, found.end(), motion_line)
+    num_frames, frame_time = head.frames, head.frame_time
     values = num_frames * sum(len(c) for c in channels)
     budget = min(MAX_JOINT_FRAMES, max(FREE_JOINT_FRAMES, JOINT_FRAMES_PER_VALUE * values))
     if num_frames * len(names) > budget:
         raise BVHError(
-            path, body_line - 2, f"{num_frames} frames of {len(names)} joints is over the limit "
-            f"of {budget:,} joint-frames for {values:,} values (engine.bvh.MAX_JOINT_FRAMES, "
-            "JOINT_FRAMES_PER_VALUE)",
+            path, head.frames_line, f"{num_frames} frames of {len(names)} joints is over the "
+            f"limit of {budget:,} joint-frames for {values:,} values (engine.bvh."
+            "MAX_JOINT_FRAMES, JOINT_FRAMES_PER_VALUE)",
         )  # fmt: skip
     if (num_frames - 1) * frame_time > MAX_DURATION_S:
         raise BVHError(
-            path, body_line - 1, f"{num_frames} frames of {frame_time:g} s last "
+            path, head.time_line, f"{num_frames} frames of {frame_time:g} s last "
             f"{(num_frames - 1) * frame_time:.4g} s, over the limit of {MAX_DURATION_S:g} s",
         )  # fmt: skip
-    motion = _parse_frames(path, data[body_start:], body_line, num_frames, channels)
+    motion = _parse_frames(path, data[head.body_start :], head.body_line, num_frames, channels)
     return BVH(names, parents, offsets, channels, frame_time, motion, end_sites)
+
+
+class _MotionHeader(NamedTuple):
+    """'Frames:' and 'Frame Time:' with their line numbers, and where the frame lines start."""
+
+    frames: int
+    frame_time: float
+    frames_line: int
+    time_line: int
+    body_start: int  # byte offset of the first frame line
+    body_line: int  # its line number
 
 
 def _read_file(path: str) -> bytes:
@@ -335,7 +345,9 @@ def _channels(path: str, line: int, rest: list[str]) -> list[str]:
     return out
 
 
-def _parse_motion_header(path: str, data: bytes, motion_end: int, motion_line: int):
+def _parse_motion_header(
+    path: str, data: bytes, motion_end: int, motion_line: int
+) -> _MotionHeader:
     """Read 'Frames:' and 'Frame Time:'; return them and where the frame lines start."""
     nl = data.find(b"\n", motion_end)
     pos = len(data) if nl < 0 else nl + 1  # start of the line after MOTION
@@ -372,7 +384,7 @@ def _parse_motion_header(path: str, data: bytes, motion_end: int, motion_line: i
     if not low <= frame_time <= high:  # also False for NaN
         raise BVHError(path, time_line, f"Frame Time must be {low:g} to {high:g} seconds: "
                        f"'{_shown(ftime.group(1), 30)}'")  # fmt: skip
-    return num_frames, frame_time, pos, line_no + 1
+    return _MotionHeader(num_frames, frame_time, frames_line, time_line, pos, line_no + 1)
 
 
 def _parse_frames(

@@ -13,8 +13,10 @@ Ids are the clips' positions in the sorted list of source paths, zero-padded to 
 digits; a clip that cannot be built leaves its id unused, so the other ids never shift.
 Splits are drawn per clip (a clip and its mirror share one) from the seed and each clip's
 path. The build writes ``OUT.partial-<pid>`` beside OUT and renames it into place only when
-it is complete, so an interrupted build leaves no half-written data set; nothing in the
-folder records time, so two builds of the same source are byte-identical.
+it is complete, so an interrupted build leaves no half-written data set, and an earlier OUT
+survives any interruption (docs/reliability.md has the matrix); what a killed build leaves
+beside OUT is removed, or put back, by the next build. Nothing in the folder records time, so
+two builds of the same source are byte-identical.
 """
 
 import contextlib
@@ -220,12 +222,12 @@ def _clip_results(
     # OOM killer, a user's kill) and waits forever for its lost result; an executor fails.
     pool = ProcessPoolExecutor(min(workers, len(tasks)), context, _ignore_interrupts)
     try:
-        yield _as_completed(pool, [pool.submit(run, task) for task in tasks])
+        yield _as_completed([pool.submit(run, task) for task in tasks])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _as_completed(pool: ProcessPoolExecutor, futures: list[Future]) -> Iterator[tuple]:
+def _as_completed(futures: list[Future]) -> Iterator[tuple]:
     """Results as they finish; a dead worker stops the build with one clear error."""
     try:
         for future in as_completed(futures):
@@ -492,8 +494,10 @@ def build_dataset(
     """Build the data set of ``source`` (a folder or a tar archive of one) into ``out``.
 
     ``process`` turns one BVH path into a ``ProcessedClip``; a MotionError or OSError from it
-    skips that file with the message as the reason. On any failure or interruption the
-    partial folder is removed and an existing ``out`` is left as it was.
+    skips that file with the message as the reason (ValueError, IndexError and MemoryError
+    too, with their type); a worker process that dies stops the build with a MotionError.
+    On any failure or interruption the partial folder is removed and an existing ``out`` is
+    left as it was.
     """
     started = time.perf_counter()
     settings = settings or BuildSettings()

@@ -380,7 +380,7 @@ def test_bad_command_lines(name, tmp_path, refused):
 
 def test_corpus_size():
     """The issue asks for at least 60 cases across CLI, loaders and data sets; the training
-    side (tests/training/test_bad_inputs.py) adds its own."""
+    side (tests/training/test_bad_training_inputs.py) adds its own."""
     assert len(BVH_CASES) + len(CLI_CASES) >= 60
 
 
