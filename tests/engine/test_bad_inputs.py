@@ -395,6 +395,16 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path, refused, monkeypatch):
     assert line.startswith("interrupted")
 
 
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, refused, monkeypatch):
+    import engine.bvh
+
+    monkeypatch.setattr(engine.bvh, "MAX_FILE_BYTES", 1000)  # the real limit is 256 MiB
+    inp = good_bvh(tmp_path)
+    line = refused(main, ["bvh2joints", inp, str(tmp_path / "o.npy")], tmp_path)
+    assert line == f"error: {inp}: the file is {len(GOOD_BVH):,} bytes, over the limit of 1,000 " \
+        "(engine.bvh.MAX_FILE_BYTES)"
+
+
 def run_cli(*args: str | bytes) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
