@@ -401,8 +401,10 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, refus
     monkeypatch.setattr(engine.bvh, "MAX_FILE_BYTES", 1000)  # the real limit is 256 MiB
     inp = good_bvh(tmp_path)
     line = refused(main, ["bvh2joints", inp, str(tmp_path / "o.npy")], tmp_path)
-    assert line == f"error: {inp}: the file is {len(GOOD_BVH):,} bytes, over the limit of 1,000 " \
+    assert (
+        line == f"error: {inp}: the file is {len(GOOD_BVH):,} bytes, over the limit of 1,000 "
         "(engine.bvh.MAX_FILE_BYTES)"
+    )
 
 
 def run_cli(*args: str | bytes) -> subprocess.CompletedProcess:
