@@ -33,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import numpy as np
 from .bvh import FRAME_TIME_RANGE
 from .bvh_units import UNITS_HINT, UNITS_RANGE, Units, parse_units
 from .errors import MotionError
+from .files import check_output
 
 PREVIEWS = (".png", ".gif", ".mp4")
 BVH_FPS_RANGE = (1 / FRAME_TIME_RANGE[1], 1 / FRAME_TIME_RANGE[0])
@@ -70,29 +70,6 @@ def _make_parent(path: str | os.PathLike) -> Path:
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
-
-
-def check_output(path: str | os.PathLike, folder: bool = False) -> None:
-    """MotionError now, before any work, if ``path`` (a file, or a folder with ``folder``)
-    cannot be written: it is a folder (a file), a file (a folder), or its nearest existing
-    parent is not a writable folder. Tried by creating and removing a file, since permission
-    bits do not tell (root, read-only mounts, ACLs)."""
-    target = Path(path).expanduser()
-    if target.is_dir() and not folder:
-        raise MotionError(f"{path}: is a folder; give a file name to write")
-    if target.exists() and folder and not target.is_dir():
-        raise MotionError(f"{path}: is a file, not a folder to write into")
-    base = target if folder and target.is_dir() else target.parent
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        raise MotionError(f"{path}: cannot be written, {base} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=base, prefix=".kinetext-write-test-")
-    except OSError as error:
-        raise MotionError(f"{path}: cannot write in {base} ({error.strerror or error})") from error
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _has_npy_magic(path: str) -> bool:
@@ -565,3 +542,5 @@ def _check_before_running(args: argparse.Namespace) -> None:
         check_output(args.out, folder=True)
     elif getattr(args, "out", None):
         check_output(args.out)
+    elif getattr(args, "out_dir", None):  # import-molingo, download-molingo
+        check_output(args.out_dir, folder=True)

@@ -3,6 +3,7 @@
 Every writer (BVH, previews) goes through ``atomic_output``: the data goes to a hidden
 temporary file beside the target, which is renamed over the target only once complete. The
 temporary name is an implementation detail, so an error names the path the user gave.
+``check_output`` says before any work whether an output can be written at all.
 """
 
 from __future__ import annotations
@@ -51,6 +52,29 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def check_output(path: str | os.PathLike, folder: bool = False) -> None:
+    """MotionError now, before any work, if ``path`` (a file, or a folder with ``folder``)
+    cannot be written: it is a folder (a file), a file (a folder), or its nearest existing
+    parent is not a writable folder. Tried by creating and removing a file, since permission
+    bits do not tell (root, read-only mounts, ACLs)."""
+    target = Path(path).expanduser()
+    if target.is_dir() and not folder:
+        raise MotionError(f"{path}: is a folder; give a file name to write")
+    if target.exists() and folder and not target.is_dir():
+        raise MotionError(f"{path}: is a file, not a folder to write into")
+    base = target if folder and target.is_dir() else target.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise MotionError(f"{path}: cannot be written, {base} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".kinetext-write-test-")
+    except OSError as error:
+        raise MotionError(f"{path}: cannot write in {base} ({error.strerror or error})") from error
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _reason(error: OSError) -> str:
