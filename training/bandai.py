@@ -16,6 +16,7 @@ non-commercial use.
 import functools
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,8 +331,15 @@ def discover_bandai(root: Path, seed: int) -> Discovery:
     return Discovery(clips, skipped, attribution=ATTRIBUTION, license_file=licence)
 
 
+RELEASE_FILE = re.compile(r"dataset-[12]_[^/]+\.bvh", re.IGNORECASE)
+"""The file names of the Bandai Namco release's clips (dataset-1_walk_normal_001.bvh)."""
+
+
 def looks_like_bandai(root: Path) -> bool:
-    """True when ``root`` holds a Bandai Namco release (its folders or its file names)."""
-    return any(root.rglob("Bandai-Namco-Research-Motiondataset-*")) or any(
-        root.rglob("dataset-[12]_*.bvh")
-    )
+    """True when every BVH under ``root`` has a Bandai Namco release file name.
+
+    One release-like name used to be enough, and a studio folder holding a single copied
+    Bandai clip was then built as the release: its own sidecar captions replaced and every
+    other BVH skipped. A folder that mixes them is an ordinary folder."""
+    names = [path.name for path in bvh_files(root)]
+    return bool(names) and all(RELEASE_FILE.fullmatch(name) for name in names)

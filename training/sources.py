@@ -18,6 +18,7 @@ A clip without any caption is left out and reported.
 """
 
 import csv
+import io
 import json
 import shutil
 import tarfile
@@ -90,18 +91,29 @@ def bvh_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def read_text_file(path: Path) -> str:
+    """A caption file's text: UTF-8, with or without the byte-order mark Excel and Notepad
+    write. Anything else is a ``MotionError`` naming the file and how to fix it."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise MotionError(
+            f"{path}: not UTF-8 text (byte {err.start}): save it as UTF-8 and build again"
+        ) from err
+
+
 def _sidecar_captions(bvh: Path) -> list[str]:
     sidecar = bvh.with_suffix(".txt")
     if not sidecar.is_file():
         return []
-    lines = sidecar.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(sidecar).splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
 def _read_captions_csv(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     """``captions.csv`` -> {file key: (captions, labels)}."""
     table: dict[str, tuple[list[str], dict[str, str]]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text_file(path), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"file", "caption"} <= set(reader.fieldnames):
             raise MotionError(f"{path}: needs a header with the columns 'file' and 'caption'")
@@ -118,7 +130,7 @@ def _read_captions_csv(path: Path) -> dict[str, tuple[list[str], dict[str, str]]
 def _read_labels_json(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     """``labels.json`` -> {file key: (captions, labels)}."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
         raise MotionError(f"{path}: not valid JSON: {err}") from err
     if not isinstance(data, dict):
@@ -149,7 +161,11 @@ def discover_folder(root: Path) -> Discovery:
     clips, skipped = [], []
     for path in bvh_files(root):
         name = path.relative_to(root).as_posix()
-        captions, labels = _sidecar_captions(path), {}
+        try:
+            captions, labels = _sidecar_captions(path), {}
+        except MotionError as err:  # one bad caption file skips its clip, not the build
+            skipped.append(Skipped(name, str(err)))
+            continue
         for table in tables:
             more, more_labels = _lookup(table, name)
             captions += more

@@ -322,3 +322,29 @@ def test_units_are_told_from_the_skeleton_or_given(tmp_path, capsys):
     np.testing.assert_allclose(tiny_joints, built["m"], atol=1e-5)
     with pytest.raises(MotionError, match="units"):
         folder_settings(units="furlongs")
+
+
+def test_one_bandai_named_file_does_not_make_a_studio_folder_the_release(source, tmp_path):
+    """Auto format: a folder that only holds one clip named like the release's is a folder."""
+    write_clip(source, "dataset-1_walk_normal_001", ["our actor walks to the mark"])
+    out = tmp_path / "ds"
+    report = build_dataset(source, out, BuildSettings(workers=1), progress=False)
+    assert report.built == 5 and not report.skipped  # every clip, none replaced or skipped
+    assert json.loads((out / "build.json").read_text())["format"] == "folder"
+    captions = [(out / "texts" / f"{i}.txt").read_text() for i in read_ids(out, "all")]
+    assert any("our actor walks to the mark" in text for text in captions)
+
+
+def test_captions_saved_by_excel_and_a_latin1_sidecar(source, tmp_path):
+    """A CSV with a byte-order mark reads; a sidecar that is not UTF-8 skips its clip only."""
+    (source / "captions.csv").write_bytes(
+        "\ufefffile,caption\na_walk.bvh,a person walks calmly\n".encode()
+    )
+    (source / "b_wave.txt").write_bytes("a person waves \xe0 la fran\xe7aise\n".encode("latin-1"))
+    out = tmp_path / "ds"
+    report = build_dataset(source, out, folder_settings(), progress=False)
+    assert report.built == 3
+    assert [s.file for s in report.skipped] == ["b_wave.bvh"]
+    assert "not UTF-8" in report.skipped[0].reason and "b_wave.txt" in report.skipped[0].reason
+    walk = (out / "texts" / "000000.txt").read_text()
+    assert "a person walks calmly" in walk and "a person walks forward" in walk
