@@ -114,6 +114,9 @@ def _joints_from(path: str, map_name: str | None = None, units: Units = "auto") 
         if clip.units.detected:
             note = f"note: {path}: units {clip.units.describe()}; --units overrides"
             print(note, file=sys.stderr)
+        if clip.up != "Y":
+            print(f"note: {path}: the skeleton stands {clip.up} up; turned to Y up",
+                  file=sys.stderr)  # fmt: skip
         return clip.joints
     return _load_npy(path, 3, (22, 3), "joints")
 

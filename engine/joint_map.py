@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bvh import read_bvh
+from .bvh import BVH, read_bvh
 from .bvh_units import FileUnits, Units, resolve_units
 from .errors import MotionError
 from .skeleton import FPS, JOINT_NAMES
@@ -208,12 +208,58 @@ def resample(joints: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.nda
 @dataclass(frozen=True)
 class CanonicalClip:
     """A BVH read for the engine: joints (T', 22, 3) metres, Y up, at ``fps``; the map used
-    and the file's unit (``units.detected`` says whether it was told from the skeleton)."""
+    and the file's unit (``units.detected`` says whether it was told from the skeleton);
+    ``up`` the axis the file's skeleton stands along ("Y" or "Z", found from its rest pose)."""
 
     joints: np.ndarray
     joint_map: JointMap
     units: FileUnits
     fps: float
+    up: str = "Y"
+    source_fps: float = FPS  # the file's own frame rate
+
+
+HEAD, ANKLES = 15, (7, 8)
+
+
+def up_turn(bvh: BVH, joint_map: JointMap, positions: np.ndarray) -> tuple[str, np.ndarray]:
+    """The axis a file's skeleton stands along and the turn that stands it up along +Y.
+
+    ``positions``: the clip's canonical joints (T, 22, 3) after the map's own axis change.
+    Read first from the rest pose (the offsets alone: a standing pose in most mocap files,
+    whatever the motion does, which may lie or crawl), then, where the rest pose stands along
+    no clear axis (Bandai Namco's bones all lie along X at rest), from the motion's median
+    pose. "Y" needs no turn; "Z" (Blender, 3ds Max exports) is turned to Y up; anything else
+    (upside down, sideways) is a MotionError saying how to export it. Why: a Z-up file used
+    to build silently into a body lying on the floor with its pelvis 3.5 m "up".
+    """
+    rest = np.zeros((len(bvh.names), 3))
+    for j, parent in enumerate(bvh.parents):
+        rest[j] = bvh.offsets[j] + (rest[parent] if parent >= 0 else 0.0)
+    body = to_canonical(rest[None], bvh.names, joint_map, 1.0)[0]  # directions only
+    return _standing_axis(body) or _standing_axis(np.median(positions, axis=0), final=True)
+
+
+def _standing_axis(
+    body: np.ndarray, final: bool = False
+) -> tuple[str, np.ndarray] | None:
+    """("Y" | "Z", turn) for one pose (22, 3) whose head is clearly above its ankles along
+    +Y or +-Z; None (or, when ``final``, a MotionError) otherwise."""
+    up = body[HEAD] - body[list(ANKLES)].mean(axis=0)
+    size = float(np.linalg.norm(up))
+    axis = int(np.argmax(np.abs(up)))
+    if size > 0 and axis == 1 and up[1] > 0.8 * size:
+        return "Y", np.eye(3)
+    if size > 0 and axis == 2 and abs(up[2]) > 0.8 * size:
+        sign = 1.0 if up[2] > 0 else -1.0  # (x, y, z) -> (x, +-z, -+y): the head to +Y
+        return "Z", np.array([[1.0, 0.0, 0.0], [0.0, 0.0, sign], [0.0, -sign, 0.0]])
+    if not final:
+        return None
+    looks = "upside down" if axis == 1 else f"along {'XYZ'[axis]}"
+    raise MotionError(
+        f"the skeleton stands {looks} (head minus ankles {np.round(up, 2).tolist()}): "
+        "export the BVH with Y or Z up"
+    )
 
 
 def read_canonical(
@@ -234,12 +280,14 @@ def read_canonical(
         joint_map = JOINT_MAPS[map_name] if map_name else detect_joint_map(bvh.names)
         file_units = resolve_units(bvh, units)
         joints = to_canonical(bvh.world_positions(), bvh.names, joint_map, file_units.to_metres)
+        up, turn = up_turn(bvh, joint_map, joints)
+        joints = joints @ turn.T
         if not np.isfinite(joints).all():  # bounded inputs make this unreachable; never silent
             raise MotionError("the joints are not finite numbers in metres")
         joints = resample(joints, bvh.fps, fps)
     except MotionError as exc:
         raise MotionError(f"{path}: {exc}") from exc
-    return CanonicalClip(joints, joint_map, file_units, fps)
+    return CanonicalClip(joints, joint_map, file_units, fps, up, bvh.fps)
 
 
 def bvh_to_canonical(

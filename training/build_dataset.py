@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from tqdm import tqdm
 from engine.bvh_units import parse_units
 from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
-from engine.joint_map import JOINT_MAPS, bvh_to_canonical
+from engine.joint_map import JOINT_MAPS, read_canonical
 from engine.skeleton import FPS
 from training.bandai import LICENSE_NOTE, discover_bandai, looks_like_bandai
 from training.captions import format_text_line, mirror_caption
@@ -110,6 +110,7 @@ class ProcessedClip:
     features: np.ndarray
     mirror_joints: np.ndarray
     mirror_features: np.ndarray
+    read: dict = field(default_factory=dict)  # how the file was read: map, units, fps, up
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,10 @@ def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
 
     Raises MotionError (BVHError for the file itself) on bad input.
     """
-    joints = bvh_to_canonical(path, read.map_name, units=read.units)  # (T, 22, 3) m, Y up, 20 fps
-    return process_joints(joints)
+    clip = read_canonical(path, read.map_name, units=read.units)  # (T, 22, 3) m, Y up, 20 fps
+    how = {"map": clip.joint_map.name, "units": clip.units.describe(),
+           "source_fps": round(clip.source_fps, 4), "up": clip.up}  # fmt: skip
+    return replace(process_joints(clip.joints), read=how)
 
 
 def process_joints(joints: np.ndarray) -> ProcessedClip:
@@ -278,6 +281,15 @@ def _length_summary(frames: list[int]) -> dict:
     }
 
 
+def _read_counts(entries) -> dict[str, dict[str, int]]:
+    """How many clips were read with each map, unit, source rate and up axis."""
+    counts: dict[str, Counter] = {}
+    for entry in entries:
+        for key, value in entry.get("read", {}).items():
+            counts.setdefault(key, Counter())[str(value)] += 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
+
+
 def _summary(
     source: str, fmt: str, settings: BuildSettings, found: Discovery, labels: dict,
     split_of: dict[str, str], skipped: list[Skipped],
@@ -311,6 +323,7 @@ def _summary(
         "hours": round(sum(frames) / FPS / 3600, 4),
         "hours_with_mirrors": round(2 * sum(frames) / FPS / 3600, 4),
         "labels": {k: dict(sorted(v.items())) for k, v in sorted(label_counts.items())},
+        "read": _read_counts(originals.values()),
         "skipped": [asdict(s) for s in skipped],
         "attribution": found.attribution,
         "licence": LICENSE_NOTE if found.attribution else None,
@@ -424,6 +437,8 @@ class _Collected:
         _write_clip(self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored)
         self.labels[clip_id] = {"source": clip.name, "frames": len(data.joints),
                                 "labels": clip.labels, "mirror_of": None}  # fmt: skip
+        if data.read:
+            self.labels[clip_id]["read"] = data.read
         self.labels[mirror_id] = {
             "source": clip.name,
             "frames": len(data.mirror_joints),

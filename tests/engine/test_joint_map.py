@@ -15,6 +15,7 @@ from engine.joint_map import (
     JointMap,
     bvh_to_canonical,
     detect_joint_map,
+    read_canonical,
     resample,
     to_canonical,
 )
@@ -124,3 +125,45 @@ def test_real_bandai_clip_maps_to_a_plausible_body(tmp_path):
     forward = np.cross(left, [0.0, 1.0, 0.0])  # facing from the hip and shoulder lines
     toes_ahead = ((joints[:, 10] - joints[:, 7]) * forward).sum(-1)
     assert (toes_ahead > 0).mean() > 0.95  # left and right are not swapped
+
+
+def turned_bvh(bvh, turn: np.ndarray):
+    """The same clip with its whole skeleton turned by the rotation matrix ``turn``: rest
+    offsets, root path and every joint's local rotation (conjugated), as a DCC exporting
+    with another up axis writes it."""
+    from engine.quaternion import euler_to_quat, matrix_to_quat, qinv, qmul, quat_to_euler
+
+    q = matrix_to_quat(turn)
+    frames = len(bvh.motion)
+    euler = bvh.motion[:, 3:].reshape(frames, 22, 3)  # canonical_bvh: ZXY degrees, root first
+    local = euler_to_quat(euler, "ZXY")
+    turn_q, back = np.broadcast_to(q, local.shape), np.broadcast_to(qinv(q), local.shape)
+    local = qmul(qmul(turn_q, local), back)
+    motion = np.concatenate(
+        [bvh.motion[:, :3] @ turn.T, quat_to_euler(local, "ZXY").reshape(frames, -1)], axis=1
+    )
+    ends = {j: turn @ v for j, v in bvh.end_sites.items()}
+    return type(bvh)(bvh.names, bvh.parents, bvh.offsets @ turn.T, bvh.channels,
+                     bvh.frame_time, motion, ends)  # fmt: skip
+
+
+def test_a_z_up_export_comes_back_standing_and_sideways_is_refused(tmp_path, capsys):
+    from engine.cli import main
+    from engine.demo_clip import walk_cycle
+
+    joints = walk_cycle(2.0)
+    y_up = canonical_bvh(joints)
+    to_z_up = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # head to +Z
+    path = tmp_path / "z_up.bvh"
+    write_bvh(path, turned_bvh(y_up, to_z_up))
+    clip = read_canonical(path, "smpl")
+    assert clip.up == "Z"
+    np.testing.assert_allclose(clip.joints, joints, atol=1e-3)  # standing, facing as before
+    write_bvh(tmp_path / "y_up.bvh", y_up)
+    assert read_canonical(tmp_path / "y_up.bvh", "smpl").up == "Y"
+    assert main(["bvh2joints", str(path), str(tmp_path / "j.npy"), "--map", "smpl"]) == 0
+    assert "stands Z up; turned to Y up" in capsys.readouterr().err
+    sideways = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # head to -X
+    write_bvh(path, turned_bvh(y_up, sideways))
+    with pytest.raises(MotionError, match="stands along X.*export the BVH with Y or Z up"):
+        read_canonical(path, "smpl")

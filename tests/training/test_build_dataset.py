@@ -105,6 +105,9 @@ def test_layout_shapes_and_text_lines(source, tmp_path):
     assert labels["000003"]["source"] == "sub/d_slow.bvh"
     build = json.loads((out / "build.json").read_text())
     assert build["clips"] == {"found": 4, "built": 4, "skipped": 0, "with_mirrors": 8}
+    # how each file was read, per clip and counted (map, unit, source rate, up axis)
+    assert labels["000000"]["read"]["map"] == "smpl" and labels["000000"]["read"]["up"] == "Y"
+    assert build["read"]["source_fps"] == {"30.0": 4} and build["read"]["up"] == {"Y": 4}
     assert build["frames"]["total"] == 20 + 20 + 27 + 20
     assert build["hours"] == round(87 / 20 / 3600, 4)
 
