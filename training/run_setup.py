@@ -24,7 +24,7 @@ from training.checkpointing import (
     restore_rng,
     split_models,
 )
-from training.config import TrainConfig, save_train_config
+from training.config import TrainConfig, load_train_config, save_train_config
 from training.distributed import DistInfo
 from training.tasks import LATENT_UNIT, Task, TaskContext, get_task
 
@@ -67,6 +67,20 @@ def micro_batch(config: TrainConfig, info: DistInfo) -> int:
             f"batch_size / accum_steps = {micro} must divide by the {info.world_size} ranks"
         )
     return micro
+
+
+def resume_config(given: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """The settings ``--resume`` continues with: the run's own (``OUT/config.json``, written
+    when it started), then this command's ``key=value`` overrides.
+
+    ``train configs/sae.toml out_dir=runs/sae --resume`` used to compare the TOML's values
+    with the run's and refuse ("settings differ") whenever the run had been started with
+    other overrides. Now only what is typed again is compared (``check_run_folder`` names a
+    non-resumable change); a folder without a run keeps ``given`` and is refused there."""
+    saved = Path(given.out_dir) / "config.json"
+    if not saved.is_file():
+        return given
+    return load_train_config(saved, [f"out_dir={given.out_dir}", *overrides])
 
 
 def check_run_folder(out: Path, config: TrainConfig, resume: bool) -> Path | None:

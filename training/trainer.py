@@ -39,6 +39,7 @@ from training.run_setup import (
     make_dataset,
     micro_batch,
     restore_state,
+    resume_config,
     setup_task,
     write_run_folder,
 )
@@ -289,6 +290,8 @@ def main_train(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     config = load_train_config(args.config, args.overrides)
+    if args.resume:
+        config = resume_config(config, args.overrides)
     _check_paths(config)
     try:
         train(config, resume=args.resume)

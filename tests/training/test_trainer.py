@@ -139,3 +139,21 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path, data):
     config = load_train_config(None, tiny_overrides(tmp_path / "empty", data))
     with pytest.raises(MotionError, match="no checkpoint"):
         train(config, resume=True, text_encoder=fake_text_encoder())
+
+
+def test_resume_reads_the_runs_own_settings_back(tmp_path, data):
+    """`train CONFIG out_dir=RUN --resume` continues with the run's settings, whatever the
+    config file says now; only what is typed again is compared."""
+    from training.run_setup import resume_config
+
+    out = tmp_path / "run"
+    train(load_train_config(None, tiny_overrides(out, data, max_steps=2, ckpt_every=2)),
+          text_encoder=fake_text_encoder())  # fmt: skip
+    plain = load_train_config(None, [f"out_dir={out}", "task=autoencoder"])  # other defaults
+    resumed = resume_config(plain, [f"out_dir={out}", "max_steps=3"])
+    assert resumed.batch_size == 4 and resumed.preset == "tiny" and resumed.max_steps == 3
+    result = train(resumed, resume=True, text_encoder=fake_text_encoder())
+    assert load_training_checkpoint(result.checkpoint).state.step == 3
+    changed = resume_config(plain, [f"out_dir={out}", "lr=1.0"])
+    with pytest.raises(MotionError, match="differ.*lr"):
+        train(changed, resume=True, text_encoder=fake_text_encoder())
