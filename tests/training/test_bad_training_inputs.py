@@ -153,7 +153,7 @@ def test_ctrl_c_during_a_build_is_one_line_status_130_and_no_partial_folder(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_module, "bvh_to_canonical", interrupted)  # inside the first clip
+    monkeypatch.setattr(build_module, "read_canonical", interrupted)  # inside the first clip
     argv = build()(tmp_path)
     assert refused(main, argv, tmp_path).startswith("interrupted")
 
