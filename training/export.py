@@ -144,10 +144,14 @@ def export_runs(
         "license": license or first.data.get("license") or first.config.license,
         "attribution": attribution or first.data.get("attribution") or first.config.attribution,
     }
-    if not (terms["license"] and terms["attribution"]):
+    missing = [name for name in ("license", "attribution") if not terms[name]]
+    if missing:
+        where = Path(first.data.get("data_root") or "?") / "build.json"
         raise MotionError(
-            f"{first.run_dir}: the data's licence/attribution are unknown (no build.json): give "
-            "them with --license and --attribution"
+            f"{first.run_dir}: the data's {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not known: the run's data.json (from "
+            f"{where}) and its config name none; give "
+            + " and ".join(f"--{name}" for name in missing)
         )
     folder = save_checkpoint(
         out, merged, text_encoder=first.config.text_encoder, normalizer_mean=first.mean,

@@ -124,3 +124,22 @@ def test_push_uploads_the_checkpoint_files(runs, monkeypatch):
         push_checkpoint(runs["vae"], "me/motion")  # a run folder is not a checkpoint
     with pytest.raises(MotionError, match="owner/name"):
         push_checkpoint(folder, "no-owner")
+
+
+def test_export_names_the_missing_licence_and_where_it_looked(runs, capsys):
+    """A data set built without a licence: export says which term is missing and the flag."""
+    data_json = runs["mlagen"] / "data.json"
+    record = json.loads(data_json.read_text())
+    kept = dict(record)
+    record["license"] = ""
+    data_json.write_text(json.dumps(record))
+    try:
+        out = runs["root"] / "no-licence"
+        from training.cli import main
+
+        assert main(["export", str(runs["mlagen"]), str(out)]) == 2  # as the command runs
+        error = capsys.readouterr().err
+        assert "license is not known" in error and "--license" in error
+        assert "--attribution" not in error and "build.json" in error and not out.exists()
+    finally:
+        data_json.write_text(json.dumps(kept))
