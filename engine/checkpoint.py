@@ -169,14 +169,14 @@ def save_checkpoint(
         metadata or {}, skeleton or SkeletonInfo.canonical(),
     )  # fmt: skip
     tensors = gather_tensors(models, dtype)
-    _check_replaceable(folder)
+    check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         partial.mkdir()
         write_json(partial / CONFIG_FILE, header.to_dict())
         write_sharded(partial, tensors, max_shard_bytes)
-        _swap_in(partial, folder)
+        swap_in(partial, folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
@@ -232,7 +232,7 @@ def _model_entry(name: str, model: nn.Module) -> dict[str, Any]:
     return {"class": type(model).__name__, "config": config.to_dict()}
 
 
-def _check_replaceable(folder: Path) -> None:
+def check_replaceable(folder: Path) -> None:
     """Refuse to overwrite anything but an empty folder or a kinetext checkpoint."""
     if folder.is_file():
         raise MotionError(f"{folder}: is a file; a checkpoint is a folder")
@@ -246,7 +246,7 @@ def _check_replaceable(folder: Path) -> None:
         raise MotionError(f"{folder}: not empty and not a kinetext checkpoint; refusing to replace")
 
 
-def _swap_in(partial: Path, folder: Path) -> None:
+def swap_in(partial: Path, folder: Path) -> None:
     """Rename the complete ``partial`` folder to ``folder``, replacing an old checkpoint."""
     if not folder.exists():
         partial.rename(folder)

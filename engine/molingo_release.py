@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import _check_replaceable, _swap_in, save_checkpoint
+from .checkpoint import check_replaceable, save_checkpoint, swap_in
 from .errors import MotionError
 from .models.autoencoder import AutoencoderConfig, MotionAutoencoder, rescale_latents
 from .models.molingo_release import MODEL_SIZES, NULL_PROMPT, MoLingoRelease, MoLingoReleaseConfig
@@ -510,7 +510,7 @@ def import_molingo(
     for folder in (sae_dir, model_dir):
         if not folder.is_dir():
             raise MotionError(f"{folder}: no such release folder")
-    _check_replaceable(out_dir)
+    check_replaceable(out_dir)
     model_opt = model_dir / OPT_FILE
     options = read_opt(model_opt)
     dataset = _need(options, "dataset_name", str, model_opt)
@@ -573,8 +573,8 @@ def import_molingo(
             staging, autoencoder, generator, state, weights, text_encoder, config, mean, std,
             rep, metadata,
         )  # fmt: skip
-        _check_replaceable(out_dir)
-        _swap_in(staging, out_dir)
+        check_replaceable(out_dir)
+        swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
