@@ -57,6 +57,7 @@ class Cleanup:
     pin_feet: bool = True
     ground_smoothing: float = 3.0  # sigma (frames) of the per-frame vertical offset
     pin_blend: int = 4  # frames a pinned foot eases in and out over
+    pin_hold: bool = False  # hold whole runs, fade the correction outside them
     floor_feet: bool = False  # also put each planted foot's lowest joint on y = 0 (FID cost)
 
     def __post_init__(self) -> None:
@@ -105,7 +106,9 @@ def clean_joints(
         lengths = bone_lengths(arr[:, 0])  # (N, 22): rigid, so any frame's
         for i in range(len(arr)):
             blend = options.pin_blend
-            arr[i] = pin_feet(arr[i], contacts[i], CANONICAL_LEGS, blend=blend, fps=fps)
+            arr[i] = pin_feet(
+                arr[i], contacts[i], CANONICAL_LEGS, blend=blend, fps=fps, hold=options.pin_hold
+            )
             if options.floor_feet:
                 arr[i] = floor_feet(arr[i], contacts[i], CANONICAL_LEGS, blend=blend)
         arr = rigid_skeleton(arr, lengths)  # the pinned toe may sit off its foot bone

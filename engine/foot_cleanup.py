@@ -44,6 +44,7 @@ def pin_feet(
     legs: Sequence[LegChain],
     blend: int = 3,
     fps: float | None = None,
+    hold: bool = False,
 ) -> np.ndarray:
     """Hold each planted ankle still and re-solve its leg; positions (T, J, 3), Y up.
 
@@ -59,11 +60,18 @@ def pin_feet(
     rest heights), a run held within FLOOR_SNAP of its floor is held on it, no ankle or toe
     goes below its floor on any frame, and the foot keeps its length (a held toe lifts the
     heel: the ankle goes to the foot's length from it).
+
+    ``hold`` (with ``fps``) holds each run fully, first to last frame, and carries the
+    correction out of the run instead, fading over ``blend`` frames on either side
+    (``_held_pins``): an ease inside the run lets the planted foot slide while the weight
+    rises, which was most of the generated clips' sliding on planted frames.
     """
     out = np.array(positions, dtype=np.float64)
 
     def pins_of(path: np.ndarray, column: int, floor: float | None) -> tuple[np.ndarray, ...]:
-        if fps is not None:
+        if fps is not None and hold:
+            weight, pins = _held_pins(path, contacts[:, column], fps, blend)
+        elif fps is not None:
             weight, pins = _stance_pins(path, contacts[:, column], fps, blend)
         else:
             weight, pins = _pins(path, contacts[:, column] > PLANTED, blend)
@@ -183,6 +191,31 @@ def _stance_pins(
         w = stillness[a:b, None]
         pins[a:b] = (w * path[a:b]).sum(axis=0) / w.sum()
     return eased_weight(planted, blend), pins
+
+
+def _held_pins(
+    path: np.ndarray, contact: np.ndarray, fps: float, blend: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (T,) and targets (T, 3): each run held still at its stance pin
+    (``_stance_pins``), and outside the runs the run's correction (pin minus foot at the
+    run's first or last frame) added to the free foot, fading over ``blend`` frames
+    (smoothstep), so the foot arrives at and leaves its pin without a jump and is never held
+    longer than the contacts say. Where two runs' fades meet, the larger correction wins."""
+    _, pins = _stance_pins(path, contact, fps, blend)
+    planted = contact > PLANTED
+    offset = np.where(planted[:, None], pins - path, 0.0)  # (T, 3)
+    fade = offset.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
+        for k in range(1, blend + 1):
+            x = 1.0 - k / (blend + 1)
+            x = x * x * (3.0 - 2.0 * x)
+            for t, edge in ((a - k, a), (b - 1 + k, b - 1)):
+                if 0 <= t < len(path) and not planted[t]:
+                    carried = x * offset[edge]
+                    if np.linalg.norm(carried) > np.linalg.norm(fade[t]):
+                        fade[t] = carried
+    return np.ones(len(path)), path + fade
 
 
 def _pins(path: np.ndarray, planted: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:

@@ -91,6 +91,29 @@ def test_a_planted_foot_stops_sliding(walk):
     assert slide_raw > 0.03 and slide_clean < 0.002
 
 
+def test_held_pins_keep_the_whole_run_still_and_the_foot_continuous(walk):
+    """pin_hold: no planted frame slides (the eased pins let it slide while the weight rose),
+    and the correction carried outside the run fades instead of jumping."""
+    joints, contacts = walk
+    raw = broken_walk(walk)
+    eased = clean_joints(raw, contacts)
+    held = clean_joints(raw, contacts, Cleanup(pin_hold=True))
+    planted = np.flatnonzero(contacts[:, 0] > 0.5)
+    runs = [r for r in np.split(planted, np.flatnonzero(np.diff(planted) > 1) + 1) if len(r) > 2]
+    leg = BONE_LENGTHS[4] + BONE_LENGTHS[7]  # a pin the straight leg cannot reach is not held
+    for run in runs:
+        reach = np.linalg.norm(held[run, LEFT_ANKLE] - held[run, 1], axis=-1) / leg
+        within = run[reach < 0.999]
+        assert len(within) >= len(run) - 3
+        assert np.ptp(held[within, LEFT_ANKLE], axis=0).max() < 1e-3  # lift_above_floor: < 1 mm
+    step = lambda j: np.linalg.norm(np.diff(j[:, LEFT_ANKLE], axis=0), axis=-1)  # noqa: E731
+    whole = np.concatenate(runs)
+    assert np.ptp(eased[whole[:8], LEFT_ANKLE, 0]) > 1e-3  # the ease slid at the run's start
+    # the foot never jumps more than the walk's own fastest step (with a centimetre of margin)
+    assert step(held).max() < step(joints).max() + 0.01
+    np.testing.assert_allclose(bone_lengths(held), bone_lengths(eased), atol=1e-9)
+
+
 def test_smoothing_keeps_the_timing(walk):
     joints, contacts = walk
     clean = clean_joints(joints, contacts, Cleanup(smoothing=1.0, pin_feet=False, ground=False))
