@@ -251,9 +251,7 @@ def forward_kinematics(character: Character, motion: Motion) -> tuple[np.ndarray
     return positions, world
 
 
-def to_canonical22(
-    character: Character, positions: np.ndarray, world: np.ndarray
-) -> np.ndarray:
+def to_canonical22(character: Character, positions: np.ndarray, world: np.ndarray) -> np.ndarray:
     """DeepMimic world joints (T, 15, 3) and rotations -> canonical joints (T, 22, 3)."""
     at = {name: positions[:, character.index(name)] for name in NEEDED}
 

@@ -158,7 +158,8 @@ def motion_key(path: Path) -> str:
 
 def motion_files(root: Path) -> list[Path]:
     """Every ``*.txt`` under a ``motions`` folder of ``root``, sorted by relative path."""
-    found = [p for p in root.rglob("*.txt") if p.is_file() and "motions" in p.parts[len(root.parts):]]
+    depth = len(root.parts)
+    found = [p for p in root.rglob("*.txt") if p.is_file() and "motions" in p.parts[depth:]]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
