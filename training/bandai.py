@@ -328,7 +328,7 @@ def discover_bandai(root: Path, seed: int) -> Discovery:
             reason = "label file without its BVH: the clip is missing from the release"
             skipped.append(Skipped(orphan.relative_to(root).as_posix(), reason))
     licence = next(iter(sorted(root.rglob("Bandai-Namco-Research-Motiondataset-*/LICENSE"))), None)
-    return Discovery(clips, skipped, attribution=ATTRIBUTION, license_file=licence)
+    return Discovery(clips, skipped, ATTRIBUTION, licence, LICENSE_NOTE)
 
 
 RELEASE_FILE = re.compile(r"dataset-[12]_[^/]+\.bvh", re.IGNORECASE)

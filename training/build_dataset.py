@@ -45,8 +45,10 @@ from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
 from engine.joint_map import JOINT_MAPS, read_canonical
 from engine.skeleton import FPS
-from training.bandai import LICENSE_NOTE, discover_bandai, looks_like_bandai
+from training.bandai import discover_bandai, looks_like_bandai
 from training.captions import format_text_line, mirror_caption
+from training.deepmimic import read_deepmimic
+from training.deepmimic_source import discover_deepmimic, looks_like_deepmimic
 from training.sources import (
     ClipSource,
     Discovery,
@@ -57,7 +59,7 @@ from training.sources import (
 )
 
 SPLITS = ("train", "val", "test")
-FORMATS = ("auto", "bandai", "folder")
+FORMATS = ("auto", "bandai", "folder", "deepmimic")
 MAX_WORKERS = 256
 """Most worker processes a build starts (each holds a clip's arrays and a Python)."""
 TRAINING_FRAMES = (40, 196)
@@ -66,10 +68,12 @@ TRAINING_FRAMES = (40, 196)
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How each BVH is read: the joint map (None: detect) and the file's length unit."""
+    """How each file is read: the joint map (None: detect) and the file's length unit for a
+    BVH; ``reader`` "deepmimic" reads DeepMimic motions instead (``training.deepmimic``)."""
 
     map_name: str | None = None
     units: str = "auto"
+    reader: str = "bvh"
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
 
     Raises MotionError (BVHError for the file itself) on bad input.
     """
+    if read.reader == "deepmimic":
+        motion = read_deepmimic(path)
+        return replace(process_joints(motion.joints), read=motion.read)
     clip = read_canonical(path, read.map_name, units=read.units)  # (T, 22, 3) m, Y up, 20 fps
     how = {"map": clip.joint_map.name, "units": clip.units.describe(),
            "source_fps": round(clip.source_fps, 4), "up": clip.up}  # fmt: skip
@@ -184,6 +191,9 @@ def _discover(root: Path, settings: BuildSettings) -> tuple[str, Discovery]:
     fmt = settings.format
     if fmt == "auto":
         fmt = "bandai" if looks_like_bandai(root) else "folder"
+        fmt = "deepmimic" if fmt == "folder" and looks_like_deepmimic(root) else fmt
+    if fmt == "deepmimic":
+        return fmt, discover_deepmimic(root)
     found = discover_bandai(root, settings.seed) if fmt == "bandai" else discover_folder(root)
     return fmt, found
 
@@ -290,6 +300,12 @@ def _read_counts(entries) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
 
 
+def _terms_counts(entries) -> dict:
+    """``{"terms": {licence: clips}}`` where a source gives each clip its own terms, else {}."""
+    counts = Counter(e["terms"] for e in entries if "terms" in e)
+    return {"terms": dict(sorted(counts.items()))} if counts else {}
+
+
 def _summary(
     source: str, fmt: str, settings: BuildSettings, found: Discovery, labels: dict,
     split_of: dict[str, str], skipped: list[Skipped],
@@ -326,7 +342,8 @@ def _summary(
         "read": _read_counts(originals.values()),
         "skipped": [asdict(s) for s in skipped],
         "attribution": found.attribution,
-        "licence": LICENSE_NOTE if found.attribution else None,
+        "licence": found.licence,
+        **_terms_counts(originals.values()),
     }
 
 
@@ -431,6 +448,7 @@ class _Collected:
     skipped: list[Skipped]
 
     def add(self, clip: ClipSource, index: int, clip_id: str, split: str, data: ProcessedClip):
+        """Write a clip and its mirror; record both in labels.json and the split."""
         mirror_id = "M" + clip_id
         _write_clip(self.work, clip_id, data.joints, data.features, clip.captions)
         mirrored = [mirror_caption(c) for c in clip.captions]
@@ -445,6 +463,8 @@ class _Collected:
             "labels": {k: mirror_caption(v) for k, v in clip.labels.items()},
             "mirror_of": clip_id,
         }
+        if clip.terms:
+            self.labels[clip_id]["terms"] = self.labels[mirror_id]["terms"] = clip.terms
         self.split_of[clip_id] = self.split_of[mirror_id] = split
         if split == "train":
             self.train[index] = (data.features, data.mirror_features)
@@ -477,7 +497,8 @@ def _build_into(
     collected = _Collected(work, {}, {}, {}, list(found.skipped))
     tasks = [(i, clip.path) for i, clip in enumerate(found.clips)]
     workers = settings.workers or os.cpu_count() or 1
-    with _clip_results(tasks, process, settings.read, workers) as results:
+    read = replace(settings.read, reader="deepmimic" if fmt == "deepmimic" else "bvh")
+    with _clip_results(tasks, process, read, workers) as results:
         for index, data, error in tqdm(results, total=len(tasks), unit="clip",
                                        desc="build-dataset", disable=not progress):  # fmt: skip
             clip = found.clips[index]
@@ -493,9 +514,19 @@ def _build_into(
     _write_json(work / "labels.json", collected.labels)
     _write_json(work / "build.json", summary)
     (work / "README.md").write_text(_readme(summary), encoding="utf-8")
-    if found.license_file is not None:
-        shutil.copyfile(found.license_file, work / "LICENSE")
+    _write_licence(work / "LICENSE", found)
     return summary, skipped
+
+
+def _write_licence(path: Path, found: Discovery) -> None:
+    """The source's licence file, or its several files one after another, as ``LICENSE``."""
+    files = [found.license_file] if found.license_file is not None else []
+    files += list(found.extra_license_files)
+    if len(files) == 1:
+        shutil.copyfile(files[0], path)
+    elif files:
+        texts = [f"==> {f.name} ({f.parent.name}/) <==\n\n{f.read_text('utf-8')}" for f in files]
+        path.write_text("\n\n".join(texts), encoding="utf-8")
 
 
 def build_dataset(

@@ -1,6 +1,6 @@
 """Command line of the training package: ``python -m training COMMAND ...``.
 
-    build-dataset SOURCE OUT [--format auto|bandai|folder] [--seed 0] [--workers N]
+    build-dataset SOURCE OUT [--format auto|bandai|folder|deepmimic] [--seed 0] [--workers N]
                   [--split 0.8,0.1,0.1] [--map NAME]
     pack-dataset DATASET OUT.npz          a built data set in one small file (joints + texts)
     unpack-dataset PACK.npz OUT [--workers N]   rebuild the full data set from a pack
@@ -47,7 +47,8 @@ def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
         choices=FORMATS,
         default="auto",
         help="bandai: Bandai Namco release; folder: BVH + NAME.txt / "
-        "captions.csv / labels.json; auto: bandai when it looks like it",
+        "captions.csv / labels.json; deepmimic: DeepMimic characters/ + motions/ JSON; "
+        "auto: bandai or deepmimic when it looks like it, else folder",
     )
     parser.add_argument("--seed", type=int, default=0, help="splits and generated captions")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")

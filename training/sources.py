@@ -44,6 +44,7 @@ class ClipSource:
     captions: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
     group: str = ""
+    terms: str = ""  # the clip's own licence where a source mixes several (labels.json)
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,15 @@ class Skipped:
 @dataclass(frozen=True)
 class Discovery:
     """What an adapter found: the clips to build (sorted by name), the files it left out, and
-    the terms the data comes with (an attribution line, a licence file to ship beside it)."""
+    the terms the data comes with: an attribution line, the licence in a few words (build.json
+    and export carry both), licence files to ship beside it (joined into one LICENSE)."""
 
     clips: list[ClipSource]
     skipped: list[Skipped]
     attribution: str | None = None
     license_file: Path | None = None
+    licence: str | None = None
+    extra_license_files: tuple[Path, ...] = ()
 
 
 def is_archive(path: Path) -> bool:
