@@ -75,6 +75,7 @@ def generate(
     clean: bool | Cleanup = True,
     revision: str | None = None,
     allow_unpinned: bool = False,
+    offline: bool = False,
 ) -> Motion:
     """Generate ``variations`` clips per prompt, all of one length.
 
@@ -100,6 +101,8 @@ def generate(
         revision: the Hub revision (branch, tag or commit) of a Hub ``checkpoint``.
         allow_unpinned: follow a Hub text encoder named inside the checkpoint without a
             revision (its moving default branch); refused otherwise.
+        offline: never download: a Hub ``checkpoint`` must be in the local Hub cache
+            (else ``NotDownloaded``), e.g. Blender with online access off.
 
     ``diagnostics["sources"]`` records where the checkpoint and its text encoder came from
     (a path, or a Hub repo with the commit it resolved to).
@@ -113,7 +116,7 @@ def generate(
     if isinstance(checkpoint, Checkpoint):
         ckpt = checkpoint
     else:
-        ckpt = _cached_checkpoint(checkpoint, torch_device, revision)
+        ckpt = cached_checkpoint(checkpoint, torch_device, revision, offline)
     name = choose_generator(ckpt, generator)
     settings = _sampling_settings(ckpt, name, guidance, steps)
     down = ckpt.models["autoencoder"].downsample
@@ -310,11 +313,17 @@ _LOADED: dict[tuple[str, str], tuple[int, Checkpoint]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def _cached_checkpoint(
-    source: str | Path | None, device: torch.device, revision: str | None = None
+def cached_checkpoint(
+    source: str | Path | None,
+    device: torch.device,
+    revision: str | None = None,
+    offline: bool = False,
 ) -> Checkpoint:
-    """Load once per (source, revision, device); a local folder is reloaded when it was
-    re-saved."""
+    """The checkpoint a folder, a Hub id at ``revision`` (from the local cache only when
+    ``offline``) or None (the embedded one) names, loaded once per (source, revision,
+    device) and kept: the one place checkpoints are resolved and cached for generation
+    (the CLI and the add-on both come through here). A local folder is reloaded when it
+    was re-saved."""
     if source is None:
         if not (DEFAULT_CHECKPOINT / "config.json").is_file():
             raise MotionError(
@@ -330,7 +339,8 @@ def _cached_checkpoint(
         hit = _LOADED.get(key)
         if hit is None or hit[0] != stamp:
             _LOADED.clear()  # one checkpoint at a time: they can be large
-            _LOADED[key] = (stamp, load_checkpoint(source, revision, device=device))
+            loaded = load_checkpoint(source, revision, device=device, offline=offline)
+            _LOADED[key] = (stamp, loaded)
         return _LOADED[key][1]
 
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import register_model
 from ..config import Config, check_ratio, check_sizes
 from ..errors import MotionError
 from .layers import AdaLNModulation, ContextKV, TimestepEmbedder, TransformerBlock, modulate
+from .registry import register_model
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
