@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import MotionError
+from ..generators import GUIDANCE_MODES as MODES
 from ..text_encoder import TextEncoding
 from .graphs import (
     LOCK,
@@ -45,8 +46,6 @@ from .graphs import (
 from .guidance import CFG, Guide, SinkCtrl, guided, sink_ratio
 from .ode import METHODS, Progress, Velocity, solve_ode, stepper, time_grid
 from .sampling_model import call_network_attention, network_precision, sampling_model
-
-MODES = ("sink_ctrl", "cfg")
 
 
 @dataclass

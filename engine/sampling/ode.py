@@ -19,13 +19,12 @@ import torch
 from torch import Tensor
 
 from ..errors import MotionError
+from ..generators import ODE_METHODS as METHODS
 from .path import DATA_TIME, NOISE_TIME
 
 Velocity = Callable[[Tensor, Any], Tensor]
 Progress = Callable[[int, int], None]
 Update = Callable[[Tensor, Tensor, "float | Tensor"], Tensor]
-
-METHODS = ("euler", "heun")
 
 
 def time_grid(
