@@ -130,32 +130,38 @@ class Job:
 def generate(request: Request, progress: Any) -> Any:
     """Run the engine for ``request`` (imports torch here, never at add-on load).
 
-    ``progress(0, 1)`` between the stages (imports, a Hub checkpoint, the pipeline) stops a
-    cancelled request before the next long step, as the sampling steps do within theirs.
+    The checkpoint (a folder, a Hub id at a revision, from the Hub's local cache only while
+    Blender's online access is off) is resolved and kept by the engine's pipeline, as for
+    the command line. ``progress(0, 1)`` after the imports stops a cancelled request before
+    the next long step, as the sampling steps do within theirs.
     """
     progress(0, 1)
     from ..engine import pipeline
-    from ..engine.hub import names_hub_repo
+    from ..engine.errors import NotDownloaded
 
     progress(0, 1)
-    checkpoint: Any = request.checkpoint
-    if checkpoint is not None and names_hub_repo(checkpoint):
-        checkpoint = _hub_checkpoint(checkpoint, request.revision, request.device, request.offline)
-        progress(0, 1)
-    with threads_beside_blender():
-        return pipeline.generate(
-            request.prompt,
-            seconds=request.seconds,
-            seed=request.seed,
-            variations=request.variations,
-            guidance=request.guidance,
-            steps=request.steps,
-            checkpoint=checkpoint,
-            device=request.device,
-            progress=progress,
-            generator=request.generator,
-            clean=request.clean,
-        )
+    try:
+        with threads_beside_blender():
+            return pipeline.generate(
+                request.prompt,
+                seconds=request.seconds,
+                seed=request.seed,
+                variations=request.variations,
+                guidance=request.guidance,
+                steps=request.steps,
+                checkpoint=request.checkpoint,
+                revision=request.revision,
+                offline=request.offline,
+                device=request.device,
+                progress=progress,
+                generator=request.generator,
+                clean=request.clean,
+            )
+    except NotDownloaded as error:
+        raise MotionError(
+            f"{error.repo_id}: not downloaded yet, and Blender's online access is off: allow "
+            "it in Preferences > System > Network once, or choose a checkpoint folder"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -176,42 +182,6 @@ def threads_beside_blender() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-_HUB_LOADED: dict[tuple[str, str | None, str], Any] = {}
-
-
-def _hub_checkpoint(repo_id: str, revision: str | None, device: str, offline: bool) -> Any:
-    """A Hub checkpoint at ``revision``, loaded once per (id, revision, device).
-
-    Offline (Blender's online access is off) it may only come from the Hub's local cache.
-    """
-    from ..engine import pipeline
-    from ..engine.checkpoint import CHECKPOINT_FILES, load_checkpoint
-
-    torch_device = pipeline.resolve_device(device)
-    key = (repo_id, revision, str(torch_device))
-    if key not in _HUB_LOADED:
-        source = _cached_snapshot(repo_id, revision, CHECKPOINT_FILES) if offline else repo_id
-        _HUB_LOADED.clear()  # one at a time: checkpoints can be large
-        _HUB_LOADED[key] = load_checkpoint(source, revision=revision, device=torch_device)
-    return _HUB_LOADED[key]
-
-
-def _cached_snapshot(repo_id: str, revision: str | None, patterns: Any) -> str:
-    """The local copy of a Hub repo, without touching the network."""
-    import huggingface_hub
-    from huggingface_hub.utils import LocalEntryNotFoundError
-
-    try:
-        return huggingface_hub.snapshot_download(
-            repo_id, revision=revision, allow_patterns=list(patterns), local_files_only=True
-        )
-    except (LocalEntryNotFoundError, OSError, ValueError) as error:
-        raise MotionError(
-            f"{repo_id}: not downloaded yet, and Blender's online access is off: allow it in "
-            "Preferences > System > Network once, or choose a checkpoint folder"
-        ) from error
 
 
 # ---- the one current job -------------------------------------------------------------------

@@ -20,9 +20,8 @@ from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
 from . import deps, engine_process, jobs, preferences, results
-from .properties import runtime, scene_fps, set_status, settings
+from .properties import GENERATOR_NAMES, runtime, scene_fps, set_status, settings
 
-GENERATOR_NAMES = {"AUTO": None, "MOLINGO": "molingo", "MLAGEN": "mlagen"}
 PREVIEW_NAME = "Kinetext Preview"
 TIMER_STEP = 0.1  # seconds between progress updates while a generation runs
 _PANEL = "When not given, the Kinetext panel's value"

@@ -11,10 +11,25 @@ from typing import Any
 
 import bpy
 
+from ..engine import generators as engine_generators
+from ..engine.generators import (
+    DEFAULT_SECONDS,
+    GUIDANCE_RANGE,
+    MAX_SECONDS,
+    MAX_STEPS,
+    MAX_VARIATIONS,
+    MIN_SECONDS,
+)
+
+_GENERATOR_LABELS = {  # how the panel names the engine's generators
+    "molingo": ("MoLingo", "Masked autoregressive transformer with a rectified flow head"),
+    "mlagen": ("MLA-Gen", "Flow matching with memory slots and sink-aware guidance"),
+}
+# Enum identifier -> the engine's generator name (None: the checkpoint's default).
+GENERATOR_NAMES = {"AUTO": None, **{n.upper(): n for n in engine_generators.GENERATORS}}
 GENERATORS = [
     ("AUTO", "Checkpoint default", "The generator the checkpoint names as its default"),
-    ("MOLINGO", "MoLingo", "Masked autoregressive transformer with a rectified flow head"),
-    ("MLAGEN", "MLA-Gen", "Flow matching with memory slots and sink-aware guidance"),
+    *((n.upper(), *_GENERATOR_LABELS[n]) for n in engine_generators.GENERATORS),
 ]
 ROOT_MOTION = [
     ("IN_PLACE", "In place", "No travel: the character stays over its origin"),
@@ -78,23 +93,24 @@ class KINETEXT_PG_settings(bpy.types.PropertyGroup):
         "and waves with the right hand'",
     )  # fmt: skip
     seconds: bpy.props.FloatProperty(
-        name="Seconds", default=4.0, min=1.0, max=9.8, step=10, precision=1,
+        name="Seconds", default=DEFAULT_SECONDS, min=MIN_SECONDS, max=MAX_SECONDS, step=10,
+        precision=1,
         description="Clip length (rounded to 0.2 s steps)",
     )  # fmt: skip
     variations: bpy.props.IntProperty(
-        name="Variations", default=2, min=1, max=16,
+        name="Variations", default=2, min=1, max=MAX_VARIATIONS,
         description="How many different clips to make from the prompt",
     )  # fmt: skip
     seed: bpy.props.IntProperty(
         name="Seed", default=0, min=0, description="Same seed and settings, same motion"
     )
     guidance: bpy.props.FloatProperty(
-        name="Guidance", default=0.0, min=0.0, max=20.0,
+        name="Guidance", default=0.0, min=0.0, max=GUIDANCE_RANGE[1],
         description="How closely to follow the prompt (0: the checkpoint's own setting; "
-        "otherwise 1 to 20)",
+        f"otherwise {GUIDANCE_RANGE[0]:g} to {GUIDANCE_RANGE[1]:g})",
     )  # fmt: skip
     steps: bpy.props.IntProperty(
-        name="Steps", default=0, min=0, max=1000,
+        name="Steps", default=0, min=0, max=MAX_STEPS,
         description="Sampling steps (0: the checkpoint's own setting); more is slower",
     )  # fmt: skip
     generator: bpy.props.EnumProperty(name="Generator", items=GENERATORS, default="AUTO")

@@ -110,7 +110,7 @@ def time_generation(
         times.append(time.perf_counter() - start)
     latency = statistics.median(times)
     d = motion.diagnostics
-    steps = f"{d.get('ar_steps', '-')}x{d['steps']}" if generator == "molingo" else str(d["steps"])
+    steps = f"{d['ar_steps']}x{d['steps']}" if "ar_steps" in d else str(d["steps"])
     return BenchResult(generator, "", str(device), len(motion), frames, latency * 1000,
                        len(motion) / latency, _peak_mb(device), steps, first * 1000,
                        _mode(device))  # fmt: skip

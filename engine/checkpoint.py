@@ -6,19 +6,19 @@ attribution of the training data; the weights are ``model-0000i-of-0000N.safeten
 of at most 16 MiB plus ``model.safetensors.index.json`` (tensor name -> shard), the layout
 transformers uses. Tensors are named ``<model name>.<parameter>``. Nothing is ever unpickled.
 
-A model class makes itself loadable with one line: ``@register_model(MoLingoConfig)``.
+Model classes are found by class name in ``engine.models.registry`` (a class makes itself
+loadable with ``@register_model(ItsConfig)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from . import skeleton as _skeleton
 from .config import Config
 from .errors import MotionError
 from .hub import Source, resolve_source
+from .models.registry import registered_models
 from .text_encoder import TextEncoderConfig
 from .weights import (
     FLOAT_DTYPES,
@@ -58,37 +59,6 @@ CHECKPOINT_FILES = (
 # A text encoder named "./FOLDER" lives inside the checkpoint (a converted MoLingo release
 # carries its T5 there); loading resolves it against the checkpoint's folder.
 LOCAL_ENCODER_PREFIX = "./"
-# Model modules that register their classes when imported; loading imports the ones that exist
-# so that a checkpoint loads without the caller importing its model modules first.
-BUILTIN_MODEL_MODULES = (
-    "models.autoencoder",
-    "models.molingo",
-    "models.mlagen",
-    "models.molingo_release",
-)
-
-MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
-
-
-def register_model(config_class: type[Config]) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator making a model loadable from checkpoints by its class name.
-
-    The class must be built as ``cls(config)`` and keep the config as ``self.config``.
-    """
-
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-        known = MODEL_REGISTRY.get(cls.__name__)
-        if known is not None and known.__qualname__ + known.__module__ != (
-            cls.__qualname__ + cls.__module__
-        ):
-            raise ValueError(f"two model classes named {cls.__name__}: {known} and {cls}")
-        cls.config_class = config_class
-        MODEL_REGISTRY[cls.__name__] = cls
-        return cls
-
-    return decorate
-
-
 @dataclasses.dataclass
 class SkeletonInfo(Config):
     """The skeleton the features describe (SMPL's 22 joints for HumanML3D)."""
@@ -269,20 +239,25 @@ def load_checkpoint(
     revision: str | None = None,
     device: str | torch.device = "cpu",
     model_classes: Mapping[str, type[nn.Module]] | None = None,
+    *,
+    offline: bool = False,
 ) -> Checkpoint:
-    """Load a checkpoint folder (or Hub id) and rebuild its models from their configs.
+    """Load a checkpoint folder (or Hub id at ``revision``; from the local Hub cache only
+    when ``offline``: ``hub.resolve_source``) and rebuild its models from their configs.
 
     ``model_classes`` (class name -> class with ``config_class``) adds to or overrides the
-    registry. Every problem raises ``MotionError`` naming the file and what is wrong, and
-    the config is checked against the weights' own shapes (read from the safetensors
-    headers) before anything is allocated: a config asking for width 10^9 or depth 10^6
-    fails in milliseconds, not in the allocator.
+    registry (``engine.models.registry``). Every problem raises ``MotionError`` naming the
+    file and what is wrong, and the config is checked against the weights' own shapes
+    (read from the safetensors headers) before anything is allocated: a config asking for
+    width 10^9 or depth 10^6 fails in milliseconds, not in the allocator.
     """
-    source = resolve_source(path_or_repo_id, revision, allow_patterns=CHECKPOINT_FILES)
+    source = resolve_source(
+        path_or_repo_id, revision, allow_patterns=CHECKPOINT_FILES, offline=offline
+    )
     folder, root = source.folder, source.root  # files must not link outside root
     header = read_checkpoint_config(folder, root)
     where = folder / CONFIG_FILE
-    classes = {**_registered_models(), **(model_classes or {})}
+    classes = {**registered_models(), **(model_classes or {})}
     specs, sources = read_weight_headers(folder, root)
     configs: dict[str, Config] = {}
     built: dict[str, type[nn.Module]] = {}
@@ -392,18 +367,6 @@ def _check_normaliser(header: CheckpointConfig, configs: Mapping[str, Config], w
                 f"{where}: mean and std have {len(header.mean)} values, but models.{name} "
                 f"works on {width} features"
             )
-
-
-def _registered_models() -> dict[str, type[nn.Module]]:
-    """The registry, after importing the built-in model modules that exist."""
-    for module in BUILTIN_MODEL_MODULES:
-        full = f"{__package__}.{module}"
-        try:
-            importlib.import_module(full)
-        except ModuleNotFoundError as error:
-            if error.name is None or not (full + ".").startswith(error.name + "."):
-                raise
-    return dict(MODEL_REGISTRY)
 
 
 def _model_config(

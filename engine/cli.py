@@ -42,6 +42,7 @@ from .bvh import FRAME_TIME_RANGE
 from .bvh_units import UNITS_HINT, UNITS_RANGE, Units, parse_units
 from .errors import MotionError
 from .files import check_output
+from .generators import DEFAULT_SECONDS, GENERATORS, MAX_SECONDS, MAX_VARIATIONS, MIN_SECONDS
 
 PREVIEWS = (".png", ".gif", ".mp4")
 BVH_FPS_RANGE = (1 / FRAME_TIME_RANGE[1], 1 / FRAME_TIME_RANGE[0])
@@ -286,7 +287,6 @@ def _check_generate(args: argparse.Namespace) -> None:
     if suffix not in (".npy", ".bvh", *PREVIEWS):
         raise MotionError(f"{args.out}: write .npy, .bvh or a preview ({', '.join(PREVIEWS)})")
     validate_prompt(args.prompt)
-    from .pipeline import MAX_VARIATIONS
 
     many = suffix == ".bvh" and 1 <= args.variations <= MAX_VARIATIONS
     variations = args.variations if many else 1  # generate() refuses the others itself
@@ -409,12 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="text -> motion (.npy, .bvh or a preview)")
     gen.add_argument("prompt")
-    gen.add_argument("--seconds", type=float, default=4.0, help="1 to 9.8 (default 4)")
+    gen.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS,
+        help=f"{MIN_SECONDS:g} to {MAX_SECONDS:g} (default {DEFAULT_SECONDS:g})",
+    )  # fmt: skip
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--variations", type=int, default=1)
+    gen.add_argument("--variations", type=int, default=1, help=f"1 to {MAX_VARIATIONS}")
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--steps", type=int, default=None)
-    gen.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
+    gen.add_argument("--generator", choices=GENERATORS, default=None)
     gen.add_argument("--checkpoint", default=None, help="folder or Hugging Face id owner/name")
     gen.add_argument(
         "--revision",

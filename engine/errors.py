@@ -18,3 +18,12 @@ class BVHError(MotionError):
         self.reason = reason
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class NotDownloaded(MotionError):
+    """A Hub repo that is not in the local cache while Hub access is off (``offline``, or
+    ``HF_HUB_OFFLINE``): a front end can say how to allow access in its own terms."""
+
+    def __init__(self, repo_id: str, message: str):
+        self.repo_id = repo_id
+        super().__init__(message)

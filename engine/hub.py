@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import MotionError
+from .errors import MotionError, NotDownloaded
 
 # The Hub's rule for a model id: one slash, letters, digits, "-", "_" and "."; no "--" or ".."
 # (those are reserved by the cache layout), at most 96 characters.
@@ -110,9 +110,12 @@ def resolve_folder(
     allow_patterns: Sequence[str] | None = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    offline: bool = False,
 ) -> Path:
     """``resolve_source(...).folder``: the local folder for ``path_or_repo_id``."""
-    return resolve_source(path_or_repo_id, revision, allow_patterns, cache_dir=cache_dir).folder
+    return resolve_source(
+        path_or_repo_id, revision, allow_patterns, cache_dir=cache_dir, offline=offline
+    ).folder
 
 
 def resolve_source(
@@ -121,6 +124,7 @@ def resolve_source(
     allow_patterns: Sequence[str] | None = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    offline: bool = False,
 ) -> Source:
     """The local folder for ``path_or_repo_id`` and where it came from, downloading it from
     the Hub if needed.
@@ -129,8 +133,10 @@ def resolve_source(
     one raises ``MotionError`` "no such folder". What ``names_hub_repo`` takes for a Hub id
     is fetched with ``huggingface_hub.snapshot_download``
     (only files matching ``allow_patterns``, into ``cache_dir`` or the Hub's default cache).
-    Offline, a repo already in the cache still resolves; one that is not raises
-    ``MotionError`` saying it needs network access or a local folder.
+    Offline (``offline``, e.g. Blender with online access off, or ``HF_HUB_OFFLINE``), a
+    repo already in the cache still resolves; one that is not raises ``NotDownloaded``
+    saying it needs network access or a local folder. This is the one resolver for
+    checkpoints and text encoders, for the CLI, the pipeline and the add-on alike.
     """
     text = os.fspath(path_or_repo_id)
     if not text.strip():
@@ -144,7 +150,7 @@ def resolve_source(
         raise MotionError(f"{path}: is a file, expected a folder (or a Hub id 'owner/name')")
     if not names_hub_repo(path_or_repo_id):
         raise MotionError(f"{text}: no such folder{_looked_in(path)}")
-    folder = _download(text, revision, allow_patterns, cache_dir)
+    folder = _download(text, revision, allow_patterns, cache_dir, offline)
     found = local_source(folder, revision)
     commit = found.commit if found.repo_id == text else None
     return Source(found.folder, found.root, text, revision, commit)
@@ -160,8 +166,10 @@ def _download(
     revision: str | None,
     allow_patterns: Sequence[str] | None,
     cache_dir: str | os.PathLike[str] | None,
+    offline: bool = False,
 ) -> Path:
-    """``snapshot_download`` with its errors turned into one ``MotionError`` each."""
+    """``snapshot_download`` with its errors turned into one ``MotionError`` each; from the
+    local cache only when ``offline`` or ``hub_offline()``."""
     import huggingface_hub
     from huggingface_hub.utils import (
         HfHubHTTPError,
@@ -170,7 +178,8 @@ def _download(
         RevisionNotFoundError,
     )
 
-    offline = hub_offline()
+    switched_off = hub_offline()
+    offline = offline or switched_off
     where = f"{repo_id}" + (f" (revision {revision})" if revision else "")
     try:
         folder = huggingface_hub.snapshot_download(
@@ -188,11 +197,15 @@ def _download(
             "that id (or it is private or gated: log in with `hf auth login`)"
         ) from error
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
-        reason = "Hub access is switched off (HF_HUB_OFFLINE)" if offline else str(error)
+        why = "HF_HUB_OFFLINE" if switched_off else "offline"
+        reason = f"Hub access is switched off ({why})" if offline else str(error)
         reason = reason.splitlines()[0] if reason else type(error).__name__
-        raise MotionError(
+        message = (
             f"{where}: no such local folder{_looked_in(Path(repo_id))}, and it could not be "
             f"fetched from the Hugging Face Hub ({reason}). Fetching a Hub id needs network "
             "access; offline, pass the path of a local folder instead"
-        ) from error
+        )
+        if offline:
+            raise NotDownloaded(repo_id, message) from error
+        raise MotionError(message) from error
     return Path(folder)

@@ -24,6 +24,16 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .cleanup import Cleanup, clean_joints, clean_motion
 from .errors import MotionError
 from .features import recover_from_ric
+from .generators import (
+    DEFAULT_SECONDS,
+    GENERATORS,
+    MAX_FRAMES,
+    MAX_VARIATIONS,
+    MLAGenSettings,
+    MoLingoSettings,
+    SamplingSettings,
+    sampling_settings,
+)
 from .motion import Motion
 from .representation_272 import FEATURE_DIM as FEATURE_DIM_272
 from .representation_272 import joints_from_272
@@ -31,23 +41,11 @@ from .sampling.graphs import FastOptions
 from .text_encoder import TextEncoder, fetches_unpinned, load_text_encoder, validate_prompt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
-GENERATORS = ("molingo", "mlagen")
-MAX_FRAMES = 196  # HumanML3D's longest clip (9.8 s at 20 fps)
-DEFAULT_SECONDS = 4.0
-MAX_VARIATIONS = 16
-MAX_STEPS = 1000
-GUIDANCE_RANGE = (1.0, 20.0)
 # Lengths are compared in frames, with this slack: a length in seconds often arrives as a
 # 32-bit float (a Blender FloatProperty stores 9.8 as 9.80000019, i.e. 196.0000038 frames at
 # 20 fps). float32's error is under 1e-4 frames for any clip up to 1000 s at 100 fps; 1e-3
 # frames (50 microseconds at 20 fps) is far below anything a user means by a length.
 FRAME_TOLERANCE = 1e-3
-# Sampling defaults per generator (the papers' settings); a checkpoint may override them in
-# metadata["sampling"], e.g. {"guidance": 4.5} after tuning.
-SAMPLING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "molingo": {"guidance": 5.5, "steps": 32, "ar_steps": 16, "method": "euler"},
-    "mlagen": {"guidance": 4.0, "steps": 100, "mode": "sink_ctrl", "method": "euler"},
-}
 
 # How sampling runs on CUDA: static shapes + CUDA graphs + TF32 for all but thin products,
 # MLA-Gen as a bfloat16 copy on GPUs with bfloat16 tensor cores, by default (None reads
@@ -75,6 +73,7 @@ def generate(
     clean: bool | Cleanup = True,
     revision: str | None = None,
     allow_unpinned: bool = False,
+    offline: bool = False,
 ) -> Motion:
     """Generate ``variations`` clips per prompt, all of one length.
 
@@ -100,6 +99,8 @@ def generate(
         revision: the Hub revision (branch, tag or commit) of a Hub ``checkpoint``.
         allow_unpinned: follow a Hub text encoder named inside the checkpoint without a
             revision (its moving default branch); refused otherwise.
+        offline: never download: a Hub ``checkpoint`` must be in the local Hub cache
+            (else ``NotDownloaded``), e.g. Blender with online access off.
 
     ``diagnostics["sources"]`` records where the checkpoint and its text encoder came from
     (a path, or a Hub repo with the commit it resolved to).
@@ -113,7 +114,7 @@ def generate(
     if isinstance(checkpoint, Checkpoint):
         ckpt = checkpoint
     else:
-        ckpt = _cached_checkpoint(checkpoint, torch_device, revision)
+        ckpt = cached_checkpoint(checkpoint, torch_device, revision, offline)
     name = choose_generator(ckpt, generator)
     settings = _sampling_settings(ckpt, name, guidance, steps)
     down = ckpt.models["autoencoder"].downsample
@@ -133,8 +134,8 @@ def generate(
         clock = time.perf_counter()
         rng = torch.Generator(device=torch_device).manual_seed(seed)
         model = ckpt.models[name].to(torch_device)
-        latents, sink = _sample(
-            name, model, text, null, length.tokens, settings, rng, progress,
+        latents, sink = _SAMPLERS[settings.generator](
+            model, text, null, length.tokens, settings, rng, progress,
             FAST_SAMPLING if fast is None else fast,
         )  # fmt: skip
         times["sample"] = time.perf_counter() - clock
@@ -159,7 +160,7 @@ def generate(
         "length_note": length.note,
         "prompt_notes": encoder.unread_notes(prompts),  # words past the encoder's limit
         "seed": seed,
-        **settings,
+        **settings.record(),
         "sink_ratio": sink,
         "device": str(torch_device),
         "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
@@ -223,14 +224,6 @@ def _check_int(label: str, value: Any, low: int, high: int) -> int:
     if not low <= value <= high:
         raise MotionError(f"{label} must be between {low} and {high}, got {value}")
     return int(value)
-
-
-def _check_float(label: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise MotionError(f"{label} must be a number, got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise MotionError(f"{label} must be between {low:g} and {high:g}, got {value}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,11 +303,17 @@ _LOADED: dict[tuple[str, str], tuple[int, Checkpoint]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def _cached_checkpoint(
-    source: str | Path | None, device: torch.device, revision: str | None = None
+def cached_checkpoint(
+    source: str | Path | None,
+    device: torch.device,
+    revision: str | None = None,
+    offline: bool = False,
 ) -> Checkpoint:
-    """Load once per (source, revision, device); a local folder is reloaded when it was
-    re-saved."""
+    """The checkpoint a folder, a Hub id at ``revision`` (from the local cache only when
+    ``offline``) or None (the embedded one) names, loaded once per (source, revision,
+    device) and kept: the one place checkpoints are resolved and cached for generation
+    (the CLI and the add-on both come through here). A local folder is reloaded when it
+    was re-saved."""
     if source is None:
         if not (DEFAULT_CHECKPOINT / "config.json").is_file():
             raise MotionError(
@@ -330,7 +329,8 @@ def _cached_checkpoint(
         hit = _LOADED.get(key)
         if hit is None or hit[0] != stamp:
             _LOADED.clear()  # one checkpoint at a time: they can be large
-            _LOADED[key] = (stamp, load_checkpoint(source, revision, device=device))
+            loaded = load_checkpoint(source, revision, device=device, offline=offline)
+            _LOADED[key] = (stamp, loaded)
         return _LOADED[key][1]
 
 
@@ -369,25 +369,22 @@ def choose_generator(ckpt: Checkpoint, wanted: str | None) -> str:
 
 def _sampling_settings(
     ckpt: Checkpoint, name: str, guidance: float | None, steps: int | None
-) -> dict[str, Any]:
+) -> SamplingSettings:
     # engine defaults < the checkpoint's per-generator defaults (a checkpoint holding both
     # generators tunes each apart) < its flat "sampling" (one generator, or an evaluation's
     # override) < this call's arguments
     per_generator = ckpt.metadata.get("sampling_defaults", {}).get(name, {})
-    settings = {**SAMPLING_DEFAULTS[name], **per_generator, **ckpt.metadata.get("sampling", {})}
-    if guidance is not None:
-        settings["guidance"] = guidance
-    if steps is not None:
-        settings["steps"] = steps
-    settings["guidance"] = _check_float("guidance", settings["guidance"], *GUIDANCE_RANGE)
-    settings["steps"] = _check_int("steps", settings["steps"], 1, MAX_STEPS)
-    return settings
+    return sampling_settings(
+        name, per_generator, ckpt.metadata.get("sampling", {}), guidance=guidance, steps=steps,
+        where=f"{ckpt.path}: sampling settings of {name}",
+    )  # fmt: skip
 
 
 def _max_frames(ckpt: Checkpoint, name: str, down: int) -> int:
     limit = int(ckpt.metadata.get("max_frames", MAX_FRAMES))
-    if name == "molingo":  # its positional table caps the token count
-        limit = min(limit, ckpt.configs[name].max_tokens * down)
+    max_tokens = getattr(ckpt.configs[name], "max_tokens", None)
+    if max_tokens is not None:  # a positional table (MoLingo's) caps the token count
+        limit = min(limit, max_tokens * down)
     return limit
 
 
@@ -415,35 +412,51 @@ def decode_latents(ckpt: Checkpoint, latents: torch.Tensor) -> tuple[torch.Tenso
 # ---- sampling ------------------------------------------------------------------------------
 
 
-def _sample(
-    name: str,
+def _sample_molingo(
     model: torch.nn.Module,
     text: Any,
     null: Any,
     tokens: int,
-    settings: dict[str, Any],
+    settings: MoLingoSettings,
     rng: torch.Generator,
     progress: Progress | None,
     fast: FastOptions | None,
-) -> tuple[torch.Tensor, list[float] | None]:
-    """Latents (N, tokens, C) from the chosen generator, and MLA-Gen's SinkRatio per clip."""
-    if name == "molingo":
-        from .sampling.mar import sample_mar
+) -> tuple[torch.Tensor, None]:
+    """Latents (N, tokens, C) from MoLingo (no SinkRatio)."""
+    from .sampling.mar import sample_mar
 
-        guided = settings["guidance"] != 1.0
-        latents = sample_mar(
-            model, text, null if guided else None, tokens,
-            ar_steps=settings["ar_steps"], flow_steps=settings["steps"],
-            guidance=settings["guidance"], method=settings["method"], generator=rng,
-            progress=progress, fast=fast,
-        )  # fmt: skip
-        return latents, None
+    guided = settings.guidance != 1.0
+    latents = sample_mar(
+        model, text, null if guided else None, tokens, ar_steps=settings.ar_steps,
+        flow_steps=settings.steps, guidance=settings.guidance, method=settings.method,
+        generator=rng, progress=progress, fast=fast,
+    )  # fmt: skip
+    return latents, None
+
+
+def _sample_mlagen(
+    model: torch.nn.Module,
+    text: Any,
+    null: Any,
+    tokens: int,
+    settings: MLAGenSettings,
+    rng: torch.Generator,
+    progress: Progress | None,
+    fast: FastOptions | None,
+) -> tuple[torch.Tensor, list[float]]:
+    """Latents (N, tokens, C) from MLA-Gen, and its SinkRatio per clip."""
     from .sampling.flow import sample_flow
 
     result = sample_flow(
-        model, text, null, tokens, steps=settings["steps"], guidance=settings["guidance"],
-        mode=settings["mode"], method=settings["method"], generator=rng, progress=progress,
-        fast=fast,
+        model, text, null, tokens, steps=settings.steps, guidance=settings.guidance,
+        mode=settings.mode, method=settings.method, generator=rng, progress=progress, fast=fast,
     )  # fmt: skip
     # one device-to-host copy for the whole batch (a float() per clip syncs once per clip)
     return result.latents, [round(r, 4) for r in result.sink_ratio.tolist()]
+
+
+# The sampling loop of each generator (``generators.GENERATORS``), by name.
+_SAMPLERS: dict[str, Callable[..., tuple[torch.Tensor, list[float] | None]]] = {
+    MoLingoSettings.generator: _sample_molingo,
+    MLAGenSettings.generator: _sample_mlagen,
+}

@@ -18,10 +18,10 @@ from typing import Any
 
 from engine.config import Config
 from engine.errors import MotionError
+from engine.sampling.path import TIME_SAMPLINGS
 from engine.text_encoder import TextEncoderConfig
 
 PRESETS = ("tiny", "small", "base", "large")
-TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
 @dataclasses.dataclass

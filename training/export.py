@@ -24,8 +24,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from engine.checkpoint import MODEL_REGISTRY, save_checkpoint
+from engine.checkpoint import save_checkpoint
 from engine.errors import MotionError
+from engine.models.registry import registered_models
 from training.checkpointing import latest_checkpoint, split_models
 from training.config import TrainConfig
 from training.tasks import Task, get_task, registered_tasks
@@ -67,7 +68,7 @@ def load_run_models(
     tensors = split_models(load_file(folder / ("ema.safetensors" if ema else "model.safetensors")))
     models = {}
     for name, entry in record["models"].items():
-        cls = MODEL_REGISTRY.get(entry["class"])
+        cls = registered_models().get(entry["class"])
         if cls is None:
             raise MotionError(f"{folder}: unknown model class {entry['class']!r}")
         model = cls(cls.config_class.from_dict(entry["config"], where=f"{folder}: {name}"))

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import register_model
 from ..config import Config, check_sizes
 from ..errors import MotionError
+from .registry import register_model
 
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the VAE's log-variance (reference value)
 PADDINGS = ("zero", "replicate")

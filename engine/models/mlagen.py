@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import register_model
 from ..config import Config, check_ratio, check_sizes
 from ..errors import MotionError
 from .layers import AdaLNModulation, Attention, SwiGLU, TimestepEmbedder, add_gated, modulate
+from .registry import register_model
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding

@@ -15,21 +15,29 @@ passed to ``forward`` directly, so the sampler does not recompute it at every st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import register_model
 from ..config import Config, check_ratio, check_sizes
 from ..errors import MotionError
 from .layers import AdaLNModulation, ContextKV, TimestepEmbedder, TransformerBlock, modulate
+from .registry import register_model
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
 
 CONDITIONINGS = ("cross_attention", "adaln_token")
+# Largest AdaLN table the flow head's batched form precomputes for a whole ODE grid, in
+# elements (128 MiB in float32); above it (large batches, where launches no longer
+# dominate) modulations are computed per step.
+ADA_TABLE_LIMIT = 2**25
+
+HeadModulations = list[tuple[Tensor, ...]]
 
 
 @dataclass
@@ -212,6 +220,99 @@ class FlowHead(nn.Module):
             h = block(h, cond)
         shift, scale = self.final_ada(cond)
         return self.out(modulate(self.norm(h), shift, scale))
+
+    # ---- the batched form (MoLingo's static CUDA sampler) ----------------------------------
+    # The same function as ``forward`` for M tokens integrated over a whole ODE grid, with
+    # classifier-free guidance folded in: the condition projection runs once per AR step,
+    # the time embeddings once per grid, every AdaLN modulation comes from one product (at
+    # small batch once for the whole grid) and the CFG mix is part of the output layer.
+
+    def adas(self) -> list[AdaLNModulation]:
+        """Every AdaLN projection: the blocks' (shift, scale, gate), then the final one's."""
+        return [*(block.ada for block in self.blocks), self.final_ada]
+
+    def stacked_ada(self) -> tuple[Tensor, Tensor]:
+        """Every AdaLN projection as one: weight ((3 depth + 2) w, w) and bias, with the
+        ``1 +`` of ``1 + scale`` folded into each scale chunk's bias."""
+        weights, biases = [], []
+        for ada in self.adas():
+            width = ada.proj.out_features // ada.chunks
+            bias = ada.proj.bias
+            biases.append(torch.cat([bias[:width], bias[width : 2 * width] + 1, bias[2 * width :]]))
+            weights.append(ada.proj.weight)
+        return torch.cat(weights), torch.cat(biases)
+
+    def modulations(
+        self, cond: Tensor, stacked: tuple[Tensor, Tensor] | None = None
+    ) -> HeadModulations:
+        """AdaLN tensors for conditions ``cond`` (..., w): ``(shift, 1 + scale, gate)`` per
+        block, then ``(shift, 1 + scale)`` of the final layer, each (..., w), from one
+        product (``stacked`` is ``stacked_ada()`` when the caller already has it)."""
+        weight, bias = self.stacked_ada() if stacked is None else stacked
+        chunks = F.linear(F.silu(cond), weight, bias).split(cond.shape[-1], dim=-1)
+        mods, start = [], 0
+        for ada in self.adas():
+            mods.append(chunks[start : start + ada.chunks])
+            start += ada.chunks
+        return mods
+
+    def guided_output(self, scale: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
+        """The output layer with CFG folded in: weight (C, k w) and bias (C,).
+
+        The layer is linear, so ``v_uncond + s (v_cond - v_uncond)`` is one product of the
+        hidden rows [cond | uncond] with [s W, (1 - s) W]: guidance costs no kernel per ODE
+        step. ``scale`` is unused when k = 1 (no guidance).
+        """
+        weight = self.out.weight
+        if k == 1:
+            return weight, self.out.bias
+        return torch.cat([scale * weight, (1 - scale) * weight], dim=1), self.out.bias
+
+    def guided_velocity(
+        self, x: Tensor, mods: HeadModulations, output: tuple[Tensor, Tensor]
+    ) -> Tensor:
+        """Velocity of M tokens under CFG, x (M, C) -> v (M, C).
+
+        ``mods`` hold k = 1 or 2 condition rows per token ((M, k, w): conditional, then
+        unconditional); the noisy input is shared by both, so it is embedded once.
+        ``output`` is ``guided_output(scale, k)``.
+        """
+        h = self.in_proj(x)[:, None, :]  # (M, 1, w), broadcast over the k rows
+        for block, (shift, scale1, g) in zip(self.blocks, mods[:-1], strict=True):
+            y = block.mlp(torch.addcmul(shift, block.norm(h), scale1))  # (M, k, w)
+            h = torch.addcmul(h, g, y)
+        shift, scale1 = mods[-1]
+        m = torch.addcmul(shift, self.norm(h), scale1)  # (M, k, w)
+        weight, bias = output
+        return F.linear(m.reshape(m.shape[0], -1), weight.to(m.dtype), bias.to(m.dtype))
+
+    def grid_velocity(
+        self, z: Tensor, scale: Tensor, times: Tensor
+    ) -> Callable[[Tensor, int], Tensor]:
+        """``v(x, i)``: the guided velocity of M tokens at grid time ``times[i]``.
+
+        Args:
+            z: transformer conditions (M, k, W), k = 1 or 2 (conditional, unconditional).
+            scale: guidance scale, a 0-dim tensor.
+            times: the grid times where the velocity will be evaluated.
+        """
+        cond = self.cond_proj(z)  # (M, k, w): constant over the ODE
+        output = self.guided_output(scale.to(self.out.weight.dtype), z.shape[1])
+        embed = self.time(times)  # (evals, w)
+        stacked = self.stacked_ada()
+        table = None
+        if times.shape[0] * cond[..., 0].numel() * stacked[1].numel() <= ADA_TABLE_LIMIT:
+            table = self.modulations(embed[:, None, None, :] + cond, stacked)  # (evals, M, k, w)
+
+        def velocity(x: Tensor, i: int) -> Tensor:
+            mods = (
+                [tuple(t[i] for t in group) for group in table]
+                if table is not None
+                else self.modulations(embed[i] + cond, stacked)
+            )
+            return self.guided_velocity(x, mods, output)
+
+        return velocity
 
 
 @register_model(MoLingoConfig)

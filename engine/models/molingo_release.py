@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import register_model
 from ..config import Config
 from ..errors import MotionError
 from .layers import TimestepEmbedder, modulate
 from .molingo import TextMemory
+from .registry import register_model
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding

@@ -9,10 +9,10 @@ so the latents agree to float rounding (and to TF32/bf16 rounding when those are
   in the order boolean-mask indexing gives) and nothing waits for the GPU.
 - The text keys/values of every cross-attention layer are computed once per call
   (``MoLingo.cross_kv``), not at every AR step.
-- Flow head: its condition projection runs once per AR step, the time embeddings once per
-  grid; all AdaLN modulations come from one product (of all blocks' projections stacked),
-  at small batch once for the whole ODE grid; the CFG mix is folded into the (linear)
-  output layer, so guidance costs no kernel of its own.
+- Flow head: its batched form (``FlowHead.grid_velocity``): the condition projection once
+  per AR step, the time embeddings once per grid, all AdaLN modulations from one product
+  (at small batch once for the whole ODE grid), the CFG mix folded into the (linear)
+  output layer, so guidance costs no kernel of its own; stepped by ``ode``'s steppers.
 - "auto" precision: TF32 products except the thin ones (batch 1's flow head), where
   cuBLAS's IEEE kernels are faster (``graphs.SMALL_PRODUCT_ROWS``).
 - With ``graphs``, each AR step (reveal choice, transformer, ODE, write-back) is captured
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..models.molingo import FlowHead, MoLingo, TextMemory
 from .graphs import (
@@ -39,89 +39,16 @@ from .graphs import (
     on_device,
     product_precision,
 )
-from .ode import time_grid
-
-# Largest AdaLN table precomputed for a whole ODE grid, in elements (128 MiB in float32);
-# above it (large batches, where launches no longer dominate) modulations are per step.
-ADA_TABLE_LIMIT = 2**25
-
-Mods = list[tuple[Tensor, ...]]
-
-
-def stacked_ada(head: FlowHead) -> tuple[Tensor, Tensor]:
-    """Every AdaLN projection of the flow head as one: weight ((3 depth + 2) w, w), bias.
-
-    One product then yields all blocks' modulations. The ``1 +`` of ``1 + scale`` is folded
-    into the bias of each scale chunk.
-    """
-    weights, biases = [], []
-    for ada in _adas(head):
-        width = ada.proj.out_features // ada.chunks
-        bias = ada.proj.bias
-        biases.append(torch.cat([bias[:width], bias[width : 2 * width] + 1, bias[2 * width :]]))
-        weights.append(ada.proj.weight)
-    return torch.cat(weights), torch.cat(biases)
-
-
-def head_modulations(
-    head: FlowHead, cond: Tensor, stacked: tuple[Tensor, Tensor] | None = None
-) -> Mods:
-    """AdaLN tensors of the flow head for conditions ``cond`` (..., w).
-
-    Returns ``(shift, 1 + scale, gate)`` per block, then ``(shift, 1 + scale)`` of the final
-    layer, each (..., w): one product for all of them, SiLU of the condition computed once.
-    ``stacked`` is ``stacked_ada(head)`` when the caller already has it.
-    """
-    weight, bias = stacked_ada(head) if stacked is None else stacked
-    chunks = F.linear(F.silu(cond), weight, bias).split(cond.shape[-1], dim=-1)
-    mods, start = [], 0
-    for ada in _adas(head):
-        mods.append(chunks[start : start + ada.chunks])
-        start += ada.chunks
-    return mods
-
-
-def _adas(head: FlowHead) -> list[nn.Module]:
-    return [*(block.ada for block in head.blocks), head.final_ada]
-
-
-def guided_output(head: FlowHead, scale: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
-    """The output layer with CFG folded in: weight (C, k * w) and bias (C,).
-
-    The output layer is linear, so ``v_uncond + s (v_cond - v_uncond)`` equals one product
-    of the concatenated hidden rows [cond | uncond] with [s W, (1 - s) W]: the guidance
-    costs no kernel per ODE step. Computed once per AR step (``scale`` changes); ``scale``
-    is unused when k = 1 (no guidance).
-    """
-    weight = head.out.weight
-    if k == 1:
-        return weight, head.out.bias
-    return torch.cat([scale * weight, (1 - scale) * weight], dim=1), head.out.bias
-
-
-def guided_head_velocity(
-    head: FlowHead, x: Tensor, mods: Mods, output: tuple[Tensor, Tensor]
-) -> Tensor:
-    """Flow-head velocity of M tokens under CFG: x (M, C) -> v (M, C).
-
-    ``mods`` hold k = 1 or 2 condition rows per token ((M, k, w): conditional, then
-    unconditional); the noisy input is shared by both rows, so it is embedded once.
-    ``output`` is ``guided_output(head, scale, k)``.
-    """
-    h = head.in_proj(x)[:, None, :]  # (M, 1, w), broadcast over the k rows
-    for block, (shift, scale1, g) in zip(head.blocks, mods[:-1], strict=True):
-        y = block.mlp(torch.addcmul(shift, block.norm(h), scale1))  # (M, k, w)
-        h = torch.addcmul(h, g, y)
-    shift, scale1 = mods[-1]
-    m = torch.addcmul(shift, head.norm(h), scale1)  # (M, k, w)
-    weight, bias = output
-    return F.linear(m.reshape(m.shape[0], -1), weight.to(m.dtype), bias.to(m.dtype))
+from .ode import fused_advance, stepper, time_grid
 
 
 def integrate_head(
     head: FlowHead, z: Tensor, noise: Tensor, scale: Tensor, times: Tensor, method: str
 ) -> Tensor:
     """Solve each token's flow ODE from noise (t = 1) to data (t = 0): (M, C).
+
+    The head's batched, CFG-folded form (``FlowHead.grid_velocity``) stepped by ``ode``'s
+    own steppers, with times as grid indices and fused predictor moves.
 
     Args:
         z: transformer conditions (M, k, W), k = 1 or 2 (conditional, unconditional).
@@ -130,32 +57,12 @@ def integrate_head(
     """
     steps = times.shape[0] - 1
     grid = time_grid(steps, dtype=torch.float64).tolist()  # the reference loop's floats
-    cond = head.cond_proj(z)  # (M, k, w): constant over the ODE
-    output = guided_output(head, scale.to(head.out.weight.dtype), z.shape[1])
     evals = steps + 1 if method == "heun" else steps  # grid points where v is evaluated
-    embed = head.time(times[:evals])  # (evals, w)
-    stacked = stacked_ada(head)
-    table = None
-    if evals * cond[..., 0].numel() * stacked[1].numel() <= ADA_TABLE_LIMIT:
-        table = head_modulations(head, embed[:, None, None, :] + cond, stacked)  # (evals, M, k, w)
-
-    def velocity(x: Tensor, i: int) -> Tensor:
-        mods = (
-            [tuple(t[i] for t in group) for group in table]
-            if table is not None
-            else head_modulations(head, embed[i] + cond, stacked)
-        )
-        return guided_head_velocity(head, x, mods, output)
-
+    velocity = head.grid_velocity(z, scale, times[:evals])
+    step = stepper(method)
     x = noise
     for i in range(steps):
-        dt = grid[i + 1] - grid[i]
-        v = velocity(x, i)
-        if method == "heun":
-            v_next = velocity(torch.add(x, v, alpha=dt), i + 1)
-            x = x + 0.5 * dt * (v + v_next)
-        else:
-            x = torch.add(x, v, alpha=dt)
+        x = step(velocity, x, i, i + 1, dt=grid[i + 1] - grid[i], update=fused_advance)
     return x
 
 

@@ -20,7 +20,7 @@ always runs the eager loop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import MotionError
+from ..generators import GUIDANCE_MODES as MODES
 from ..text_encoder import TextEncoding
 from .graphs import (
     LOCK,
@@ -42,11 +43,9 @@ from .graphs import (
     product_precision,
     use_fast_path,
 )
-from .guidance import CFG, SinkCtrl, sink_ratio
-from .ode import METHODS, Progress, solve_ode, time_grid
+from .guidance import CFG, Guide, SinkCtrl, guided, sink_ratio
+from .ode import METHODS, Progress, Velocity, solve_ode, stepper, time_grid
 from .sampling_model import call_network_attention, network_precision, sampling_model
-
-MODES = ("sink_ctrl", "cfg")
 
 
 @dataclass
@@ -128,6 +127,40 @@ def sample_flow(
                 return _sample_eager(*args)
 
 
+class _Branches:
+    """MLA-Gen's network as ``guidance.guided`` calls it, with what each CFG branch sees.
+
+    Global condition: the prompt on the conditional rows, ``null_text`` on the
+    unconditional ones; local condition: the prompt on both, with the weak weight on the
+    unconditional rows (``weak``). ``single`` (CFG at 1): the prompt alone. Each call's
+    attention maps go to ``keep``; the SinkRatio of the conditional rows to ``record``
+    (and to the guide). The graphed loop gives static copies of the texts.
+    """
+
+    def __init__(self, net: nn.Module, global_text: TextEncoding,
+                 local_text: TextEncoding | None, batch: int, dtype: torch.dtype,
+                 keep: Callable[[Tensor], None], record: Callable[[Tensor], None]):  # fmt: skip
+        self.net, self.global_text, self.local_text = net, global_text, local_text
+        self.batch, self.dtype, self.keep, self.record = batch, dtype, keep, record
+        self.weak = torch.arange(len(global_text), device=global_text.mask.device) >= batch
+
+    def network(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        out, attention = call_network_attention(
+            self.net, x, t, self.global_text, weak_local=self.weak, local_text=self.local_text
+        )
+        self.keep(attention)
+        return out, attention
+
+    def observe(self, attention: Tensor | None) -> Tensor:
+        """SinkRatio (B,) of the conditional rows' maps, in the state's dtype."""
+        sink = sink_ratio(attention, self.global_text.mask[: self.batch]).to(self.dtype)
+        self.record(sink)
+        return sink
+
+    def velocity(self, guide: Guide, single: bool) -> Velocity:
+        return guided(self.network, None if single else guide, self.observe)
+
+
 def _sample_eager(
     net: nn.Module,
     text: TextEncoding,
@@ -135,7 +168,7 @@ def _sample_eager(
     noise: Tensor,
     steps: int,
     method: str,
-    guide: CFG | SinkCtrl,
+    guide: Guide,
     single: bool,
     progress: Progress | None,
 ) -> FlowSample:
@@ -143,29 +176,15 @@ def _sample_eager(
 
     ``net`` is the model or its sampling copy (``sampling_model``), which the velocity calls
     run. Everything a call computes stays in its locals (thread-safe on the CPU)."""
-    batch, device = len(text), noise.device
-    both = TextEncoding.cat([text, null_text])  # global condition: prompt | null
-    local = TextEncoding.cat([text, text])  # local condition: the prompt on both halves
-    weak = torch.arange(2 * batch, device=device) >= batch  # (2B,) True on the null half
     ratios: list[Tensor] = []
     last: list[Tensor] = []  # the latest velocity call's attention maps
 
-    def velocity(x: Tensor, t: Tensor) -> Tensor:
-        if single:
-            v, attention = call_network_attention(net, x, t, text)
-            last[:] = [attention]
-            ratios.append(sink_ratio(attention, text.mask).to(x.dtype))
-            return v
-        out, attention = call_network_attention(
-            net, torch.cat([x, x]), torch.cat([t, t]), both, weak_local=weak, local_text=local
-        )
+    def keep(attention: Tensor) -> None:
         last[:] = [attention]
-        v_cond, v_uncond = out.chunk(2)
-        sink = sink_ratio(attention[:batch], local.mask[:batch]).to(x.dtype)  # (B,)
-        ratios.append(sink)
-        return guide(v_cond, v_uncond, sink)
 
-    latents = solve_ode(velocity, noise, steps, method, progress=progress)
+    branches = _Branches(net, *_branch_texts(text, null_text, single), len(text), noise.dtype,
+                         keep, ratios.append)  # fmt: skip
+    latents = solve_ode(branches.velocity(guide, single), noise, steps, method, progress=progress)
     return FlowSample(latents, torch.stack(ratios).mean(0), last[0])
 
 
@@ -213,9 +232,9 @@ class _FlowSession:
     """
 
     def __init__(self, net: nn.Module, text: TextEncoding, null_text: TextEncoding,
-                 noise: Tensor, method: str, guide: CFG | SinkCtrl, single: bool):  # fmt: skip
-        batch, device = len(text), noise.device
-        self.net, self.method, self.guide, self.single = net, method, guide, single
+                 noise: Tensor, method: str, guide: Guide, single: bool):  # fmt: skip
+        batch = len(text)
+        self.method, self.guide, self.single = method, guide, single
         self.x = torch.zeros_like(noise)
         self.t = noise.new_zeros(batch)
         self.t_next = noise.new_zeros(batch)
@@ -223,39 +242,23 @@ class _FlowSession:
         self.ratio = noise.new_zeros(batch)
         self.prev = torch.zeros_like(noise) if hasattr(guide, "previous") else None
         global_text, local_text = _branch_texts(text, null_text, single)
-        self.both = _clone(global_text)  # global condition: prompt | null (prompt if single)
-        self.local = None if single else _clone(local_text)  # local: the prompt twice
-        self.weak = torch.arange(len(global_text), device=device) >= batch  # the null half
+        self.branches = _Branches(
+            net, _clone(global_text), None if single else _clone(local_text), batch,
+            noise.dtype, self._keep_attention, self.ratio.add_,
+        )  # fmt: skip
         self.graphs: dict[str, StepGraph] = {}
         self.attention: Tensor | None = None  # the last velocity call's attention maps
 
     def start(self, text: TextEncoding, null_text: TextEncoding, noise: Tensor) -> None:
         """New call: its text and noise in place, the SinkRatio sum at zero."""
         global_text, local_text = _branch_texts(text, null_text, self.single)
-        for static, new in ((self.both, global_text), (self.local, local_text)):
+        pairs = ((self.branches.global_text, global_text), (self.branches.local_text, local_text))
+        for static, new in pairs:
             if static is not None:
                 for buffer, value in zip(_fields(static), _fields(new), strict=True):
                     buffer.copy_(value)
         self.x.copy_(noise)
         self.ratio.zero_()
-
-    def velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        net, batch = self.net, x.shape[0]
-        if self.single:
-            v, attention = call_network_attention(net, x, t, self.both, weak_local=self.weak)
-            self._keep_attention(attention)
-            self.ratio.add_(sink_ratio(attention, self.both.mask))
-            return v
-        out, attention = call_network_attention(
-            net, torch.cat([x, x]), torch.cat([t, t]), self.both, weak_local=self.weak,
-            local_text=self.local,
-        )  # fmt: skip
-        self._keep_attention(attention)
-        v_cond, v_uncond = out.chunk(2)  # guidance in the state's precision
-        sink = sink_ratio(attention[:batch], self.local.mask[:batch])  # (B,)
-        sink = sink.to(x.dtype)
-        self.ratio.add_(sink)
-        return self.guide(v_cond, v_uncond, sink)
 
     def _keep_attention(self, attention: Tensor) -> None:
         """Copy the maps into a static buffer (allocated on the first, eager, run)."""
@@ -264,13 +267,9 @@ class _FlowSession:
         self.attention.copy_(attention)
 
     def _body(self) -> None:
-        v = self.velocity(self.x, self.t)
-        if self.method == "heun":
-            v_next = self.velocity(self.x + self.dt * v, self.t_next)
-            x = self.x + 0.5 * self.dt * (v + v_next)
-        else:
-            x = self.x + self.dt * v
-        self.x.copy_(x)
+        velocity = self.branches.velocity(self.guide, self.single)
+        step = stepper(self.method)
+        self.x.copy_(step(velocity, self.x, self.t, self.t_next, dt=self.dt))
         if self.prev is not None:
             self.prev.copy_(self.guide.previous)
 
@@ -323,7 +322,7 @@ def _sample_graphed(
     noise: Tensor,
     steps: int,
     method: str,
-    guide: CFG | SinkCtrl,
+    guide: Guide,
     single: bool,
     progress: Progress | None,
     precision: str,

@@ -1,14 +1,35 @@
 """Classifier-free guidance, MLA-Gen's SinkRatio and its sink-aware guidance (sink-ctrl).
 
 Guidance combines a conditional and an unconditional velocity; the ODE solver never sees it.
+``guided`` is the one place that runs a network on the doubled batch ``[x | x]`` and mixes
+the two halves: every sampler (MLA-Gen's eager and graphed loops, MoLingo's MAR loop, the
+MoLingo release's loop) wraps its network with it. The guidance itself is a ``Guide``
+(``CFG``, ``SinkCtrl``, or anything with their ``reset`` and call), so a schedule is just
+a different ``Guide`` per step (MoLingo's linear CFG schedule builds one ``CFG`` per AR
+step). MoLingo's static CUDA loop is the one exception: its flow head folds CFG into its
+linear output layer (``FlowHead.guided_velocity``), the same mix computed in one product.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+
+Branches = Callable[[Tensor, Any], "tuple[Tensor, Tensor | None]"]
+"""``network(x, t) -> (velocity, attention or None)`` over the rows it is given."""
+
+
+class Guide(Protocol):
+    """Mixes the conditional and unconditional velocities of one velocity call."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, v_cond: Tensor, v_uncond: Tensor, sink: Tensor | None = None) -> Tensor:
+        ...
 
 
 def classifier_free_guidance(v_cond: Tensor, v_uncond: Tensor, scale: float) -> Tensor:
@@ -123,3 +144,34 @@ class SinkCtrl:
         regulated = e - k * torch.sign(s)
         self.previous = regulated.detach()
         return v_uncond + self.scale * regulated
+
+
+def guided(
+    network: Branches,
+    guide: Guide | None,
+    observe: Callable[[Tensor | None], Tensor | None] | None = None,
+) -> Callable[[Tensor, Any], Tensor]:
+    """The velocity ``v(x, t)`` of ``network`` under ``guide``.
+
+    With a guide, ``network`` runs once on the doubled batch ``[x | x]`` at ``[t | t]``
+    (conditional rows first: the network chose what each half is conditioned on) and
+    ``guide(v_cond, v_uncond, sink)`` mixes the halves. Without one (no guidance, or CFG
+    at scale 1, which is the conditional prediction), ``network`` runs on ``x`` alone.
+
+    ``observe`` gets the attention maps of the conditional rows at every call and returns
+    what ``guide`` reads as ``sink`` (MLA-Gen: their SinkRatio, which it also records).
+    """
+
+    def velocity(x: Tensor, t: Any) -> Tensor:
+        if guide is None:
+            v, attention = network(x, t)
+            if observe is not None:
+                observe(attention)
+            return v
+        out, attention = network(torch.cat([x, x]), torch.cat([t, t]))
+        conditional = None if attention is None else attention[: x.shape[0]]
+        sink = None if observe is None else observe(conditional)
+        v_cond, v_uncond = out.chunk(2)
+        return guide(v_cond, v_uncond, sink)
+
+    return velocity

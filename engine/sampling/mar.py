@@ -38,7 +38,7 @@ from ..models.molingo import MoLingo, TextMemory
 from ..models.molingo_release import MoLingoRelease
 from .fast import sample_mar_static
 from .graphs import LOCK, FastOptions, default_options, inference_precision, use_fast_path
-from .guidance import classifier_free_guidance
+from .guidance import CFG, guided
 from .mar_release import sample_release
 from .ode import METHODS, solve_ode
 
@@ -243,11 +243,7 @@ def _guided_velocity(model: MoLingo, z: Tensor, scale: float) -> Callable[[Tenso
     k, m, _ = z.shape
     z = z.reshape(k * m, -1)
 
-    def velocity(x: Tensor, t: Tensor) -> Tensor:  # x (M, C), t (M,)
-        v = model.velocity(x.repeat(k, 1), t.repeat(k), z)  # (k*M, C)
-        if k == 1:
-            return v
-        v_cond, v_uncond = v.chunk(2)
-        return classifier_free_guidance(v_cond, v_uncond, scale)
+    def network(x: Tensor, t: Tensor) -> tuple[Tensor, None]:  # x (k*M, C), t (k*M,)
+        return model.velocity(x, t, z), None
 
-    return velocity
+    return guided(network, CFG(scale) if k == 2 else None)

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..errors import MotionError
 from ..models.molingo import TextMemory
 from ..models.molingo_release import GUIDANCE_SCHEDULES, MoLingoRelease
+from .guidance import CFG, guided
 
 if TYPE_CHECKING:
     from ..text_encoder import TextEncoding
@@ -86,16 +87,14 @@ def sample_flow_tokens(
     m, c = z_cond.shape[0], model.config.latent_dim
     z = z_cond if z_uncond is None else torch.cat([z_cond, z_uncond])
     x = _randn((m, c), generator, z_cond)
+
+    def network(state: Tensor, t: Tensor) -> tuple[Tensor, None]:
+        return model.release_velocity(state, t, z), None
+
+    velocity = guided(network, None if z_uncond is None else CFG(scale))
     times = np.linspace(0, 1, steps + 1).tolist()  # the release's grid, to the last bit
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        state = x if z_uncond is None else torch.cat([x, x])
-        tt = torch.full((state.shape[0],), t, device=x.device, dtype=x.dtype)
-        out = model.release_velocity(state, tt, z)
-        if z_uncond is None:
-            v = out
-        else:
-            v_cond, v_uncond = out.chunk(2)
-            v = v_uncond + scale * (v_cond - v_uncond)
+        v = velocity(x, torch.full((m,), t, device=x.device, dtype=x.dtype))
         noise = _randn((m, c), generator, x) if method == "stochastic" else None
         x = release_flow_step(x, v, t, t_next, noise)
     return x

@@ -9,12 +9,13 @@ float32. A real bfloat16 copy halves the bytes every kernel moves; compiling the
 into one read and one write each. The ODE state, guidance and SinkRatio stay in the
 original model's precision: the sampler casts the network's input and output.
 
-The copy also pads odd feed-forward widths to whole GEMM tiles (``pad_feedforward``) and
-makes its AdaLN chunks contiguous (``split_modulations``): the same function, faster
-kernels. It is made once per model and options and rebuilt when the model's weights change
-(new addresses, or in-place updates: a training loop that evaluates as it goes samples with
-its current weights). Compiling needs Triton (Linux and a CUDA GPU); where it is missing
-the trunk runs uncompiled, with one warning.
+The copy also takes the layers' fast forms (``models.layers``): odd feed-forward widths
+padded to whole GEMM tiles (``pad_feedforward``) and AdaLN chunks made contiguous
+(``split_modulations``): the same function, faster kernels. It is made once per model
+and options and rebuilt when the model's weights change (new addresses, or in-place
+updates: a training loop that evaluates as it goes samples with its current weights).
+Compiling needs Triton (Linux and a CUDA GPU); where it is missing the trunk runs
+uncompiled, with one warning.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ import weakref
 from collections.abc import Callable, Hashable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.layers import AdaLNModulation, SwiGLU
+from ..models.layers import pad_feedforward, split_modulations
 from .graphs import LOCK
 
 GEMM_ALIGN = 64  # feed-forward widths of the sampling copy are padded to a multiple of this
@@ -54,80 +54,13 @@ def sampling_model(model: nn.Module, dtype: torch.dtype | None, compiled: bool) 
         if cached is not None and cached[0] == key:
             return cached[1]
         twin = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
-        pad_feedforward(twin)
+        pad_feedforward(twin, GEMM_ALIGN)
         if compiled:  # Inductor fuses the strided reads itself; split was slower (3,461 vs 3,708)
             twin.run_blocks = compiled_trunk(model.run_blocks)
         else:
             split_modulations(twin)
         _COPIES[model] = (key, twin)
         return twin
-
-
-def pad_feedforward(model: nn.Module, multiple: int = GEMM_ALIGN) -> None:
-    """Zero-pad every SwiGLU's hidden width to a multiple of ``multiple``, in place.
-
-    Why: the ``small`` MLA-Gen's hidden width is 2/3 x 4 x 224 = 597, an odd size that sends
-    the three feed-forward products to unaligned (align1) GEMM kernels: 37 of 160 ms of GPU
-    time at batch 256 (docs/benchmarks.md). The padded rows of ``w1`` and ``w3`` give
-    ``silu(0) * 0 = 0`` and ``w2``'s padded columns multiply those zeros, so the network
-    computes the same function.
-    """
-    for module in model.modules():
-        if not isinstance(module, SwiGLU):
-            continue
-        extra = -module.w1.out_features % multiple
-        if extra:
-            module.w1 = _padded(module.w1, rows=extra)
-            module.w3 = _padded(module.w3, rows=extra)
-            module.w2 = _padded(module.w2, columns=extra)
-
-
-class SplitAdaLN(nn.Module):
-    """``AdaLNModulation`` computed as one product per chunk, so each chunk (shift, scale,
-    gate, ...) comes out contiguous.
-
-    Why: the chunks of one wide product are strided views, and every modulation and gate that
-    reads them runs PyTorch's generic strided kernel, about twice as slow as the vectorised
-    one on contiguous tensors (profile at batch 256). The products read the condition once
-    per chunk instead of once, which costs less than the strided kernels did.
-    """
-
-    def __init__(self, ada: AdaLNModulation):
-        super().__init__()
-        weights = ada.proj.weight.detach().chunk(ada.chunks, dim=0)
-        biases = ada.proj.bias.detach().chunk(ada.chunks, dim=0)
-        self.parts = nn.ModuleList(_linear(w, b) for w, b in zip(weights, biases, strict=True))
-
-    def forward(self, cond: Tensor) -> tuple[Tensor, ...]:
-        return self.project(F.silu(cond))
-
-    def project(self, activated: Tensor) -> tuple[Tensor, ...]:
-        return tuple(part(activated) for part in self.parts)
-
-
-def split_modulations(model: nn.Module) -> None:
-    """Replace every ``AdaLNModulation`` of ``model`` by its ``SplitAdaLN``, in place."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, AdaLNModulation):
-                setattr(parent, name, SplitAdaLN(child))
-
-
-def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
-    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                    device=weight.device, dtype=weight.dtype)  # fmt: skip
-    with torch.no_grad():
-        out.weight.copy_(weight)
-        if bias is not None:
-            out.bias.copy_(bias)
-    return out.requires_grad_(False)
-
-
-def _padded(linear: nn.Linear, rows: int = 0, columns: int = 0) -> nn.Linear:
-    """``linear`` with ``rows`` more outputs and ``columns`` more inputs, all zero weights."""
-    weight = F.pad(linear.weight.detach(), (0, columns, 0, rows))
-    bias = None if linear.bias is None else F.pad(linear.bias.detach(), (0, rows))
-    return _linear(weight, bias)
 
 
 def network_precision(precision: str, device: torch.device) -> torch.dtype | None:

@@ -141,6 +141,34 @@ def test_the_length_sliders_ends_make_the_longest_and_shortest_clips(scene):
     assert panel.variation_list[-1].frames == 196
 
 
+def test_the_panels_limits_and_generators_are_the_engines(scene, checkpoint):
+    """The panel reads its slider ends and generator list from ``engine.generators``, and
+    each generator it offers reaches the engine by its engine name."""
+    from kinetext.addon import results
+    from kinetext.addon.operators import results_folder
+    from kinetext.engine import generators, pipeline
+
+    props = scene.scene.kinetext.bl_rna.properties
+    assert props["seconds"].hard_min == generators.MIN_SECONDS
+    assert props["seconds"].hard_max == pytest.approx(generators.MAX_SECONDS)
+    assert props["variations"].hard_max == generators.MAX_VARIATIONS
+    assert props["steps"].hard_max == generators.MAX_STEPS
+    assert props["guidance"].hard_max == generators.GUIDANCE_RANGE[1]
+    offered = [item.identifier for item in props["generator"].enum_items]
+    assert offered == ["AUTO", *(name.upper() for name in generators.GENERATORS)]
+    panel = scene.scene.kinetext
+    panel.generator = "MOLINGO"
+    assert generate(seed=2, variations=1) == {"FINISHED"}
+    made = results.get(panel.variation_list[-1].key, results_folder()).joints
+    expected = pipeline.generate(PROMPT, seconds=2.0, steps=2, seed=2, generator="molingo",
+                                 checkpoint=checkpoint, device="cpu")  # fmt: skip
+    np.testing.assert_allclose(made, expected.joints[0], atol=1e-5)
+    panel.generator = "MLAGEN"  # this checkpoint holds MoLingo only: the engine says so
+    with pytest.raises(RuntimeError, match=r"no generator 'mlagen'; it has \['molingo'\]"):
+        generate(seed=2, variations=1)
+    panel.generator = "AUTO"
+
+
 def test_a_prompt_longer_than_the_encoder_reads_is_flagged_in_the_panel(scene):
     from kinetext.addon.panel import KINETEXT_PT_generate
     from test_panel import draw

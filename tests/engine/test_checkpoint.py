@@ -22,11 +22,11 @@ from engine.checkpoint import (
     SkeletonInfo,
     load_checkpoint,
     read_checkpoint_config,
-    register_model,
     save_checkpoint,
 )
 from engine.config import Config
 from engine.errors import MotionError
+from engine.models.registry import register_model
 from engine.text_encoder import TextEncoderConfig
 from engine.weights import INDEX_FILE
 
@@ -345,3 +345,33 @@ def test_missing_folder(tmp_path):
         load_checkpoint(tmp_path / "nowhere" / "deep" / "ckpt")
     with pytest.raises(MotionError, match="no such checkpoint folder"):
         read_checkpoint_config(tmp_path / "nowhere")
+
+
+def test_networks_register_without_the_checkpoint_code_and_load_in_a_fresh_process(tmp_path):
+    """The registry points down: importing a network pulls in neither ``engine.checkpoint``
+    nor safetensors nor the Hub code, and a checkpoint loads without its model modules
+    imported first (``engine.models.registry.registered_models``)."""
+    import subprocess
+    import sys
+
+    from engine.models.molingo import MoLingo, MoLingoConfig
+
+    save_checkpoint(
+        tmp_path / "ckpt", {"molingo": MoLingo(MoLingoConfig.tiny())},
+        text_encoder=TextEncoderConfig(), normalizer_mean=np.zeros(4), normalizer_std=np.ones(4),
+        fps=20, license="test", attribution="test",
+    )  # fmt: skip
+    networks = (
+        "import sys, engine.models.mlagen, engine.models.molingo\n"
+        "print([m for m in ('engine.checkpoint', 'safetensors', 'huggingface_hub') "
+        "if m in sys.modules])\n"
+    )
+    loading = (
+        "from engine.checkpoint import load_checkpoint\n"
+        f"print(type(load_checkpoint({str(tmp_path / 'ckpt')!r}).models['molingo']).__name__)\n"
+    )
+    for script, expected in ((networks, "[]"), (loading, "MoLingo")):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             check=False)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected

@@ -18,10 +18,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import engine.checkpoint as checkpoint_module
-from engine.checkpoint import load_checkpoint, register_model, save_checkpoint
+from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.cli import main
 from engine.config import Config
 from engine.errors import MotionError
+from engine.models.registry import register_model
 from engine.text_encoder import TextEncoderConfig
 from engine.weights import INDEX_FILE
 

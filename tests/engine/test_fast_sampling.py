@@ -17,13 +17,7 @@ from engine.models.layers import AdaLNModulation
 from engine.models.mlagen import MLAGen, MLAGenConfig, apply_rope, rope_tables
 from engine.models.molingo import MoLingo, MoLingoConfig
 from engine.sampling import flow
-from engine.sampling.fast import (
-    guided_head_velocity,
-    guided_output,
-    head_modulations,
-    pad_memory,
-    sample_mar_static,
-)
+from engine.sampling.fast import pad_memory, sample_mar_static
 from engine.sampling.graphs import (
     FastOptions,
     bucket,
@@ -102,15 +96,15 @@ def test_flow_head_tables_give_the_heads_velocity(molingo):
     x = torch.randn(6, 16, generator=g, dtype=torch.float64)
     z = torch.randn(6, 2, molingo.config.width, generator=g, dtype=torch.float64)
     t = torch.tensor(0.375, dtype=torch.float64)
-    mods = head_modulations(head, head.time(t) + head.cond_proj(z))  # (6, 2, w) each
-    output = guided_output(head, torch.tensor(2.5, dtype=torch.float64), 2)
-    ours = guided_head_velocity(head, x, mods, output)
+    mods = head.modulations(head.time(t) + head.cond_proj(z))  # (6, 2, w) each
+    output = head.guided_output(torch.tensor(2.5, dtype=torch.float64), 2)
+    ours = head.guided_velocity(x, mods, output)
     v_cond = molingo.velocity(x, t.expand(6), z[:, 0])
     v_uncond = molingo.velocity(x, t.expand(6), z[:, 1])
     expected = classifier_free_guidance(v_cond, v_uncond, 2.5)
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)
     single = [tuple(m[:, :1] for m in group) for group in mods]
-    conditional = guided_head_velocity(head, x, single, guided_output(head, None, 1))
+    conditional = head.guided_velocity(x, single, head.guided_output(None, 1))
     torch.testing.assert_close(conditional, v_cond)
 
 

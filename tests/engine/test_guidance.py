@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from engine.sampling.guidance import CFG, SinkCtrl, classifier_free_guidance, sink_ratio
+from engine.sampling.guidance import CFG, SinkCtrl, classifier_free_guidance, guided, sink_ratio
+from engine.sampling.ode import solve_ode
 
 
 def _pair(seed: int = 0):
@@ -89,3 +90,44 @@ def test_sink_ctrl_gain_grows_with_sink_ratio():
     assert gains[1].item() < gains[2].item() == pytest.approx(0.18)
     with pytest.raises(ValueError):
         SinkCtrl()(torch.zeros(1, 2), torch.zeros(1, 2))
+
+
+def _network(calls: list[int]):
+    """A toy two-branch network: the first half of its rows conditional, the rest not; its
+    'attention' is one row of ones per input row."""
+
+    def network(x: torch.Tensor, t: torch.Tensor):
+        calls.append(x.shape[0])
+        half = x.shape[0] // 2 if x.shape[0] > 2 else x.shape[0]
+        shift = torch.zeros_like(x)
+        shift[:half] = 1.0  # conditional rows move towards +1
+        return x * t.reshape(-1, 1, 1) + shift, torch.ones(x.shape[0], 1, 1, 2)
+
+    return network
+
+
+def test_guided_runs_one_doubled_call_and_mixes_the_halves():
+    calls: list[int] = []
+    seen: list[torch.Tensor] = []
+    x, t = torch.randn(2, 5, 3), torch.full((2,), 0.5)
+
+    def observe(attention):
+        seen.append(attention)
+        return torch.full((2,), 0.25)
+
+    v = guided(_network(calls), CFG(3.0), observe)(x, t)
+    assert calls == [4]  # [x | x] in one network call
+    assert seen[0].shape[0] == 2  # only the conditional rows' maps are observed
+    torch.testing.assert_close(v, classifier_free_guidance(x * 0.5 + 1.0, x * 0.5, 3.0))
+    sink = SinkCtrl(scale=3.0, amplification=0.0)  # reads observe's SinkRatio; here CFG
+    torch.testing.assert_close(guided(_network(calls), sink, observe)(x, t), v)
+
+
+def test_guided_without_a_guide_is_the_network_alone_and_integrates():
+    calls: list[int] = []
+    x = torch.randn(2, 5, 3)
+    velocity = guided(_network(calls), None)
+    torch.testing.assert_close(velocity(x, torch.ones(2)), x + 1.0)
+    assert calls == [2]
+    solve_ode(guided(_network(calls), CFG(2.0)), x, 3, "heun")
+    assert calls[1:] == [4] * 6  # Heun: two doubled calls per step

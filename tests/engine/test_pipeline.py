@@ -200,3 +200,44 @@ def test_sampling_options_reach_the_sampler(checkpoint, generator, monkeypatch):
     monkeypatch.setattr(pipeline, "FAST_SAMPLING", FastOptions(precision="tf32"))
     _run(checkpoint, generator)
     assert seen == [options, FastOptions(precision="tf32")]
+
+
+def _hub_cache(cache, repo_id: str, folder) -> str:
+    """``folder``'s files laid out as huggingface_hub's cache holds a download at main."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return commit
+
+
+def test_a_hub_checkpoint_offline_comes_from_the_cache_or_says_it_is_not_downloaded(
+    checkpoint, tmp_path, monkeypatch
+):
+    """One resolver for every front end: ``offline`` (Blender's online access off) reads a
+    Hub id from the local cache, at its commit, and never downloads."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from engine.errors import NotDownloaded
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    real = huggingface_hub.snapshot_download
+
+    def no_network(*args, **kwargs):
+        assert kwargs["local_files_only"] is True  # offline: the cache only
+        return real(*args, **{**kwargs, "cache_dir": tmp_path})
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    commit = _hub_cache(tmp_path, "someone/tiny-motion", checkpoint)
+    motion = _run("someone/tiny-motion", "mlagen", offline=True, revision="main")
+    source = motion.diagnostics["sources"]["checkpoint"]
+    assert source == {"repo_id": "someone/tiny-motion", "revision": "main", "commit": commit}
+    assert np.array_equal(motion.features, _run(checkpoint, "mlagen").features)
+    with pytest.raises(NotDownloaded, match="someone/never-uploaded") as caught:
+        _run("someone/never-uploaded", offline=True)
+    assert caught.value.repo_id == "someone/never-uploaded"

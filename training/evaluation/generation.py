@@ -27,7 +27,8 @@ from tqdm import tqdm
 from engine.checkpoint import Checkpoint
 from engine.cleanup import Cleanup
 from engine.errors import MotionError
-from engine.pipeline import SAMPLING_DEFAULTS, generate
+from engine.generators import settings_class
+from engine.pipeline import generate
 from engine.sampling.graphs import FastOptions
 from training.evaluation.physical import ClipPhysics, clip_physics
 
@@ -210,9 +211,10 @@ def derive_seed(*parts: int) -> int:
 
 
 def check_sampling(name: str, sampling: dict[str, Any]) -> dict[str, Any]:
-    """``sampling`` overrides if every key is one of ``SAMPLING_DEFAULTS[name]`` and each
-    value has its default's type (an int is a float here); else ``MotionError``."""
-    allowed = SAMPLING_DEFAULTS[name]
+    """``sampling`` overrides if every key is a setting of generator ``name``
+    (``engine.generators``) and each value has its default's type (an int is a float
+    here); else ``MotionError``."""
+    allowed = settings_class(name)().record()
     for key, value in sampling.items():
         if key not in allowed:
             raise MotionError(

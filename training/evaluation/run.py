@@ -39,6 +39,7 @@ from engine.checkpoint import load_checkpoint
 from engine.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.features import Normalizer, recover_from_ric
+from engine.generators import GENERATORS
 from engine.pipeline import choose_generator, resolve_device
 from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
 from engine.skeleton import FPS
@@ -349,8 +350,8 @@ def evaluate(
     overrides the remaining settings (``batch_size``, ``replications`` and ``mm`` given here
     win). ``sampling`` overrides the checkpoint's sampling settings for this evaluation
     (e.g. ``{"mode": "cfg"}`` to score MLA-Gen with plain guidance at the same scale,
-    ``{"steps": 25, "method": "heun"}``); its keys must be those of ``SAMPLING_DEFAULTS``
-    for the generator, and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
+    ``{"steps": 25, "method": "heun"}``); its keys must be the generator's settings
+    (``engine.generators``), and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
     how the clips are sampled on CUDA (precision, compiled trunk; None: the engine's
     default); it is recorded in the report. ``clean``: score the cleaned clips users get
     (``engine.cleanup``; a ``Cleanup`` for other settings), or the raw output with False.
@@ -491,7 +492,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--replications", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--generator", choices=("molingo", "mlagen"), default=None)
+    parser.add_argument("--generator", choices=GENERATORS, default=None)
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -502,7 +503,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampling", action="append", default=[], metavar="KEY=VALUE",
         help="override a sampling setting of the checkpoint (repeatable), e.g. steps=25, "
-        "method=heun, ar_steps=8; keys: those of engine.pipeline.SAMPLING_DEFAULTS",
+        "method=heun, ar_steps=8; keys: the generator's settings in engine.generators",
     )  # fmt: skip
     parser.add_argument(
         "--precision",

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from engine.config import Config
 from engine.errors import MotionError
-from engine.pipeline import SAMPLING_DEFAULTS
+from engine.generators import settings_class
 from training.tasks import Task, TaskContext, freeze
 from training.tasks.latent import (
     check_same_normalizer,
@@ -117,7 +117,7 @@ class GeneratorTask(Task):
     def export_metadata(self) -> dict[str, Any]:
         return {
             "generator": self.model_name,
-            "sampling": dict(SAMPLING_DEFAULTS[self.model_name]),
+            "sampling": settings_class(self.model_name)().record(),
             "latent_scale": self.latent_scale,
             "max_frames": self.config.max_frames,
         }

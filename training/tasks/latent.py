@@ -144,11 +144,3 @@ def conditions_with_drop(
     encoded = TextEncoding.cat([text.encode(captions), text.null(1)]).to(device)
     rows = torch.arange(len(captions), device=device)
     return encoded.index(torch.where(drop.to(device), len(captions), rows))
-
-
-def sample_time(shape: tuple[int, ...], kind: str, generator: torch.Generator) -> Tensor:
-    """Flow times in (0, 1) on the generator's device: ``uniform`` or ``logit_normal``
-    (sigmoid of a standard normal, SD3's choice: more samples at mid times)."""
-    if kind == "logit_normal":
-        return torch.sigmoid(torch.randn(shape, generator=generator, device=generator.device))
-    return torch.rand(shape, generator=generator, device=generator.device)

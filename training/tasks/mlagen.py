@@ -1,7 +1,8 @@
 """MLA-Gen task: full-sequence flow matching over the latents (SPEC 3.3).
 
 For each clip one flow time t (``time_sampling``: U(0, 1) by default, or logit-normal) and
-noise eps give ``x_t = (1 - t) z + t eps``; the DiT predicts the velocity ``eps - z`` for all
+noise eps give ``x_t = (1 - t) z + t eps`` (``engine.sampling.path``, the samplers' path); the
+DiT predicts the velocity ``eps - z`` for all
 real tokens (L2, padding left out through ``frame_mask`` as attention keys and in the mean).
 ``cond_drop`` of the prompts become the null prompt in both the global (pooled) and the local
 (token) condition, with the weak local weight of the unconditional CFG branch
@@ -18,11 +19,12 @@ import torch
 from torch import nn
 
 from engine.models.mlagen import MLAGen, MLAGenConfig
+from engine.sampling.path import interpolate, sample_time, target_velocity
 from engine.text_encoder import TextEncoder
 from training.tasks import TaskLoss, register_task
 from training.tasks.autoencoder import masked_mean
 from training.tasks.generator import GeneratorTask
-from training.tasks.latent import conditions_with_drop, sample_time
+from training.tasks.latent import conditions_with_drop
 
 
 @register_task
@@ -46,10 +48,10 @@ class MLAGenTask(GeneratorTask):
         device = z.device
         t = sample_time((len(z),), self.config.time_sampling, generator).to(device)  # (B,)
         eps = torch.randn(z.shape, generator=generator, device=generator.device).to(device)
-        x_t = (1.0 - t)[:, None, None] * z + t[:, None, None] * eps  # (B, N, C)
+        x_t = interpolate(z, eps, t)  # (B, N, C)
         draw = torch.rand(len(z), generator=generator, device=generator.device)
         drop = (draw < self.config.cond_drop).to(device)  # (B,)
         cond = conditions_with_drop(text, list(batch.captions), drop, device)
         v = model(x_t, t, cond, weak_local=drop, frame_mask=valid).float()  # (B, N, C)
-        loss = masked_mean((v - (eps - z)).pow(2).mean(-1), valid)
+        loss = masked_mean((v - target_velocity(z, eps)).pow(2).mean(-1), valid)
         return TaskLoss(loss, {"flow": loss.detach()})

@@ -4,7 +4,7 @@ Per clip a random share r = cos(pi/2 * u), u ~ U(0, 1), of its real latent token
 (at least one; MAR's cosine schedule, the same one ``sample_mar`` reveals tokens by); the
 transformer sees the rest and the mask token, and gives each token a condition z_i. The flow
 head then learns, on masked tokens only, the velocity ``eps - m_i`` at
-``x_t = (1 - t) m_i + t eps`` (t = 1 noise, the engine's convention), t drawn per token.
+``x_t = (1 - t) m_i + t eps`` (t = 1 noise: ``engine.sampling.path``), t drawn per token.
 ``cond_drop`` of the prompts are replaced by the null prompt so CFG has an unconditional
 model. Latents are the frozen autoencoder's means divided by the latent scale.
 """
@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from engine.models.molingo import MoLingo, MoLingoConfig
+from engine.sampling.path import interpolate, sample_time, target_velocity
 from engine.text_encoder import TextEncoder
 from training.tasks import TaskContext, TaskLoss, register_task
 from training.tasks.generator import GeneratorTask
-from training.tasks.latent import conditions_with_drop, sample_time
+from training.tasks.latent import conditions_with_drop
 
 
 def random_token_mask(valid: Tensor, generator: torch.Generator) -> Tensor:
@@ -71,8 +72,8 @@ class MoLingoTask(GeneratorTask):
         target = z[masked]  # (M, C)
         t = sample_time((len(target),), self.config.time_sampling, generator).to(device)
         eps = torch.randn(target.shape, generator=generator, device=generator.device).to(device)
-        x_t = (1.0 - t)[:, None] * target + t[:, None] * eps  # (M, C)
+        x_t = interpolate(target, eps, t)  # (M, C)
         v = model.velocity(x_t, t, condition[masked]).float()  # (M, C)
-        loss = (v - (eps - target)).pow(2).mean()
+        loss = (v - target_velocity(target, eps)).pow(2).mean()
         logs = {"flow": loss.detach(), "mask_ratio": (masked.sum() / valid.sum()).detach()}
         return TaskLoss(loss, logs)
