@@ -171,12 +171,13 @@ def looks_like_deepmimic(root: Path) -> bool:
 
 
 def _fingerprints(path: Path) -> tuple[str, str] | None:
-    """Root heights of every frame and the frame count, as a key that a file and its
-    mirror share (a mirror keeps the heights), and the frames' own key; None if unreadable."""
+    """A key that a file and its mirror share (the root's height and its step lengths over
+    the floor, which mirroring keeps), and the frames' own key; None if unreadable."""
     try:
         frames = np.array(json.loads(path.read_text(encoding="utf-8"))["Frames"], float)
-        return (f"{len(frames)}:{np.round(frames[:, 2], 4).tobytes().hex()}",
-                np.round(frames, 5).tobytes().hex())  # fmt: skip
+        steps = np.linalg.norm(np.diff(frames[:, [1, 3]], axis=0), axis=-1)
+        shape = np.round(np.concatenate([frames[:, 2], steps]), 4)
+        return shape.tobytes().hex(), np.round(frames, 5).tobytes().hex()
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None  # the reader reports the file's problem when it is built
 
