@@ -13,12 +13,16 @@ without captions here. Terms per clip: DeepMimic's own motions MIT, ``sie/`` CC 
 
 import json
 import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from training.sources import ClipSource, Discovery, Skipped
 
+DRAWN_FROM = 3
+"""Actions with at least this many clips have them drawn into train/val/test; rarer ones train."""
 MIT = "MIT (DeepMimic, Xue Bin Peng et al.)"
 SIE = "CC BY-NC 4.0 (c) 2021 Sony Interactive Entertainment"
 ATTRIBUTION_MIT = (
@@ -200,6 +204,13 @@ def _leave_out(path: Path, name: str, seen: dict[str, str]) -> str | None:
     return None
 
 
+def pin_rare_actions(clips: list[ClipSource]) -> list[ClipSource]:
+    """Clips of an action with fewer than ``DRAWN_FROM`` clips, pinned to the train split:
+    a model cannot learn a cartwheel that only the test split holds."""
+    counts = Counter(c.group for c in clips)
+    return [replace(c, split="train") if counts[c.group] < DRAWN_FROM else c for c in clips]
+
+
 def discover_deepmimic(root: Path) -> Discovery:
     """The DeepMimic adapter: one clip per motion file, captions from its name."""
     clips, skipped, seen = [], [], {}
@@ -213,6 +224,7 @@ def discover_deepmimic(root: Path) -> Discovery:
         terms = SIE if "sie" in path.parts else MIT
         labels = {"content": content}
         clips.append(ClipSource(path, name, captions, labels, content, terms=terms))
+    clips = pin_rare_actions(clips)
     has_sie = any(c.terms == SIE for c in clips)
     attribution = ATTRIBUTION_MIT + ("; " + ATTRIBUTION_SIE if has_sie else "")
     licence = LICENCE_MIT + (" " + LICENCE_SIE if has_sie else "")
