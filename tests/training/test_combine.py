@@ -123,3 +123,19 @@ def test_bad_source_names_are_refused(sources, tmp_path, capsys):
     assert "lowercase" in capsys.readouterr().err
     assert main(["combine-datasets", str(tmp_path / "x"), f"a={tmp_path}"]) == 2
     assert "not a built data set" in capsys.readouterr().err
+
+
+def test_a_tiny_run_trains_on_the_weighted_combined_set(combined, tmp_path):
+    from training_fixtures import fake_text_encoder, tiny_overrides
+
+    from training.trainer import train
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(out, combined, max_steps=3, mirror=True)
+    config = load_train_config(None, [*overrides, "source_weights.deepmimic=3"])
+    result = train(config, text_encoder=fake_text_encoder())
+    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+    data = json.loads((out / "data.json").read_text())
+    assert "deepmimic: DeepMimic" in data["attribution"] and data["items"] > 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["source_weights"] == {"deepmimic": 3}
