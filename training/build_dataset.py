@@ -175,10 +175,13 @@ def assign_splits(
     Clips are ordered by group, then by a hash of (seed, name); walking that order, each clip
     goes to the split furthest below its share so far. Every split gets its fraction to within
     one clip, and each group (e.g. a content label) is spread over the splits in proportion.
+    A clip whose source pins it to a split (``ClipSource.split``) goes there and the others
+    are drawn as if it were not there.
     """
-    order = sorted(clips, key=lambda c: (c.group, _stable_hash(seed, c.name)))
+    assignment = {c.name: c.split for c in clips if c.split}
+    drawn = [c for c in clips if not c.split]
+    order = sorted(drawn, key=lambda c: (c.group, _stable_hash(seed, c.name)))
     counts = [0] * len(SPLITS)
-    assignment = {}
     for i, clip in enumerate(order):
         deficits = [(i + 1) * f - n for f, n in zip(fractions, counts, strict=True)]
         k = max(range(len(SPLITS)), key=lambda s: (deficits[s], -s))

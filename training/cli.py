@@ -4,6 +4,7 @@
                   [--split 0.8,0.1,0.1] [--map NAME]
     pack-dataset DATASET OUT.npz          a built data set in one small file (joints + texts)
     unpack-dataset PACK.npz OUT [--workers N]   rebuild the full data set from a pack
+    combine-datasets OUT NAME=DATASET ...  several built data sets in one, to train on them all
     train CONFIG [key=value ...] [--resume]     train a model (torchrun for several GPUs)
     evaluate CHECKPOINT --data ROOT --evaluator PATH   FID, R-precision, ... (20 replications)
     export RUN [RUN ...] OUT [--bf16]            runs -> an engine checkpoint folder
@@ -15,6 +16,7 @@ cannot be read are listed, skipped and recorded in build.json.
 """
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -116,6 +118,31 @@ def _run_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_combine(commands: argparse._SubParsersAction) -> None:
+    combine = commands.add_parser(
+        "combine-datasets",
+        help="several built data sets -> one (ids <name>_<id>, splits kept per source)",
+        description="Combine data sets written by build-dataset: each keeps its clips, "
+        "captions and splits; Mean/Std are fitted on the combined train split. Sampling "
+        "weights per source are the training config's source_weights.",
+    )
+    combine.add_argument("out", help="data set folder to write (replaced once complete)")
+    combine.add_argument("sources", nargs="+", help="NAME=FOLDER (NAME: lowercase letters, "
+                         "digits), or FOLDER (named after the folder)")  # fmt: skip
+    combine.set_defaults(run=_run_combine)
+
+
+def _run_combine(args: argparse.Namespace) -> int:
+    from training.combine import combine_datasets, parse_source
+
+    out = combine_datasets([parse_source(s) for s in args.sources], args.out)
+    build = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    for name, entry in build["sources"].items():
+        print(f"{name}: {entry['clips']} clips, {entry['hours']} h, splits {entry['splits']}")
+    print(f"combined {build['clips']['built']} clips, {build['hours']} h -> {out}")
+    return 0
+
+
 # Commands whose modules parse their own arguments: name -> (module, function, help).
 DELEGATED = {
     "train": ("training.trainer", "main_train", "train a model from a config file"),
@@ -144,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_dataset(commands)
     _add_pack(commands)
+    _add_combine(commands)
     _add_delegated(commands)
     return parser
 

@@ -77,6 +77,9 @@ def pack_dataset(root: str | os.PathLike, out: str | os.PathLike) -> Path:
     blob, lengths = _encode_joints(clips)
     texts = {i: (root / "texts" / f"{i}.txt").read_text(encoding="utf-8") for i in ids}
     files = {n: (root / n).read_text(encoding="utf-8") for n in TEXT_FILES if (root / n).is_file()}
+    for split in SPLITS:  # a combined data set's per-source splits (training.combine)
+        extra = sorted(root.glob(f"{split}_*.txt"))
+        files |= {p.name: p.read_text(encoding="utf-8") for p in extra}
     splits = {s: (root / f"{s}.txt").read_text(encoding="utf-8").split() for s in SPLITS}
     meta = {"format": PACK_FORMAT, "ids": ids, "texts": texts, "files": files, "splits": splits}
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")

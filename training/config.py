@@ -46,6 +46,9 @@ class TrainConfig(Config):
     min_frames: int = 40  # HumanML3D's shortest training length
     max_frames: int = 196  # and longest (49 latent steps)
     mirror: bool = True  # also train on the mirrored "M" clips
+    # Combined data sets (combine-datasets): times each item of a source counts per epoch of
+    # the train split, e.g. {deepmimic = 8.0}; unlisted sources 1.0 (training.data.mix).
+    source_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     babel_root: str = ""  # BABEL train/val.json + index.csv for the SAE's frame labels
     batch_size: int = 64  # GLOBAL batch: split evenly over the DDP ranks
     num_workers: int = 0  # data loader worker processes per rank

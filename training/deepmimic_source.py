@@ -13,12 +13,16 @@ without captions here. Terms per clip: DeepMimic's own motions MIT, ``sie/`` CC 
 
 import json
 import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from training.sources import ClipSource, Discovery, Skipped
 
+DRAWN_FROM = 3
+"""Actions with at least this many clips have them drawn into train/val/test; rarer ones train."""
 MIT = "MIT (DeepMimic, Xue Bin Peng et al.)"
 SIE = "CC BY-NC 4.0 (c) 2021 Sony Interactive Entertainment"
 ATTRIBUTION_MIT = (
@@ -171,12 +175,13 @@ def looks_like_deepmimic(root: Path) -> bool:
 
 
 def _fingerprints(path: Path) -> tuple[str, str] | None:
-    """Root heights of every frame and the frame count, as a key that a file and its
-    mirror share (a mirror keeps the heights), and the frames' own key; None if unreadable."""
+    """A key that a file and its mirror share (the root's height and its step lengths over
+    the floor, which mirroring keeps), and the frames' own key; None if unreadable."""
     try:
         frames = np.array(json.loads(path.read_text(encoding="utf-8"))["Frames"], float)
-        return (f"{len(frames)}:{np.round(frames[:, 2], 4).tobytes().hex()}",
-                np.round(frames, 5).tobytes().hex())  # fmt: skip
+        steps = np.linalg.norm(np.diff(frames[:, [1, 3]], axis=0), axis=-1)
+        shape = np.round(np.concatenate([frames[:, 2], steps]), 4)
+        return shape.tobytes().hex(), np.round(frames, 5).tobytes().hex()
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None  # the reader reports the file's problem when it is built
 
@@ -199,6 +204,13 @@ def _leave_out(path: Path, name: str, seen: dict[str, str]) -> str | None:
     return None
 
 
+def pin_rare_actions(clips: list[ClipSource]) -> list[ClipSource]:
+    """Clips of an action with fewer than ``DRAWN_FROM`` clips, pinned to the train split:
+    a model cannot learn a cartwheel that only the test split holds."""
+    counts = Counter(c.group for c in clips)
+    return [replace(c, split="train") if counts[c.group] < DRAWN_FROM else c for c in clips]
+
+
 def discover_deepmimic(root: Path) -> Discovery:
     """The DeepMimic adapter: one clip per motion file, captions from its name."""
     clips, skipped, seen = [], [], {}
@@ -212,6 +224,7 @@ def discover_deepmimic(root: Path) -> Discovery:
         terms = SIE if "sie" in path.parts else MIT
         labels = {"content": content}
         clips.append(ClipSource(path, name, captions, labels, content, terms=terms))
+    clips = pin_rare_actions(clips)
     has_sie = any(c.terms == SIE for c in clips)
     attribution = ATTRIBUTION_MIT + ("; " + ATTRIBUTION_SIE if has_sie else "")
     licence = LICENCE_MIT + (" " + LICENCE_SIE if has_sie else "")

@@ -117,6 +117,7 @@ def make_dataset(config: TrainConfig, split: str, task: Task) -> Any:
     return MotionDataset(
         config.data_root, split, min_frames=config.min_frames, max_frames=config.max_frames,
         unit=LATENT_UNIT, mirror=config.mirror, seed=config.seed, labels=labels,
+        source_weights=config.source_weights if split == config.train_split else None,
     )  # fmt: skip
 
 

@@ -45,6 +45,7 @@ class ClipSource:
     labels: dict[str, str] = field(default_factory=dict)
     group: str = ""
     terms: str = ""  # the clip's own licence where a source mixes several (labels.json)
+    split: str = ""  # "" drawn by the builder; "train" pins it (an action with one clip)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 the CLI; and (where ../shared is present) the real archive."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,11 @@ import pytest
 
 from engine.errors import MotionError
 from engine.skeleton import JOINT_NAMES, PARENTS
+from training.build_dataset import assign_splits
 from training.cli import main
 from training.deepmimic import read_character, read_deepmimic
+from training.deepmimic_source import pin_rare_actions
+from training.sources import ClipSource
 
 ARCHIVE = Path(__file__).resolve().parents[2].parent / "shared/data/deepmimic-motions.tar.xz"
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
@@ -112,6 +116,7 @@ def test_cli_builds_deepmimic_folder_with_captions_terms_and_reasons(deepmimic, 
     assert main(["build-dataset", str(deepmimic), str(out), "--workers", "1"]) == 0
     build = json.loads((out / "build.json").read_text())
     assert build["format"] == "deepmimic" and build["clips"]["built"] == 3  # auto-detected
+    assert build["splits"]["train"]["clips"] == 3  # one clip per action: all of them train
     reasons = {s["file"]: s["reason"] for s in build["skipped"]}
     assert "mirrored copy" in reasons["motions/long/humanoid3d_long_walk1_mirror.txt"]
     assert "no captions known" in reasons["motions/humanoid3d_somersault_tango.txt"]
@@ -167,6 +172,14 @@ def test_bones_stay_rigid_and_loops_join_smoothly(deepmimic):
     assert clip.read["source_fps"] == pytest.approx(16) and clip.read["cycles"] == 3
     steps = np.linalg.norm(np.diff(joints[:, 0], axis=0), axis=-1)
     assert steps.max() < 1.5 * np.median(steps)  # no jump where one cycle meets the next
+
+
+def test_rare_actions_always_train_the_rest_drawn(tmp_path):
+    clips = [ClipSource(tmp_path / f"r{i}", f"run{i}", ("run",), group="run") for i in range(20)]
+    clips.append(ClipSource(tmp_path / "c", "cartwheel", ("cartwheel",), group="cartwheel"))
+    split = assign_splits(pin_rare_actions(clips), (0.8, 0.1, 0.1), seed=0)
+    assert split["cartwheel"] == "train"
+    assert Counter(split[f"run{i}"] for i in range(20)) == {"train": 16, "val": 2, "test": 2}
 
 
 def test_short_one_shot_motion_holds_its_end_poses(tmp_path):

@@ -32,6 +32,7 @@ from training.data.clips import (
     thread_map,
 )
 from training.data.labels import LabelSpan, SpanTable, clip_labels
+from training.data.mix import source_shares, weighted_items
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class MotionDataset(Dataset):
     checks are listed once in a warning, kept in ``problems``, and left out; the check reads
     every value once (``check_values=False`` reads only headers of an uncached set).
     ``workers``: threads for the checks; 1 (none) was fastest with a warm page cache.
+    ``source_weights``: per source of a combined data set, how many times each of its items
+    counts per epoch (``training.data.mix``); None or {} counts every item once.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class MotionDataset(Dataset):
         check_values: bool = True,
         workers: int = 1,
         fps: float = FPS,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         if unit < 1 or max_frames < max(min_frames, unit):
             raise MotionError(
@@ -148,6 +152,11 @@ class MotionDataset(Dataset):
         renumber = {old: new for new, old in enumerate(used)}
         items = [_Item(renumber[i.clip], i.start, i.frames, i.captions) for i in items]
         self._load_features(clips, items, cache, cache_bytes)
+        if source_weights:
+            ids = [self.clips[item.clip].id for item in self._items]
+            self._items = weighted_items(self._items, ids, source_weights, seed)
+            shares = source_shares([self.clips[item.clip].id for item in self._items])
+            log.info("%s split '%s': items per source after weights %s", root, split, shares)
         self._spans = None
         if labels is not None:
             self._spans = [SpanTable.of(labels.get(c.id, ())) for c in self.clips]
