@@ -257,11 +257,22 @@ def read_index(path: Path) -> dict[tuple[int, int], str]:
     return table
 
 
+def cmu_folder(root: Path) -> Path | None:
+    """The folder holding ``cmu-index.csv``: ``root`` or its only subfolder (the archive
+    unpacks to ``cmu/``), so a build of the archive and of the folder are the same."""
+    if (root / INDEX_FILE).is_file():
+        return root
+    subfolders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if len(subfolders) == 1 and (subfolders[0] / INDEX_FILE).is_file():
+        return subfolders[0]
+    return None
+
+
 def looks_like_cmu(root: Path) -> bool:
-    """A folder with ``cmu-index.csv`` whose BVH files are all named ``SSS_TT.bvh``."""
-    if not (root / INDEX_FILE).is_file():
-        return False
-    files = bvh_files(root)
+    """A folder (or its only subfolder) with ``cmu-index.csv`` whose BVH files are all named
+    ``SSS_TT.bvh``."""
+    folder = cmu_folder(root)
+    files = bvh_files(folder) if folder is not None else []
     return bool(files) and all(CLIP_NAME.fullmatch(p.name) for p in files)
 
 
@@ -291,7 +302,9 @@ def _seconds(path: Path) -> float:
 
 
 def discover_cmu(root: Path, seed: int = 0) -> Discovery:
-    """The CMU adapter: every ``SSS_TT.bvh`` with captions from its listed description."""
+    """The CMU adapter: every ``SSS_TT.bvh`` with captions from its listed description.
+    Clip names are relative to the folder holding the listing (``cmu_folder``)."""
+    root = cmu_folder(root) or root
     index = read_index(root / INDEX_FILE)
     clips, skipped = [], []
     for path in bvh_files(root):

@@ -42,7 +42,7 @@ def write_named_bvh(path: Path, joints: np.ndarray, names: dict[str, str], fps: 
                               bvh.motion, bvh.end_sites))  # fmt: skip
 
 
-def cmu_folder(root: Path) -> Path:
+def write_cmu_folder(root: Path) -> Path:
     """Three CC-named clips as the archive lays them out: a long playground take (12 s),
     a short dance (3 s) and a dribble with left turns (3 s), and the CMU listing."""
     for name, seconds in (("001_08", 12.0), ("005_17", 3.0), ("006_10", 3.0)):
@@ -59,7 +59,7 @@ def captions_of(out: Path, clip_id: str) -> list[str]:
 def test_cmu_folder_builds_from_the_command_line_with_true_captions_and_the_credit(
     tmp_path, capsys
 ):
-    source, out = cmu_folder(tmp_path / "cmu"), tmp_path / "cmu-hml"
+    source, out = write_cmu_folder(tmp_path / "cmu"), tmp_path / "cmu-hml"
     assert main(["build-dataset", str(source), str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "joint map (detected from joint names): character_creator 3 files" in printed
@@ -84,6 +84,13 @@ def test_cmu_folder_builds_from_the_command_line_with_true_captions_and_the_cred
     mirrored = captions_of(out, "M" + turns)
     assert any("to the right" in c for c in mirrored) and not any("left" in c for c in mirrored)
     assert labels["M" + turns]["labels"]["description"].endswith("90-degree right turns")
+
+    archive = tmp_path / "cmu.tar.gz"  # as shared: the folder packed under cmu/
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="cmu")
+    assert main(["build-dataset", str(archive), str(tmp_path / "from-tar"), "--workers", "1"]) == 0
+    for name in ("labels.json", "texts/000000.txt", "new_joints/000001.npy", "train.txt"):
+        assert (tmp_path / "from-tar" / name).read_bytes() == (out / name).read_bytes()
 
 
 def test_every_listed_description_of_the_archive_has_captions_that_fit_a_crop():
