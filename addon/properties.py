@@ -64,6 +64,7 @@ PRESET_LABELS = {
     "rigify": "Rigify deform bones",
     "rigify_fk": "Rigify FK controls",
     "biped": "3ds Max Biped",
+    "character_creator": "Character Creator (CC3/CC4)",
 }
 
 

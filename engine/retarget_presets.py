@@ -335,8 +335,40 @@ BANDAI_NAMCO = BoneMap(
     },
 )
 
+CHARACTER_CREATOR = BoneMap(
+    name="character_creator",
+    description=(
+        "Reallusion Character Creator 3/4 and iClone (CC_Base_Hip, CC_Base_Waist, "
+        "CC_Base_L_Thigh ...; centimetres in BVH and FBX). CC_Base_Hip carries the body (the "
+        "thighs hang from its child CC_Base_Pelvis, which is left as it is); the twist and "
+        "share bones, fingers and face are not keyed."
+    ),
+    bones={
+        "pelvis": "CC_Base_Hip",
+        "spine1": "CC_Base_Waist",
+        "spine2": "CC_Base_Spine01",
+        "spine3": "CC_Base_Spine02",
+        "neck": "CC_Base_NeckTwist01",
+        "head": "CC_Base_Head",
+        **_sided(
+            dict(
+                zip(
+                    _LIMBS,
+                    ("CC_Base_{}_Thigh", "CC_Base_{}_Calf", "CC_Base_{}_Foot")
+                    + ("CC_Base_{}_ToeBase", "CC_Base_{}_Clavicle", "CC_Base_{}_Upperarm")
+                    + ("CC_Base_{}_Forearm", "CC_Base_{}_Hand"),
+                    strict=True,
+                )
+            ),
+            "L",
+            "R",
+        ),
+    },
+)
+
 PRESETS: dict[str, BoneMap] = {
-    m.name: m for m in (MIXAMO, RIGIFY, RIGIFY_FK, UNREAL, SMPLX, BANDAI_NAMCO, BIPED)
+    m.name: m
+    for m in (MIXAMO, RIGIFY, RIGIFY_FK, UNREAL, SMPLX, BANDAI_NAMCO, BIPED, CHARACTER_CREATOR)
 }
 
 

@@ -47,3 +47,10 @@ def refused(capsys) -> Callable[[Callable, Sequence[str], Path], str]:
 def disk_state() -> Callable[[Path], dict[str, str]]:
     """``disk_state(root)``: what ``refused`` compares, for tests that run real processes."""
     return snapshot
+
+
+@pytest.fixture(autouse=True)
+def no_user_joint_maps(tmp_path_factory, monkeypatch):
+    """Builds in tests see no joint maps of the machine's user (``~/.config/kinetext``):
+    ``KINETEXT_JOINT_MAPS`` points at an empty folder unless a test sets it."""
+    monkeypatch.setenv("KINETEXT_JOINT_MAPS", str(tmp_path_factory.mktemp("no_user_maps")))

@@ -43,10 +43,18 @@ from tqdm import tqdm
 from engine.bvh_units import parse_units
 from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
-from engine.joint_map import JOINT_MAPS, read_canonical
+from engine.joint_map import (
+    JOINT_MAPS,
+    JointMap,
+    load_joint_map,
+    read_canonical,
+    resolve_joint_map,
+    user_joint_maps,
+)
 from engine.skeleton import FPS
 from training.bandai import discover_bandai, looks_like_bandai
 from training.captions import format_text_line, mirror_caption
+from training.cmu import discover_cmu, looks_like_cmu
 from training.deepmimic import read_deepmimic
 from training.deepmimic_source import discover_deepmimic, looks_like_deepmimic
 from training.sources import (
@@ -59,7 +67,7 @@ from training.sources import (
 )
 
 SPLITS = ("train", "val", "test")
-FORMATS = ("auto", "bandai", "folder", "deepmimic")
+FORMATS = ("auto", "bandai", "cmu", "folder", "deepmimic")
 MAX_WORKERS = 256
 """Most worker processes a build starts (each holds a clip's arrays and a Python)."""
 TRAINING_FRAMES = (40, 196)
@@ -68,11 +76,13 @@ TRAINING_FRAMES = (40, 196)
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How each file is read: the joint map (None: detect) and the file's length unit for a
-    BVH; ``reader`` "deepmimic" reads DeepMimic motions instead (``training.deepmimic``)."""
+    """How each file is read: the joint map (None: detect among ``maps``, the user's maps
+    and the built-in ones) and the file's length unit for a BVH; ``reader`` "deepmimic"
+    reads DeepMimic motions instead (``training.deepmimic``)."""
 
-    map_name: str | None = None
+    joint_map: JointMap | None = None
     units: str = "auto"
+    maps: tuple[JointMap, ...] = ()
     reader: str = "bvh"
 
 
@@ -86,10 +96,17 @@ class BuildSettings:
     map_name: str | None = None
     workers: int | None = None  # None: one per CPU
     units: str = "auto"  # BVH length unit: auto (told from the skeleton's size), m, cm, mm, in
+    map_file: str | None = None  # a JSON joint map every file is read with
+    map_dir: str | None = None  # the user's JSON joint maps (None: ``user_map_folder()``)
 
     @property
     def read(self) -> ReadOptions:
-        return ReadOptions(self.map_name, self.units)
+        """The maps this build reads with: ``map_file`` for every file, or ``map_name`` among
+        the user's maps and the built-in ones, or detection among those (user's first)."""
+        if self.map_file is not None:
+            return ReadOptions(load_joint_map(self.map_file), self.units)
+        maps = (*user_joint_maps(self.map_dir), *JOINT_MAPS.values())
+        return ReadOptions(resolve_joint_map(self.map_name, maps), self.units, maps)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -100,9 +117,9 @@ class BuildSettings:
             raise MotionError(f"split must be three fractions summing to 1 with train > 0: {split}")
         if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
             raise MotionError(f"workers must be 1 to {MAX_WORKERS}, got {self.workers}")
-        if self.map_name is not None and self.map_name not in JOINT_MAPS:
-            known = ", ".join(JOINT_MAPS)
-            raise MotionError(f"unknown joint map '{self.map_name}'; known: {known}")
+        if self.map_name is not None and self.map_file is not None:
+            raise MotionError("give --map or --map-file, not both")
+        self.read  # noqa: B018 -- loads the maps once here, so a bad map stops the build at once
         parse_units(self.units)
 
 
@@ -128,6 +145,7 @@ class BuildReport:
     frames: int
     hours: float
     seconds: float
+    read: dict = field(default_factory=dict)  # build.json's "read": counts per map, unit, ...
 
 
 def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
@@ -138,9 +156,12 @@ def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
     if read.reader == "deepmimic":
         motion = read_deepmimic(path)
         return replace(process_joints(motion.joints), read=motion.read)
-    clip = read_canonical(path, read.map_name, units=read.units)  # (T, 22, 3) m, Y up, 20 fps
+    clip = read_canonical(path, read.joint_map, units=read.units, maps=read.maps or None,
+                          drop_added_first_frame=True)  # (T, 22, 3) m, Y up, 20 fps; fmt: skip
     how = {"map": clip.joint_map.name, "units": clip.units.describe(),
            "source_fps": round(clip.source_fps, 4), "up": clip.up}  # fmt: skip
+    if clip.dropped_first_frame:
+        how["first_frame"] = "dropped (an added pose, not motion)"
     return replace(process_joints(clip.joints), read=how)
 
 
@@ -193,12 +214,15 @@ def assign_splits(
 def _discover(root: Path, settings: BuildSettings) -> tuple[str, Discovery]:
     fmt = settings.format
     if fmt == "auto":
-        fmt = "bandai" if looks_like_bandai(root) else "folder"
+        fmt = "bandai" if looks_like_bandai(root) else "cmu" if looks_like_cmu(root) else "folder"
         fmt = "deepmimic" if fmt == "folder" and looks_like_deepmimic(root) else fmt
     if fmt == "deepmimic":
         return fmt, discover_deepmimic(root)
-    found = discover_bandai(root, settings.seed) if fmt == "bandai" else discover_folder(root)
-    return fmt, found
+    if fmt == "bandai":
+        return fmt, discover_bandai(root, settings.seed)
+    if fmt == "cmu":
+        return fmt, discover_cmu(root, settings.seed)
+    return fmt, discover_folder(root)
 
 
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (MotionError, OSError, UnicodeDecodeError)
@@ -328,6 +352,7 @@ def _summary(
             "seed": settings.seed,
             "split": list(settings.split),
             "map": settings.map_name,
+            "map_file": Path(settings.map_file).name if settings.map_file else None,
             "units": settings.units,
         },  # fmt: skip
         "fps": FPS,
@@ -363,7 +388,8 @@ def _readme(summary: dict) -> str:
         "Mean.npy, Std.npy, train/val/test/all.txt, labels.json. `M<ID>` mirrors `<ID>`.",
     ]
     if summary["attribution"]:
-        lines += ["", "## Terms", "", summary["attribution"], "", summary["licence"]]
+        lines += ["", "## Terms", "", summary["attribution"]]
+        lines += ["", summary["licence"]] if summary["licence"] else []
     return "\n".join(lines) + "\n"
 
 
@@ -450,7 +476,10 @@ class _Collected:
     train: dict[int, tuple[np.ndarray, np.ndarray]]  # clip index -> features, mirror's
     skipped: list[Skipped]
 
-    def add(self, clip: ClipSource, index: int, clip_id: str, split: str, data: ProcessedClip):
+    def add(
+        self, clip: ClipSource, index: int, clip_id: str, split: str, data: ProcessedClip,
+        attribution: str | None = None,
+    ):  # fmt: skip
         """Write a clip and its mirror; record both in labels.json and the split."""
         mirror_id = "M" + clip_id
         _write_clip(self.work, clip_id, data.joints, data.features, clip.captions)
@@ -460,6 +489,8 @@ class _Collected:
                                 "labels": clip.labels, "mirror_of": None}  # fmt: skip
         if data.read:
             self.labels[clip_id]["read"] = data.read
+        if attribution:  # clips of several sources mixed later keep their credit line
+            self.labels[clip_id]["attribution"] = attribution
         self.labels[mirror_id] = {
             "source": clip.name,
             "frames": len(data.mirror_joints),
@@ -487,6 +518,11 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
+def bare_reason(item: Skipped) -> str:
+    """A skip reason without the file's own name in front: what files share."""
+    return item.reason.removeprefix(f"{item.file}: ")
+
+
 def _build_into(
     work: Path, root: Path, source: str, settings: BuildSettings, process: Process,
     progress: bool,
@@ -501,6 +537,7 @@ def _build_into(
     tasks = [(i, clip.path) for i, clip in enumerate(found.clips)]
     workers = settings.workers or os.cpu_count() or 1
     read = replace(settings.read, reader="deepmimic" if fmt == "deepmimic" else "bvh")
+    reasons: set[str] = set()  # each reason is printed live once, with its first file
     with _clip_results(tasks, process, read, workers) as results:
         for index, data, error in tqdm(results, total=len(tasks), unit="clip",
                                        desc="build-dataset", disable=not progress):  # fmt: skip
@@ -508,9 +545,12 @@ def _build_into(
             if data is None:
                 reason = error.replace(f"{root}{os.sep}", "")
                 collected.skipped.append(Skipped(clip.name, reason))
-                tqdm.write(f"skipped {clip.name}: {reason}")
+                if bare_reason(collected.skipped[-1]) not in reasons:  # the CLI lists all
+                    tqdm.write(f"skipped {clip.name}: {reason}")
+                reasons.add(bare_reason(collected.skipped[-1]))
             else:
-                collected.add(clip, index, f"{index:0{width}d}", split_by_name[clip.name], data)
+                clip_id, split = f"{index:0{width}d}", split_by_name[clip.name]
+                collected.add(clip, index, clip_id, split, data, found.attribution)
     collected.write_tables()
     skipped = sorted(collected.skipped, key=lambda s: s.file)
     summary = _summary(source, fmt, settings, found, collected.labels, collected.split_of, skipped)
@@ -584,4 +624,5 @@ def build_dataset(
         frames=summary["frames"]["total"],
         hours=summary["hours"],
         seconds=time.perf_counter() - started,
+        read=summary["read"],
     )

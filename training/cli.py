@@ -1,7 +1,8 @@
 """Command line of the training package: ``python -m training COMMAND ...``.
 
-    build-dataset SOURCE OUT [--format auto|bandai|folder|deepmimic] [--seed 0] [--workers N]
-                  [--split 0.8,0.1,0.1] [--map NAME]
+    build-dataset SOURCE OUT [--format auto|bandai|cmu|folder|deepmimic] [--seed 0]
+                  [--workers N] [--split 0.8,0.1,0.1] [--map NAME | --map-file FILE]
+                  [--map-dir DIR]
     pack-dataset DATASET OUT.npz          a built data set in one small file (joints + texts)
     unpack-dataset PACK.npz OUT [--workers N]   rebuild the full data set from a pack
     combine-datasets OUT NAME=DATASET ...  several built data sets in one, to train on them all
@@ -22,7 +23,8 @@ from collections.abc import Sequence
 
 from engine.cli import INTERRUPTED
 from engine.errors import MotionError
-from training.build_dataset import FORMATS, BuildSettings, build_dataset
+from engine.joint_map import JOINT_MAPS
+from training.build_dataset import FORMATS, BuildSettings, bare_reason, build_dataset
 
 
 def _split(text: str) -> tuple[float, float, float]:
@@ -48,9 +50,9 @@ def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
         "--format",
         choices=FORMATS,
         default="auto",
-        help="bandai: Bandai Namco release; folder: BVH + NAME.txt / "
-        "captions.csv / labels.json; deepmimic: DeepMimic characters/ + motions/ JSON; "
-        "auto: bandai or deepmimic when it looks like it, else folder",
+        help="bandai: Bandai Namco release; cmu: CMU clips with cmu-index.csv; folder: BVH + "
+        "NAME.txt / captions.csv / labels.json; deepmimic: DeepMimic characters/ + motions/ "
+        "JSON; auto: bandai, cmu or deepmimic when it looks like it, else folder",
     )
     parser.add_argument("--seed", type=int, default=0, help="splits and generated captions")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
@@ -64,7 +66,19 @@ def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
         "--map",
         dest="map_name",
         default=None,
-        help="joint map name of engine.joint_map.JOINT_MAPS (default: detect)",
+        help=f"read every file with this joint map: {', '.join(JOINT_MAPS)} or one of the "
+        "user's maps (default: detect each file's from its joint names)",
+    )
+    parser.add_argument(
+        "--map-file",
+        default=None,
+        help="read every file with this JSON joint map (docs/dataset.md, 'Joint maps')",
+    )
+    parser.add_argument(
+        "--map-dir",
+        default=None,
+        help="folder of the user's JSON joint maps, used by name and in detection (default: "
+        "$KINETEXT_JOINT_MAPS, else ~/.config/kinetext/joint_maps)",
     )
     parser.add_argument(
         "--units",
@@ -77,18 +91,36 @@ def _add_build_dataset(commands: argparse._SubParsersAction) -> None:
 
 def _run_build_dataset(args: argparse.Namespace) -> int:
     settings = BuildSettings(
-        args.format, args.seed, args.split, args.map_name, args.workers, args.units
-    )
+        args.format, args.seed, args.split, args.map_name, args.workers, args.units,
+        args.map_file, args.map_dir,
+    )  # fmt: skip
     report = build_dataset(args.source, args.out, settings)
     splits = ", ".join(f"{k} {v}" for k, v in report.clips_per_split.items())
     print(
         f"built {report.built} clips ({2 * report.built} with mirrors: {splits}), "
         f"{report.frames} frames, {report.hours:.2f} h -> {report.out}"
     )
-    for skipped in report.skipped:
-        print(f"skipped {skipped.file}: {skipped.reason}")
+    maps = report.read.get("map", {})
+    if maps:
+        how = "given" if args.map_name or args.map_file else "detected from joint names"
+        print(f"joint map ({how}): " + ", ".join(f"{m} {n} files" for m, n in maps.items()))
+    for line in skipped_summary(report.skipped):
+        print(line)
     print(f"took {report.seconds:.1f} s")
     return 0
+
+
+def skipped_summary(skipped: Sequence, shown: int = 3) -> list[str]:
+    """One line per distinct reason, naming a few of its files: a folder of one unknown
+    skeleton is one line, not one long message per file (build.json lists every file)."""
+    groups: dict[str, list[str]] = {}
+    for item in skipped:
+        groups.setdefault(bare_reason(item), []).append(item.file)
+    lines = []
+    for reason, files in groups.items():
+        more = f" and {len(files) - shown} more" if len(files) > shown else ""
+        lines.append(f"skipped {', '.join(files[:shown])}{more}: {reason}")
+    return lines
 
 
 def _add_pack(commands: argparse._SubParsersAction) -> None:

@@ -153,4 +153,6 @@ def test_registers_and_explains_without_torch(tmp_path):
     assert "Kinetext needs torch, transformers, scipy" in lines["OUTCOME"]
     assert "Install Dependencies" in lines["OUTCOME"]
     assert lines["TORCH_IMPORTED"] == "False"
-    assert lines["PRESETS"] == "AUTO mixamo rigify rigify_fk unreal smplx bandai_namco biped"
+    assert lines["PRESETS"] == (
+        "AUTO mixamo rigify rigify_fk unreal smplx bandai_namco biped character_creator"
+    )

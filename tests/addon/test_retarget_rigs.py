@@ -153,3 +153,17 @@ def test_a_saved_user_map_is_found_by_name(scene):
         np.testing.assert_allclose(heads, z_up(joints[:, 20]) + np.array(obj.location), atol=1e-5)
     finally:
         path.unlink()
+
+
+def test_a_character_creator_rig_is_detected_and_baked_in_its_own_centimetres(scene):
+    """A CC3/CC4 character as its FBX import stands (CC_Base_* bones, Y-up centimetres under
+    the importer's 0.01 scale): "Detect" takes the character_creator preset and the end
+    effectors land on the clip's joints."""
+    cc = dict(presets.PRESETS["character_creator"].bones)
+    assert presets.detect_preset(list(cc.values())).name == "character_creator"
+    obj = build_rig(scene, cc, rest_joints(), fbx=True)
+    joints = clip()
+    bake_mod.bake(scene, armature=obj, joints=joints, foot_cleanup=False, action_name="cc")
+    heads = world_heads(scene, obj, [cc[j] for j in END_EFFECTORS], range(1, 21))
+    want = z_up(joints[:, [NAMES.index(j) for j in END_EFFECTORS]]) + np.array(obj.location)
+    assert np.abs(heads - want).max() < 1e-3

@@ -1,5 +1,6 @@
 """Joint maps to the canonical skeleton, resampling, and BVH files to canonical joints."""
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -10,15 +11,19 @@ from engine.bvh import canonical_bvh, write_bvh
 from engine.errors import MotionError
 from engine.joint_map import (
     BANDAI_NAMCO,
+    INPUT_PRESETS,
     JOINT_MAPS,
     SMPL,
     JointMap,
     bvh_to_canonical,
     detect_joint_map,
+    load_joint_map,
     read_canonical,
     resample,
     to_canonical,
+    user_joint_maps,
 )
+from engine.retarget_presets import PRESETS
 from engine.rig_pose import forward_kinematics
 from engine.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
 
@@ -35,14 +40,113 @@ def test_detects_the_map_from_joint_names():
     assert detect_joint_map(BANDAI_NAMES) is BANDAI_NAMCO
     assert detect_joint_map(list(JOINT_NAMES)) is SMPL
     assert detect_joint_map(["rig:" + n.upper() for n in BANDAI_NAMES]) is BANDAI_NAMCO
-    assert set(JOINT_MAPS) == {"bandai_namco", "smpl"}
+    assert set(JOINT_MAPS) == {"bandai_namco", "smpl", *INPUT_PRESETS}
 
 
-def test_unknown_skeleton_lists_maps_and_missing_joints():
+def test_unknown_skeleton_is_one_short_line_with_the_closest_map_and_the_flag():
+    names = [n for n in BANDAI_NAMES if n != "Chest"] + ["Tail"] + [f"Finger{i}" for i in range(80)]
     with pytest.raises(MotionError) as info:
-        detect_joint_map([n for n in BANDAI_NAMES if n != "Chest"] + ["Tail"])
+        detect_joint_map(names)
     message = str(info.value)
-    assert "bandai_namco is missing Chest" in message and "smpl is missing pelvis" in message
+    assert "closest 'bandai_namco' lacks Chest." in message and "--map-file" in message
+    assert len(message) < 250 and "\n" not in message  # not 2 KB of every map's joints
+
+
+@pytest.mark.parametrize("name", sorted(INPUT_PRESETS))
+def test_retargeting_presets_read_bvh_with_their_own_bone_names(name):
+    """One naming per rig: the input map reads exactly the preset's bones (with its blends),
+    and a skeleton of those bones (plus fingers, in a namespace) is detected as that map."""
+    preset = PRESETS[name]
+    joint_map = JOINT_MAPS[name]
+    assert set(joint_map.source_names()) == set(preset.bones.values())
+    names = ["ns:" + b for b in preset.bones.values()] + ["ns:Finger1", "ns:Finger2"]
+    found = detect_joint_map(names)
+    assert found.joints == joint_map.joints  # smplx's names are smpl's: either is the same map
+    weights = joint_map.weights(names)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    for j, joint in enumerate(JOINT_NAMES):
+        if joint not in INPUT_PRESETS[name].get("blends", {}):
+            assert weights[j, names.index("ns:" + preset.bones[joint])] == 1.0
+
+
+CC_NAMES = dict(PRESETS["character_creator"].bones)
+
+
+def character_creator_bvh(joints: np.ndarray, fps: float = 60.0):
+    """A tiny CC3/CC4 export: canonical joints as a BVH in centimetres with the joints named
+    CC_Base_* (as Character Creator and iClone write them)."""
+    bvh = canonical_bvh(joints, fps=fps, scale=100.0)
+    names = [CC_NAMES[n] for n in bvh.names]
+    return type(bvh)(names, bvh.parents, bvh.offsets, bvh.channels, bvh.frame_time,
+                     bvh.motion, bvh.end_sites)  # fmt: skip
+
+
+def test_a_character_creator_bvh_is_detected_and_its_torso_moved_to_smpl_heights(tmp_path):
+    from engine.demo_clip import walk_cycle
+
+    path, same = tmp_path / "cc.bvh", tmp_path / "smpl.bvh"
+    write_bvh(path, character_creator_bvh(walk_cycle(1.0), fps=20.0))
+    write_bvh(same, canonical_bvh(walk_cycle(1.0), fps=20.0, scale=100.0))  # SMPL names
+    clip = read_canonical(path)
+    assert clip.joint_map.name == "character_creator" and clip.units.to_metres == 0.01
+    at = dict(zip(JOINT_NAMES, read_canonical(same).joints.transpose(1, 0, 2), strict=True))
+    pelvis = 0.2 * at["pelvis"] + 0.8 * at["spine1"]
+    spine3 = 0.72 * at["spine3"] + 0.28 * at["neck"]
+    np.testing.assert_allclose(clip.joints[:, 0], pelvis, atol=1e-9)
+    np.testing.assert_allclose(clip.joints[:, 9], spine3, atol=1e-9)
+    for limb in ("left_knee", "right_foot", "left_collar", "right_wrist", "head"):
+        np.testing.assert_allclose(clip.joints[:, JOINT_NAMES.index(limb)], at[limb], atol=1e-9)
+
+
+def test_an_added_t_pose_first_frame_is_dropped_only_when_asked(tmp_path):
+    from engine.demo_clip import walk_cycle
+
+    joints = walk_cycle(1.0)
+    posed = np.concatenate([joints[:1] + np.array([3.0, 0.0, 0.0]), joints])  # 3 m away
+    path = tmp_path / "posed.bvh"
+    write_bvh(path, canonical_bvh(posed, fps=20))
+    kept = read_canonical(path, "smpl")
+    dropped = read_canonical(path, "smpl", drop_added_first_frame=True)
+    assert not kept.dropped_first_frame and len(kept.joints) == len(joints) + 1
+    assert dropped.dropped_first_frame
+    np.testing.assert_allclose(dropped.joints, kept.joints[1:], atol=1e-12)
+    write_bvh(path, canonical_bvh(joints, fps=20))  # an ordinary first frame stays
+    assert not read_canonical(path, "smpl", drop_added_first_frame=True).dropped_first_frame
+
+
+def test_json_joint_maps_with_blends_and_an_addon_bone_map_read_the_same(tmp_path):
+    from engine.retarget_presets import save_bone_map
+
+    save_bone_map(PRESETS["character_creator"], tmp_path / "saved_in_blender.json")
+    plain = load_joint_map(tmp_path / "saved_in_blender.json")  # the add-on's format
+    assert set(plain.source_names()) == set(JOINT_MAPS["character_creator"].source_names())
+    own = {j: f"bone_{j}" for j in JOINT_NAMES if j not in ("spine2", "spine3")}
+    own["pelvis"] = {"bone_pelvis": 0.25, "bone_spine1": 0.75}
+    (tmp_path / "studio.json").write_text(json.dumps({"name": "studio", "bones": own}))
+    studio = load_joint_map(tmp_path / "studio.json")
+    weights = studio.weights([f"bone_{j}" for j in JOINT_NAMES if j not in ("spine2", "spine3")])
+    assert weights[0, 0] == 0.25 and weights[0, 3] == 0.75  # the pelvis blend (3: spine1)
+    spine2 = dict(studio.joints[6])
+    assert spine2 == {"bone_spine1": 0.5, "bone_neck": 0.5}
+    assert user_joint_maps(tmp_path)[1].name == "studio"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "not a JSON joint map"),
+        ('{"bones": {"pelvis": "a", "elbow": "b"}}', "unknown keys elbow"),
+        ('{"bones": {"pelvis": 3}}', '"pelvis" must be a joint name'),
+        ('{"bones": {"pelvis": "hips"}}', "names no joint for left_hip"),
+        ('{"bones": {"pelvis": {"a": 0.5, "b": 0.4}}}', "weights for pelvis do not sum to 1"),
+    ],
+)
+def test_a_broken_json_map_names_the_file_and_the_problem(tmp_path, text, problem):
+    path = tmp_path / "mine.json"
+    path.write_text(text)
+    with pytest.raises(MotionError, match="mine.json") as info:
+        load_joint_map(path)
+    assert problem in str(info.value)
 
 
 def test_bandai_positions_map_with_blends_and_units():
