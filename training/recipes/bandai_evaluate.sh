@@ -10,7 +10,9 @@
 # Usage: training/recipes/bandai_evaluate.sh RUNS RESULTS
 # Settings (environment): REPLICATIONS (20), PROMPTS_PER_CALL (256), PY, ROWS (7: rows at
 #   once, for the CPU threads each gets),
-#   EXTRA (e.g. "--device cpu", or "--sampling steps=25" for every row).
+#   EXTRA (e.g. "--device cpu", or "--sampling steps=25" for every row), DATA (the data set
+#   scored, default RUNS/data: set it to the Bandai data set to score runs trained on a
+#   combined set on today's Bandai test split).
 set -euo pipefail
 RUNS=${1:?the RUNS folder of bandai_train.sh}
 RESULTS=${2:-$RUNS/results}
@@ -18,6 +20,7 @@ PY=${PY:-python3}
 REPLICATIONS=${REPLICATIONS:-20}
 PROMPTS_PER_CALL=${PROMPTS_PER_CALL:-256}
 EXTRA=${EXTRA:-}
+DATA=${DATA:-$RUNS/data}
 mkdir -p "$RESULTS"
 # Rows run side by side: give each process its share of the CPU cores. With every process
 # free to use all of them, the scoring (0.08 s a replication alone on a 2-core VM) took
@@ -32,7 +35,7 @@ row() {  # NAME CHECKPOINT [evaluate options...]; a checkpoint that was not trai
   shift 2
   [[ -d $checkpoint ]] || return 0
   # shellcheck disable=SC2086
-  $PY -m training evaluate "$checkpoint" --data "$RUNS/data" --evaluator "$RUNS/export/evaluator" \
+  $PY -m training evaluate "$checkpoint" --data "$DATA" --evaluator "$RUNS/export/evaluator" \
     --replications "$REPLICATIONS" --prompts-per-call "$PROMPTS_PER_CALL" \
     --out "$RESULTS/$name.json" --markdown "$RESULTS/$name.md" "$@" $EXTRA \
     >"$RESULTS/$name.log" 2>&1 &
