@@ -52,7 +52,7 @@ from .armature import (
     is_canonical,
     units_per_metre,
 )
-from .preferences import user_map_folder
+from .paths import user_map_folder
 from .properties import scene_fps
 
 Report = Callable[[set[str], str], None]

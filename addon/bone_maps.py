@@ -43,7 +43,7 @@ def editor(context: bpy.types.Context) -> KINETEXT_PG_bone_map:
 
 def user_map_folder():
     """Where bake looks for saved maps."""
-    from .preferences import user_map_folder
+    from .paths import user_map_folder
 
     return user_map_folder()
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import bpy
 
 from ..engine.molingo_download import LICENSE, TERMS
-from . import deps, jobs, preferences
-from .operators import BackgroundJobOperator, end_job, set_status
+from . import deps, jobs
+from .job_operator import BackgroundJobOperator, end_job
+from .paths import addon_preferences, user_folder
+from .properties import set_status
 
 LABEL = "MoLingo download"
 
@@ -41,7 +43,7 @@ def online_access() -> bool:
 
 def destination(representation: str) -> Path:
     """Where the converted checkpoint goes: the extension's own user folder."""
-    return preferences.user_folder() / f"molingo-{representation}"
+    return user_folder() / f"molingo-{representation}"
 
 
 def download(request: DownloadRequest, progress) -> Path:
@@ -115,7 +117,7 @@ class MOTION_OT_download_molingo(BackgroundJobOperator, bpy.types.Operator):
         if refusal is not None:
             self.report({"ERROR"}, refusal)
             return None
-        prefs = preferences.get(context)
+        prefs = addon_preferences(context)
         mean_std = bpy.path.abspath(prefs.molingo_mean_std).strip() if prefs else ""
         tokenizer = bpy.path.abspath(prefs.molingo_tokenizer).strip() if prefs else ""
         if not mean_std:
@@ -140,7 +142,7 @@ class MOTION_OT_download_molingo(BackgroundJobOperator, bpy.types.Operator):
                 set_status(context, job.error, "ERROR")
                 self.report({"ERROR"}, job.error)
                 return {"CANCELLED"}
-            prefs = preferences.get(context)
+            prefs = addon_preferences(context)
             if prefs is not None:
                 prefs.checkpoint_source = "FOLDER"
                 prefs.checkpoint_folder = str(job.result)

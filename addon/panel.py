@@ -7,8 +7,6 @@ to fix it when the heavy packages are absent.
 
 from __future__ import annotations
 
-import textwrap
-
 import bpy
 
 from . import deps
@@ -22,27 +20,9 @@ from .operators import (
     MOTION_OT_preview,
     MOTION_OT_randomize_seed,
 )
-from .preferences import ADDON_ID
+from .paths import ADDON_ID, user_map_folder
 from .properties import runtime, settings
-
-CATEGORY = "Kinetext"
-STATUS_ICONS = {"INFO": "INFO", "WARNING": "ERROR", "ERROR": "CANCEL"}
-
-
-def draw_wrapped(
-    layout: bpy.types.UILayout, text: str, icon: str = "NONE", alert: bool = False, width=44
-) -> None:
-    """A long message as several labels (Blender's labels do not wrap)."""
-    column = layout.column(align=True)
-    column.alert = alert
-    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
-        column.label(text=line, icon=icon if i == 0 else "BLANK1")
-
-
-def _chars_per_line(context: bpy.types.Context) -> int:
-    region = getattr(context, "region", None)
-    width = getattr(region, "width", 0) or 300
-    return max(20, int(width / 7))
+from .ui import CATEGORY, STATUS_ICONS, chars_per_line, draw_wrapped
 
 
 class _SidebarPanel:
@@ -57,7 +37,7 @@ class KINETEXT_PT_generate(_SidebarPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         panel, state = settings(context), runtime(context)
-        width = _chars_per_line(context)
+        width = chars_per_line(context)
         absent = deps.missing()
         if absent:
             box = layout.box()
@@ -149,7 +129,7 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
         layout.prop(panel, "preset")
         rig = panel.target or context.active_object
         if rig is not None and rig.type == "ARMATURE":
-            _draw_rig_check(layout, rig, panel.preset, _chars_per_line(context))
+            _draw_rig_check(layout, rig, panel.preset, chars_per_line(context))
         layout.prop(panel, "root_motion")
         split = layout.split(factor=0.5)
         split.prop(panel, "foot_cleanup")
@@ -167,10 +147,10 @@ class KINETEXT_PT_bake(_SidebarPanel, bpy.types.Panel):
 
 def _draw_rig_check(layout, rig: bpy.types.Object, preset: str, width: int) -> None:
     """The bone map a bake would use on ``rig`` and what would not show, for confirmation."""
-    from . import preferences, rig_check
+    from . import rig_check
 
     box = layout.box()
-    for text, level in rig_check.summary(rig, preset, preferences.user_map_folder()):
+    for text, level in rig_check.summary(rig, preset, user_map_folder()):
         draw_wrapped(box, text, STATUS_ICONS[level], level == "ERROR", width)
 
 

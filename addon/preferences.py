@@ -17,9 +17,9 @@ import bpy
 import numpy
 
 from ..engine.errors import MotionError
-from . import deps
-
-ADDON_ID = __package__.rpartition(".")[0]  # "bl_ext.<repo>.kinetext" once installed
+from . import deps, molingo_get, smpl_status
+from .paths import ADDON_ID, user_folder
+from .paths import addon_preferences as get
 
 CHECKPOINT_SOURCES = [
     ("EMBEDDED", "Embedded", "The checkpoint shipped inside the extension"),
@@ -45,31 +45,6 @@ TORCH_BUILDS = [
     ("CPU", "CPU", "The smaller torch build without CUDA (about 200 MB)"),
     ("CUDA", "CUDA", "The torch build for NVIDIA GPUs (several GB)"),
 ]
-
-
-def user_folder() -> Path:
-    """The extension's own writable folder (private packages, the clip cache).
-
-    Scripts and tests that import the package directly (not installed as an extension) get
-    a folder inside Blender's session temp folder instead.
-    """
-    try:
-        return Path(bpy.utils.extension_path_user(ADDON_ID, create=True))
-    except ValueError:  # "does not name an extension"
-        folder = Path(bpy.app.tempdir or ".") / "kinetext-user"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-
-def user_map_folder() -> Path:
-    """Where the user's saved bone maps live: the extension's user folder, ``bone_maps``."""
-    return user_folder() / "bone_maps"
-
-
-def get(context: bpy.types.Context) -> KINETEXT_AP_preferences | None:
-    """This add-on's preferences, or None when it was registered outside the add-on system."""
-    addon = context.preferences.addons.get(ADDON_ID)
-    return addon.preferences if addon is not None else None
 
 
 def engine_choice(context: bpy.types.Context) -> tuple[Path | str | None, str | None, str]:
@@ -173,8 +148,6 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
     )  # fmt: skip
 
     def draw(self, context: bpy.types.Context) -> None:
-        from . import molingo_get
-
         layout = self.layout
         draw_dependencies(layout.box(), self)
         box = layout.box()
@@ -193,15 +166,13 @@ class KINETEXT_AP_preferences(bpy.types.AddonPreferences):
 
 def draw_smpl(box: bpy.types.UILayout, prefs: KINETEXT_AP_preferences, context) -> None:
     """The SMPL body settings and a status line: is smplx there, is the model file found."""
-    from . import smpl_operators
-
     box.label(text="SMPL body (optional)", icon="OUTLINER_OB_ARMATURE")
     box.prop(prefs, "smpl_folder")
     row = box.row()
     row.prop(prefs, "smpl_model", expand=True)
     row.prop(prefs, "smpl_gender", text="")
     box.prop(prefs, "smpl_correctives")
-    status = smpl_operators.body_status(context)
+    status = smpl_status.body_status(prefs)
     for line, ok in status.lines():
         box.label(text=line, icon="CHECKMARK" if ok else "ERROR")
 

@@ -49,7 +49,7 @@ def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str
     320 ms on the main thread when it imported the retargeting code (and scipy with it).
     """
     from ..engine.retarget_presets import PRESETS, user_map_names
-    from .preferences import user_map_folder
+    from .paths import user_map_folder
 
     items = [(AUTO_PRESET, "Detect", "Pick the preset whose bone names the rig has")]
     items += [(name, preset_label(name), m.description) for name, m in PRESETS.items()]

@@ -111,21 +111,9 @@ def get(key: str, folder: Path | None) -> Clip:
     return clip
 
 
-def forget(keys: list[str], folder: Path | None) -> None:
-    """Drop clips from memory and disk (the list entries were removed by the user)."""
-    for key in keys:
-        _MEMORY.pop(key, None)
-        if folder is not None:
-            (folder / f"{key}.npz").unlink(missing_ok=True)
-
-
 def clear_memory() -> None:
     """Forget every in-memory clip (disk copies stay); used on unregister."""
     _MEMORY.clear()
-
-
-def in_memory() -> list[str]:
-    return list(_MEMORY)
 
 
 def _write(folder: Path, key: str, clip: Clip) -> None:

@@ -22,76 +22,15 @@ import numpy as np
 from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
-from ..engine.smpl_body import find_model_file, smplx_installed
-from . import deps, jobs, preferences, results
-from .operators import (
-    BackgroundJobOperator,
-    end_job,
-    export_name,
-    results_folder,
-    variation,
-)
-from .panel import CATEGORY, _chars_per_line, draw_wrapped
+from . import jobs, results
+from .job_operator import BackgroundJobOperator, end_job
+from .operators import export_name, variation
+from .paths import ADDON_ID, addon_preferences, results_folder
 from .properties import runtime, scene_fps, set_status, settings
+from .smpl_status import body_status
+from .ui import CATEGORY, chars_per_line, draw_wrapped
 
 FIT_LABEL = "body fit"
-SMPLX_MISSING = (
-    "SMPL bodies need the optional package smplx (non-commercial licence, not shipped with "
-    "Kinetext): pip install smplx into Blender's Python, or into the folder set as "
-    "'Existing site-packages' in Preferences > Add-ons > Kinetext"
-)
-NO_MODEL = (
-    "No {stem} model file{where}: set 'SMPL model folder' in Preferences > Add-ons > Kinetext "
-    "to the folder of your own SMPL / SMPL-X download"
-)
-
-
-@dataclasses.dataclass
-class BodyStatus:
-    """Whether a body can be fitted now, read from the preferences without importing smplx."""
-
-    model_type: str  # "smpl" | "smplx"
-    gender: str  # "neutral" | "female" | "male"
-    folder: str
-    correctives: bool
-    smplx: bool
-    model_file: Path | None
-    problem: str | None  # why not, with the fix; None when ready
-
-    @property
-    def ready(self) -> bool:
-        return self.problem is None
-
-    def lines(self) -> list[tuple[str, bool]]:
-        """Two status lines (text, ok) for the preferences."""
-        smplx = "smplx: installed" if self.smplx else "smplx: not installed (pip install smplx)"
-        found = f"Model file: {self.model_file}" if self.model_file else "Model file: not found"
-        return [(smplx, self.smplx), (found, self.model_file is not None)]
-
-
-def body_status(context: bpy.types.Context) -> BodyStatus:
-    """The SMPL settings of the preferences, and what is missing for them."""
-    prefs = preferences.get(context)
-    model, gender, folder, correctives = "smpl", "neutral", "", True
-    if prefs is not None:
-        model, gender = prefs.smpl_model.lower(), prefs.smpl_gender.lower()
-        folder = bpy.path.abspath(prefs.smpl_folder).strip() if prefs.smpl_folder.strip() else ""
-        correctives = prefs.smpl_correctives
-    try:
-        model_file = find_model_file(folder, model, gender) if folder else None
-    except MotionError:
-        model_file = None
-    installed, problem = smplx_installed(), None
-    if not installed:
-        problem = SMPLX_MISSING
-    elif model_file is None:
-        where = f" in {folder}" if folder else ""
-        problem = NO_MODEL.format(stem=f"{model.upper()}_{gender.upper()}", where=where)
-    elif deps.missing():
-        problem = deps.missing_message(deps.missing())
-    return BodyStatus(model, gender, folder, correctives, installed, model_file, problem)
-
-
 # ---- fits kept for export ------------------------------------------------------------------
 
 _FITS: dict[str, Any] = {}  # key -> engine.smpl_fit.SMPLFit
@@ -182,7 +121,7 @@ def run_fit(request: FitRequest, progress: Any) -> FitOutcome:
 
 def build_fit_request(op: bpy.types.Operator, context: bpy.types.Context) -> FitRequest:
     """Checks (smplx, model file, a variation) and the request; MotionError names the fix."""
-    status = body_status(context)
+    status = body_status(addon_preferences(context))
     if status.problem is not None:
         raise MotionError(status.problem)
     item, clip = variation(context, op.variation)
@@ -192,7 +131,7 @@ def build_fit_request(op: bpy.types.Operator, context: bpy.types.Context) -> Fit
     joints = np.asarray(clip.joints, dtype=np.float64)
     if abs(fps - clip.fps) > 1e-6:  # fit at the scene's rate: the bake keys every frame
         joints = resample(joints, clip.fps, fps)
-    prefs = preferences.get(context)
+    prefs = addon_preferences(context)
     return FitRequest(
         prompt=clip.prompt, variation_key=item.key, joints=joints, fps=fps,
         model_folder=status.folder, model_file=str(status.model_file),
@@ -296,14 +235,14 @@ class MOTION_OT_export_amass(bpy.types.Operator, ExportHelper):
     variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        suffix = f"_{body_status(context).model_type}{self.filename_ext}"
+        suffix = f"_{body_status(addon_preferences(context)).model_type}{self.filename_ext}"
         self.filepath = self.filepath or export_name(context, self.variation, suffix)
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..engine.amass import save_amass
 
-        status = body_status(context)
+        status = body_status(addon_preferences(context))
         try:
             item, _ = variation(context, self.variation)
             fit = stored_fit(fit_key(item.key, status.model_type, status.gender))
@@ -327,13 +266,14 @@ class KINETEXT_PT_smpl_body(bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        panel, state, status = settings(context), runtime(context), body_status(context)
+        panel, state = settings(context), runtime(context)
+        status = body_status(addon_preferences(context))
         if status.problem is not None:
             box = layout.box()
-            draw_wrapped(box, status.problem, "ERROR", True, _chars_per_line(context))
+            draw_wrapped(box, status.problem, "ERROR", True, chars_per_line(context))
             box.operator(
                 "preferences.addon_show", text="Open Preferences"
-            ).module = preferences.ADDON_ID
+            ).module = ADDON_ID
         else:
             model = "SMPL-X" if status.model_type == "smplx" else "SMPL"
             layout.label(text=f"{model}, {status.gender}: {status.model_file.name}",

@@ -55,7 +55,21 @@ from .rig_pose import (
     local_from_global,
     rotations_from_joints,
 )
-from .skeleton import FOOT_LEFT, FOOT_RIGHT, JOINT_NAMES, NUM_JOINTS, PARENTS
+from .skeleton import (
+    COLLARS,
+    FOOT_LEFT,
+    FOOT_RIGHT,
+    HIPS,
+    JOINT_NAMES,
+    LEFT_HIP,
+    LEFT_KNEE,
+    NUM_JOINTS,
+    PARENTS,
+    RIGHT_HIP,
+    RIGHT_KNEE,
+    SHOULDERS,
+    SPINE_UP,
+)
 
 __all__ = [  # the bone-map API lives in retarget_presets; one import serves the add-on
     "PRESETS", "BoneMap", "detect_preset", "find_bone_map", "load_bone_map", "save_bone_map",
@@ -70,10 +84,9 @@ Y_UP_FROM_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 """Blender (x, y, z) -> HumanML3D (x, z, -y); its transpose goes back: (x, y, z) -> (x, -z, y)."""
 
 _LEGS = (  # hip, knee, ankle, toe, ankle contact column, toe contact column
-    (1, 4, FOOT_LEFT[0], FOOT_LEFT[1], 0, 1),
-    (2, 5, FOOT_RIGHT[0], FOOT_RIGHT[1], 2, 3),
+    (LEFT_HIP, LEFT_KNEE, *FOOT_LEFT, 0, 1),
+    (RIGHT_HIP, RIGHT_KNEE, *FOOT_RIGHT, 2, 3),
 )
-_HIP_JOINTS, _SHOULDER_JOINTS = (1, 2), (16, 17)
 _FOOT_JOINTS = FOOT_LEFT + FOOT_RIGHT  # ankles and toes
 _CANONICAL_REST = canonical_rest_joints()  # (22, 3) the skeleton generated clips stand on
 GROUND_LIFT_LIMIT = 0.05
@@ -180,8 +193,8 @@ def rig_axes(heads: np.ndarray, mapped: Sequence[int]) -> np.ndarray | None:
     pose has no such joints.
     """
     where = {j: i for i, j in enumerate(mapped)}
-    top = next((j for j in (15, 12, 9, 6, 3) if j in where), None)
-    pair = next((p for p in (_HIP_JOINTS, _SHOULDER_JOINTS, (13, 14)) if set(p) <= set(where)),
+    top = next((j for j in SPINE_UP if j in where), None)
+    pair = next((p for p in (HIPS, SHOULDERS, COLLARS) if set(p) <= set(where)),
                 None)  # fmt: skip
     if top is None or pair is None:
         return None
@@ -374,7 +387,7 @@ def _twist_hints(rest_pos: np.ndarray, mapped: Sequence[int], rparents: Sequence
     the shoulders' axis turns with the arm. forward = left x up from the rig's hip line.
     """
     where = {j: i for i, j in enumerate(mapped)}
-    sides = [(a, b) for a, b in (_HIP_JOINTS, _SHOULDER_JOINTS, (13, 14)) if {a, b} <= set(where)]
+    sides = [(a, b) for a, b in (HIPS, SHOULDERS, COLLARS) if {a, b} <= set(where)]
     if not sides:
         return {}
     left = rest_pos[where[sides[0][0]]] - rest_pos[where[sides[0][1]]]
@@ -386,7 +399,7 @@ def _twist_hints(rest_pos: np.ndarray, mapped: Sequence[int], rparents: Sequence
     for joint, child in ((1, 4), (2, 5), (16, 18), (17, 19)):
         if joint in where and child in where and rparents[where[child]] == where[joint]:
             bone = rest_pos[where[child]] - rest_pos[where[joint]]
-            axis = np.cross(forward, bone) if joint in _HIP_JOINTS else np.cross(bone, forward)
+            axis = np.cross(forward, bone) if joint in HIPS else np.cross(bone, forward)
             hints[where[joint]] = tuple(axis)
     return hints
 

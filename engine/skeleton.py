@@ -20,6 +20,14 @@ JOINT_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 NUM_JOINTS = len(JOINT_NAMES)
 
+# Each joint's index by name, for code that picks joints (a test checks them against
+# JOINT_NAMES): ``joints[:, HEAD]`` rather than ``joints[:, 15]``.
+(
+    PELVIS, LEFT_HIP, RIGHT_HIP, SPINE1, LEFT_KNEE, RIGHT_KNEE, SPINE2, LEFT_ANKLE, RIGHT_ANKLE,
+    SPINE3, LEFT_FOOT, RIGHT_FOOT, NECK, LEFT_COLLAR, RIGHT_COLLAR, HEAD, LEFT_SHOULDER,
+    RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST,
+) = range(22)  # fmt: skip
+
 PARENTS: tuple[int, ...] = (
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19,
 )  # fmt: skip
@@ -57,14 +65,16 @@ BONE_LENGTHS = np.array(
 CANONICAL_OFFSETS = RAW_OFFSETS * BONE_LENGTHS[:, None]
 """(22, 3) rest offsets of each joint from its parent, metres."""
 
-FACE_JOINTS = (2, 1, 17, 16)
-"""Right hip, left hip, right shoulder, left shoulder.
-
-Frame 0's facing is up x ((r_hip - l_hip) + (r_shoulder - l_shoulder)).
-"""
-FOOT_LEFT = (7, 10)
-FOOT_RIGHT = (8, 11)
-LEG_SCALE_JOINTS = (5, 8)
+FACE_JOINTS = (RIGHT_HIP, LEFT_HIP, RIGHT_SHOULDER, LEFT_SHOULDER)
+"""Frame 0's facing is up x ((r_hip - l_hip) + (r_shoulder - l_shoulder))."""
+FOOT_LEFT = (LEFT_ANKLE, LEFT_FOOT)
+FOOT_RIGHT = (RIGHT_ANKLE, RIGHT_FOOT)
+HIPS = (LEFT_HIP, RIGHT_HIP)
+SHOULDERS = (LEFT_SHOULDER, RIGHT_SHOULDER)
+COLLARS = (LEFT_COLLAR, RIGHT_COLLAR)
+SPINE_UP = (HEAD, NECK, SPINE3, SPINE2, SPINE1)
+"""The spine from the top down: the highest of these a rig has gives its up direction."""
+LEG_SCALE_JOINTS = (RIGHT_KNEE, RIGHT_ANKLE)
 """Bones whose lengths set the scale when retargeting a clip to the canonical skeleton."""
 
 MIRROR_INDEX: tuple[int, ...] = tuple(

@@ -32,13 +32,15 @@ import torch
 
 from .errors import MotionError
 from .quaternion import matrix_to_quat
+from .skeleton import COLLARS, HIPS, PELVIS, SHOULDERS, SPINE1, SPINE2, SPINE3
 from .smpl_body import GENDERS, INSTALL_HINT, MODEL_TYPES, find_model_file
 from .smpl_model_file import read_model_arrays
 
 NUM_JOINTS = 22
 NUM_BODY_JOINTS = 21  # SMPL's 23 minus the two hands; SMPL-X's body joints
 POSE_DIMS = {"smpl": 72, "smplx": 165}  # AMASS layout: root, body, (jaw, eyes, hands), hands
-TORSO = (0, 1, 2, 3, 6, 9, 13, 14, 16, 17)  # joints that move (almost) rigidly with the root
+TORSO = (PELVIS, *HIPS, SPINE1, SPINE2, SPINE3, *COLLARS, *SHOULDERS)
+"""Joints that move (almost) rigidly with the root."""
 KNEES = (3, 4)  # body_pose indices (joint - 1) of the knees, which bend about +x only
 
 

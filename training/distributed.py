@@ -105,11 +105,3 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     dist.all_gather_object(gathered, obj)
     return gathered
 
-
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

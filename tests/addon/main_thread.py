@@ -2,7 +2,7 @@
 
 ``drive`` plays the loop Blender runs while the Generate operator is modal: every ``FRAME``
 seconds the interface runs its Python (here: drawing the Kinetext panels, as each redraw
-does) and, every ``operators.TIMER_STEP``, the operator's ``modal`` gets its TIMER event;
+does) and, every ``job_operator.TIMER_STEP``, the operator's ``modal`` gets its TIMER event;
 Esc is one more event. Each frame records how late it finished against when it was due:
 waiting for the interpreter lock held by another thread, and the modal step's own work on
 the main thread (listing 16 clips, say), both show there, as a frozen interface would.
@@ -104,7 +104,7 @@ def drive(
     """Start a generation with ``begin()`` (timed as the first frame) and play Blender's
     loop until the operator ends; Esc is pressed at the first frame where ``escape_when(job)``.
     """
-    from kinetext.addon.operators import TIMER_STEP
+    from kinetext.addon.job_operator import TIMER_STEP
 
     drawn = panels()
     timer = SimpleNamespace(type="TIMER", value="NOTHING")

@@ -156,3 +156,43 @@ def test_registers_and_explains_without_torch(tmp_path):
     assert lines["PRESETS"] == (
         "AUTO mixamo rigify rigify_fk unreal smplx bandai_namco biped character_creator"
     )
+
+
+def _sibling_imports(folder: Path) -> dict[str, set[str]]:
+    """Module -> the add-on modules it imports (``from . import x``, ``from .x import y``),
+    at the top or inside functions alike."""
+    import ast
+
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        found: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    found.add(node.module.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+        graph[name] = (found & modules) - {name}
+    return graph
+
+
+def test_the_addon_modules_import_each_other_without_a_circle():
+    """Paths, drawing helpers, the modal job base and the SMPL status have their own
+    modules, so no add-on module needs one that (through others) needs it back."""
+    graph = _sibling_imports(REPO_ROOT / "addon")
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            assert state.get(other) != 1, " -> ".join([*trail, module, other])
+            if other not in state:
+                visit(other, [*trail, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert {"paths", "ui", "job_operator", "smpl_status"} <= set(graph)

