@@ -266,10 +266,15 @@ def detect_joint_map(names: Sequence[str], maps: Sequence[JointMap] | None = Non
     best = min(maps, key=share)
     lacks = missing[best.name]
     shown = ", ".join(lacks[:6]) + (f" and {len(lacks) - 6} more" if len(lacks) > 6 else "")
+    skeleton = f"{len(names)} joints, first {names[0] if names else '-'}"
+    if len(lacks) == len(best.source_names()):
+        closest = f"no joint map knows any of its joint names ({skeleton})"
+    else:
+        closest = f"no joint map fits this skeleton ({skeleton}); closest '{best.name}'"
+        closest += f" lacks {shown}"
     raise MotionError(
-        f"no joint map fits this skeleton ({len(names)} joints, first {names[0] if names else '-'}"
-        f"); closest '{best.name}' lacks {shown}. Write a JSON joint map for it "
-        "(docs/dataset.md, 'Joint maps') and pass it with --map-file"
+        f"{closest}. Write a JSON joint map for it (docs/dataset.md, 'Joint maps') and pass "
+        "it with --map-file"
     )
 
 

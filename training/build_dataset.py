@@ -545,12 +545,18 @@ def _build_into(
             if data is None:
                 reason = error.replace(f"{root}{os.sep}", "")
                 collected.skipped.append(Skipped(clip.name, reason))
-                if bare_reason(collected.skipped[-1]) not in reasons:  # the CLI lists all
-                    tqdm.write(f"skipped {clip.name}: {reason}")
-                reasons.add(bare_reason(collected.skipped[-1]))
+                bare = bare_reason(collected.skipped[-1])
+                if bare not in reasons:  # once per reason; the CLI lists every file at the end
+                    tqdm.write(f"skipped {clip.name}: {bare}")
+                reasons.add(bare)
             else:
                 clip_id, split = f"{index:0{width}d}", split_by_name[clip.name]
                 collected.add(clip, index, clip_id, split, data, found.attribution)
+    if not collected.labels:
+        raise MotionError(
+            f"{source}: none of the {len(tasks)} files could be built (each reason is printed "
+            "above with its first file)"
+        )
     collected.write_tables()
     skipped = sorted(collected.skipped, key=lambda s: s.file)
     summary = _summary(source, fmt, settings, found, collected.labels, collected.split_of, skipped)

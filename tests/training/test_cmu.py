@@ -125,9 +125,18 @@ def test_an_unknown_skeleton_is_one_short_line_naming_the_closest_map_and_the_fl
     assert status == 2  # nothing could be built
     captured = capsys.readouterr()
     both = captured.out + captured.err
-    assert both.count("no joint map fits") == 1  # said once, not once per file and again
-    line = next(line for line in both.splitlines() if "no joint map fits" in line)
-    assert len(line) < 300 and "closest" in line and "lacks" in line and "--map-file" in line
+    assert both.count("no joint map knows") == 1  # said once, not once per file and again
+    line = next(line for line in both.splitlines() if "no joint map knows" in line)
+    assert len(line) < 250 and "Studio_Pelvis" in line and "--map-file" in line
+    assert "none of the 3 files could be built" in captured.err
+
+    near = unknown_skeleton_folder(tmp_path / "near", count=2)  # SMPL names, loosely written
+    for take in near.glob("*.bvh"):  # ... but for two joints
+        text = take.read_text().replace("Studio_", "").replace("Spine1", "Belly")
+        take.write_text(text.replace("LeftKnee", "KneeCapL"))
+    assert main(["build-dataset", str(near), str(tmp_path / "out"), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "closest 'smpl' lacks spine1, left_knee. Write" in captured.out + captured.err
 
 
 def test_a_json_map_file_or_a_map_in_the_user_folder_reads_the_studio_skeleton(
