@@ -348,13 +348,22 @@ def load_joint_map(path: str | os.PathLike) -> JointMap:
         raise MotionError(f"{path}: {exc}") from exc
 
 
+def available_maps(folder: str | os.PathLike | None = None) -> tuple[JointMap, ...]:
+    """The maps a read may take: the user's (``user_joint_maps``) first, then the built-in
+    ones; detection prefers the user's among equally specific maps."""
+    return (*user_joint_maps(folder), *JOINT_MAPS.values())
+
+
 def resolve_joint_map(
     wanted: str | JointMap | None, maps: Sequence[JointMap] | None = None
 ) -> JointMap | None:
-    """A map by name among ``maps`` (default ``JOINT_MAPS``), a JointMap as it is, or None
-    (detect); MotionError lists the known names for an unknown one."""
+    """A map by name among ``maps`` (default ``JOINT_MAPS``), from a ``.json`` file path, a
+    JointMap as it is, or None (detect); MotionError lists the known names for an unknown
+    one."""
     if wanted is None or isinstance(wanted, JointMap):
         return wanted
+    if wanted.lower().endswith(".json"):
+        return load_joint_map(wanted)
     known = {m.name: m for m in (JOINT_MAPS.values() if maps is None else maps)}
     if wanted not in known:
         raise MotionError(f"unknown joint map '{wanted}'; known: {', '.join(known)}")

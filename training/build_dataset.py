@@ -44,12 +44,11 @@ from engine.bvh_units import parse_units
 from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
 from engine.joint_map import (
-    JOINT_MAPS,
     JointMap,
+    available_maps,
     load_joint_map,
     read_canonical,
     resolve_joint_map,
-    user_joint_maps,
 )
 from engine.skeleton import FPS
 from training.bandai import discover_bandai, looks_like_bandai
@@ -105,7 +104,7 @@ class BuildSettings:
         the user's maps and the built-in ones, or detection among those (user's first)."""
         if self.map_file is not None:
             return ReadOptions(load_joint_map(self.map_file), self.units)
-        maps = (*user_joint_maps(self.map_dir), *JOINT_MAPS.values())
+        maps = available_maps(self.map_dir)
         return ReadOptions(resolve_joint_map(self.map_name, maps), self.units, maps)
 
     def __post_init__(self) -> None:
