@@ -295,10 +295,14 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(array))
 
 
-def _write_clip(root: Path, clip_id: str, joints, features, captions: Sequence[str]) -> None:
+def _write_clip(
+    root: Path, clip_id: str, joints, features, captions: Sequence[str],
+    spans: Sequence[tuple[str, float, float]] = (),
+) -> None:  # fmt: skip
     _save_npy(root / "new_joints" / f"{clip_id}.npy", joints)
     _save_npy(root / "new_joint_vecs" / f"{clip_id}.npy", features)
     lines = "".join(format_text_line(c) + "\n" for c in captions)
+    lines += "".join(format_text_line(c, start, end) + "\n" for c, start, end in spans)
     (root / "texts" / f"{clip_id}.txt").write_text(lines, encoding="utf-8")
 
 
@@ -481,9 +485,12 @@ class _Collected:
     ):  # fmt: skip
         """Write a clip and its mirror; record both in labels.json and the split."""
         mirror_id = "M" + clip_id
-        _write_clip(self.work, clip_id, data.joints, data.features, clip.captions)
+        _write_clip(self.work, clip_id, data.joints, data.features, clip.captions, clip.spans)
         mirrored = [mirror_caption(c) for c in clip.captions]
-        _write_clip(self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored)
+        spans = [(mirror_caption(c), start, end) for c, start, end in clip.spans]
+        _write_clip(
+            self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored, spans
+        )
         self.labels[clip_id] = {"source": clip.name, "frames": len(data.joints),
                                 "labels": clip.labels, "mirror_of": None}  # fmt: skip
         if data.read:

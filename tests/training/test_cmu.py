@@ -52,8 +52,10 @@ def write_cmu_folder(root: Path) -> Path:
 
 
 def captions_of(out: Path, clip_id: str) -> list[str]:
+    """The whole-clip captions of a clip (not those of its timed parts)."""
     lines = (out / "texts" / f"{clip_id}.txt").read_text(encoding="utf-8").splitlines()
-    return [parse_text_line(line).caption for line in lines]
+    parsed = [parse_text_line(line) for line in lines]
+    return [x.caption for x in parsed if (x.start, x.end) == (0.0, 0.0)]
 
 
 def test_cmu_folder_builds_from_the_command_line_with_true_captions_and_the_credit(
@@ -227,3 +229,29 @@ def test_real_clips_read_as_rigid_standing_bodies_with_feet_on_the_floor(
     if on_floor:  # the lowest foot; subject 7's capture floor rises about 6 cm over 3 s
         feet = joints[:, [7, 8, 10, 11], 1].min(axis=1)
         assert np.median(feet) < 0.05 and np.percentile(feet, 95) < 0.1
+
+
+def test_timed_parts_of_a_long_take_are_spans_the_loader_crops_within(tmp_path):
+    """001_08's parts (walk up and climb, sit on top, climb down) are written as
+    ``#start#end`` lines, cut to the clip (a 12 s fixture keeps two), mirrored, and the
+    HumanML3D loader makes an item of each part that starts where the part does."""
+    from training.data.humanml3d import MotionDataset
+
+    source, out = write_cmu_folder(tmp_path / "cmu"), tmp_path / "hml"
+    argv = ["build-dataset", str(source), str(out), "--workers", "1", "--split", "1,0,0"]
+    assert main(argv) == 0
+    labels = json.loads((out / "labels.json").read_text())
+    take = next(i for i, e in labels.items() if e["source"] == "bvh/001_08.bvh")
+    lines = [parse_text_line(x) for x in (out / "texts" / f"{take}.txt").read_text().splitlines()]
+    parts = {(x.start, x.end) for x in lines if (x.start, x.end) != (0.0, 0.0)}
+    assert parts == {(0.0, 6.0), (6.0, 12.0)}  # the third part (18.5-21.8 s) is past 12 s
+    sitting = {x.caption for x in lines if x.start == 6.0}
+    assert "a person sits up on a climbing frame with the legs dangling" in sitting
+    mirror = (out / "texts" / f"M{take}.txt").read_text()
+    assert "#6.0#12.0" in mirror
+    data = MotionDataset(out, "train", mirror=False)
+    starts = {
+        data[i].start: set(data.captions(i)) for i in range(len(data)) if data.item_id(i) == take
+    }
+    assert starts[120] == sitting  # 6 s at 20 fps: the sitting part, whole (120 frames)
+    assert any("walks to a climbing frame" in c for c in starts[0])
