@@ -3,7 +3,7 @@
     generate "PROMPT" [--seconds S] [--seed N] [--variations K] --out FILE(.npy|.bvh|.png|.gif|.mp4)
     features IN.npy OUT.npy        joints (T,22,3) metres Y-up -> (T-1,263) features
     recover IN.npy OUT.npy         features (T,263) -> joints (T,22,3)
-    bvh2joints IN.bvh OUT.npy [--map NAME] [--units auto|m|cm|mm|in|N] [--raw]
+    bvh2joints IN.bvh OUT.npy [--map NAME|FILE.json] [--units auto|m|cm|mm|in|N] [--raw]
     joints2bvh IN.npy OUT.bvh [--fps 20] [--scale 1.0]
     render IN.(npy|bvh) OUT.(png|gif|mp4) [--units ...]
     demo [--bvh FILE] [--units ...] [--out DIR]  BVH (or a procedural walk) -> features -> joints
@@ -109,9 +109,9 @@ def _joints_from(path: str, map_name: str | None = None, units: Units = "auto") 
     A unit told from the skeleton's size is said on stderr, so a wrong guess is visible.
     """
     if path.lower().endswith(".bvh"):
-        from .joint_map import read_canonical
+        from .joint_map import available_maps, read_canonical
 
-        clip = read_canonical(path, map_name, units=units)
+        clip = read_canonical(path, map_name, units=units, maps=available_maps())
         if clip.units.detected:
             note = f"note: {path}: units {clip.units.describe()}; --units overrides"
             print(note, file=sys.stderr)
@@ -450,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     b2j = sub.add_parser("bvh2joints", help="BVH -> canonical joints at 20 fps, metres, Y up")
     b2j.add_argument("inp", metavar="IN.bvh")
     b2j.add_argument("out", metavar="OUT.npy")
-    b2j.add_argument("--map", default=None, help="joint map (default: detect from the names)")
+    map_help = ("joint map: a built-in or user map's name, or a JSON joint map file "
+                "(default: detect from the joint names)")  # fmt: skip
+    b2j.add_argument("--map", "--map-file", dest="map", default=None, help=map_help)
     _add_units(b2j, None, " (default auto; with --raw, default: keep the file's units)")
     raw_help = "every joint's world position in the file's axes and frame rate, file units"
     b2j.add_argument("--raw", action="store_true", help=raw_help + " unless --units is given")
@@ -485,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="BVH or procedural walk -> features -> joints, previews")
     demo.add_argument("--bvh", default=None, help="a BVH clip (default: a procedural walk)")
-    demo.add_argument("--map", default=None, help="joint map of the BVH (default: detect)")
+    demo.add_argument("--map", "--map-file", dest="map", default=None, help=map_help)
     _add_units(demo, "auto", " (default auto)")
     demo.add_argument("--out", default="demo", help="folder to write into (default: ./demo)")
     demo.set_defaults(run=_cmd_demo)

@@ -266,10 +266,15 @@ def detect_joint_map(names: Sequence[str], maps: Sequence[JointMap] | None = Non
     best = min(maps, key=share)
     lacks = missing[best.name]
     shown = ", ".join(lacks[:6]) + (f" and {len(lacks) - 6} more" if len(lacks) > 6 else "")
+    skeleton = f"{len(names)} joints, first {names[0] if names else '-'}"
+    if len(lacks) == len(best.source_names()):
+        closest = f"no joint map knows any of its joint names ({skeleton})"
+    else:
+        closest = f"no joint map fits this skeleton ({skeleton}); closest '{best.name}'"
+        closest += f" lacks {shown}"
     raise MotionError(
-        f"no joint map fits this skeleton ({len(names)} joints, first {names[0] if names else '-'}"
-        f"); closest '{best.name}' lacks {shown}. Write a JSON joint map for it "
-        "(docs/dataset.md, 'Joint maps') and pass it with --map-file"
+        f"{closest}. Write a JSON joint map for it (docs/dataset.md, 'Joint maps') and pass "
+        "it with --map-file"
     )
 
 
@@ -343,13 +348,22 @@ def load_joint_map(path: str | os.PathLike) -> JointMap:
         raise MotionError(f"{path}: {exc}") from exc
 
 
+def available_maps(folder: str | os.PathLike | None = None) -> tuple[JointMap, ...]:
+    """The maps a read may take: the user's (``user_joint_maps``) first, then the built-in
+    ones; detection prefers the user's among equally specific maps."""
+    return (*user_joint_maps(folder), *JOINT_MAPS.values())
+
+
 def resolve_joint_map(
     wanted: str | JointMap | None, maps: Sequence[JointMap] | None = None
 ) -> JointMap | None:
-    """A map by name among ``maps`` (default ``JOINT_MAPS``), a JointMap as it is, or None
-    (detect); MotionError lists the known names for an unknown one."""
+    """A map by name among ``maps`` (default ``JOINT_MAPS``), from a ``.json`` file path, a
+    JointMap as it is, or None (detect); MotionError lists the known names for an unknown
+    one."""
     if wanted is None or isinstance(wanted, JointMap):
         return wanted
+    if wanted.lower().endswith(".json"):
+        return load_joint_map(wanted)
     known = {m.name: m for m in (JOINT_MAPS.values() if maps is None else maps)}
     if wanted not in known:
         raise MotionError(f"unknown joint map '{wanted}'; known: {', '.join(known)}")

@@ -44,12 +44,11 @@ from engine.bvh_units import parse_units
 from engine.errors import MotionError
 from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
 from engine.joint_map import (
-    JOINT_MAPS,
     JointMap,
+    available_maps,
     load_joint_map,
     read_canonical,
     resolve_joint_map,
-    user_joint_maps,
 )
 from engine.skeleton import FPS
 from training.bandai import discover_bandai, looks_like_bandai
@@ -105,7 +104,7 @@ class BuildSettings:
         the user's maps and the built-in ones, or detection among those (user's first)."""
         if self.map_file is not None:
             return ReadOptions(load_joint_map(self.map_file), self.units)
-        maps = (*user_joint_maps(self.map_dir), *JOINT_MAPS.values())
+        maps = available_maps(self.map_dir)
         return ReadOptions(resolve_joint_map(self.map_name, maps), self.units, maps)
 
     def __post_init__(self) -> None:
@@ -296,10 +295,14 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(array))
 
 
-def _write_clip(root: Path, clip_id: str, joints, features, captions: Sequence[str]) -> None:
+def _write_clip(
+    root: Path, clip_id: str, joints, features, captions: Sequence[str],
+    spans: Sequence[tuple[str, float, float]] = (),
+) -> None:  # fmt: skip
     _save_npy(root / "new_joints" / f"{clip_id}.npy", joints)
     _save_npy(root / "new_joint_vecs" / f"{clip_id}.npy", features)
     lines = "".join(format_text_line(c) + "\n" for c in captions)
+    lines += "".join(format_text_line(c, start, end) + "\n" for c, start, end in spans)
     (root / "texts" / f"{clip_id}.txt").write_text(lines, encoding="utf-8")
 
 
@@ -482,9 +485,12 @@ class _Collected:
     ):  # fmt: skip
         """Write a clip and its mirror; record both in labels.json and the split."""
         mirror_id = "M" + clip_id
-        _write_clip(self.work, clip_id, data.joints, data.features, clip.captions)
+        _write_clip(self.work, clip_id, data.joints, data.features, clip.captions, clip.spans)
         mirrored = [mirror_caption(c) for c in clip.captions]
-        _write_clip(self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored)
+        spans = [(mirror_caption(c), start, end) for c, start, end in clip.spans]
+        _write_clip(
+            self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored, spans
+        )
         self.labels[clip_id] = {"source": clip.name, "frames": len(data.joints),
                                 "labels": clip.labels, "mirror_of": None}  # fmt: skip
         if data.read:
@@ -545,12 +551,18 @@ def _build_into(
             if data is None:
                 reason = error.replace(f"{root}{os.sep}", "")
                 collected.skipped.append(Skipped(clip.name, reason))
-                if bare_reason(collected.skipped[-1]) not in reasons:  # the CLI lists all
-                    tqdm.write(f"skipped {clip.name}: {reason}")
-                reasons.add(bare_reason(collected.skipped[-1]))
+                bare = bare_reason(collected.skipped[-1])
+                if bare not in reasons:  # once per reason; the CLI lists every file at the end
+                    tqdm.write(f"skipped {clip.name}: {bare}")
+                reasons.add(bare)
             else:
                 clip_id, split = f"{index:0{width}d}", split_by_name[clip.name]
                 collected.add(clip, index, clip_id, split, data, found.attribution)
+    if not collected.labels:
+        raise MotionError(
+            f"{source}: none of the {len(tasks)} files could be built (each reason is printed "
+            "above with its first file)"
+        )
     collected.write_tables()
     skipped = sorted(collected.skipped, key=lambda s: s.file)
     summary = _summary(source, fmt, settings, found, collected.labels, collected.split_of, skipped)

@@ -13,7 +13,8 @@ per clip, so that they are true of what a model is trained on:
 - A longer take of several actions gets only captions true of any 9.8 s window of it: the
   activity ("a person clambers about on playground equipment"), or the actions it repeats
   throughout (measured: 002_06 bends over and lifts an arm every 3 s; 001_01 jumps every
-  2-3 s). Which actions happen when is not in the listing.
+  2-3 s). Which actions happen when is not in the listing; where it was timed on the
+  motion (``SPANS``), the parts are captioned too, as ``#start#end`` spans.
 
 Licence: free for research and in commercially sold products, but not to be resold as
 data, even converted; the credit line ``ATTRIBUTION`` goes with anything built from it.
@@ -240,6 +241,45 @@ PHRASES: dict[str, Phrases] = {
 }  # fmt: skip
 
 
+SPANS: dict[tuple[str, str], tuple[tuple[float, float, tuple[str, ...]], ...]] = {
+    ("001_08", "playground - climb, sit, dangle legs, rock back, lower self to ground"): (
+        (0.0, 6.0, ("a person walks to a climbing frame and climbs up onto it",
+                    "someone climbs up onto playground equipment")),
+        (6.0, 18.5, ("a person sits up on a climbing frame with the legs dangling",
+                     "someone sits high on a jungle gym, legs hanging down")),
+        (18.5, 21.8, ("a person climbs down from a climbing frame to the ground",
+                      "someone lowers themselves from playground equipment to the ground")),
+    ),
+    ("001_14", "playground - climb, jump down, dangle, legs push off against"): (
+        (0.0, 2.5, ("a person jumps down from a climbing frame",
+                    "someone drops from playground equipment to the ground")),
+    ),
+}  # fmt: skip
+"""Parts of long takes, timed on the motion (seconds of the 20 fps clip; pelvis and foot
+heights per second, checked on rendered contact sheets): 001_08 walks up and climbs (pelvis
+1.1 -> 1.8 m by 5-6 s), sits on top with the feet 0.7-1.7 m above the floor until 18.5 s,
+and is back on the ground by 20 s; 001_14 starts crouched on top and lands at 1.5 s. Each
+part is a ``ClipSource`` span (``#start#end``), so a crop of it is captioned by it; the
+whole take keeps its activity captions."""
+MIN_SPAN_S = 2.0
+"""Shortest part kept once a span is cut to the clip's length (loaders need 40 frames)."""
+
+
+def clip_spans(
+    key: tuple[str, str], seconds: float, seed: int, name: str
+) -> tuple[tuple[str, float, float], ...]:
+    """The timed parts of one take (``SPANS``), cut to its ``seconds``, two captions each,
+    in an order drawn like ``clip_captions``."""
+    out = []
+    for start, end, captions in SPANS.get(key, ()):
+        end = min(end, seconds)
+        if end - start >= MIN_SPAN_S:
+            order = list(captions)
+            random.Random(f"{seed}:{name}:{start}").shuffle(order)
+            out += [(caption, start, end) for caption in order]
+    return tuple(out)
+
+
 def read_index(path: Path) -> dict[tuple[int, int], str]:
     """``cmu-index.csv`` -> {(subject, trial): description}."""
     table = {}
@@ -329,5 +369,6 @@ def discover_cmu(root: Path, seed: int = 0) -> Discovery:
         labels = {"description": description, "activity": phrases.activity,
                   "subject": f"{key[0]:02d}"}  # fmt: skip
         captions = clip_captions(phrases, seconds, seed, name)
-        clips.append(ClipSource(path, name, captions, labels, group=phrases.activity))
+        spans = clip_spans((path.stem, description), seconds, seed, name)
+        clips.append(ClipSource(path, name, captions, labels, phrases.activity, spans=spans))
     return Discovery(clips, skipped, attribution=ATTRIBUTION, licence=LICENCE_NOTE)

@@ -37,6 +37,8 @@ class ClipSource:
     ``name`` is the path relative to the source root in POSIX form: clips are sorted by it,
     ids follow that order and ``labels.json`` records it as the clip's source.
     ``group`` keeps clips of one kind (e.g. one content label) spread over all splits.
+    ``spans`` caption parts of the clip (HumanML3D's ``#start#end``): the loaders train on
+    crops of the span only, so a take of several actions can say which is where.
     """
 
     path: Path
@@ -46,6 +48,7 @@ class ClipSource:
     group: str = ""
     terms: str = ""  # the clip's own licence where a source mixes several (labels.json)
     split: str = ""  # "" drawn by the builder; "train" pins it (an action with one clip)
+    spans: tuple[tuple[str, float, float], ...] = ()  # (caption, start s, end s) of a part
 
 
 @dataclass(frozen=True)

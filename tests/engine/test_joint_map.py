@@ -271,3 +271,28 @@ def test_a_z_up_export_comes_back_standing_and_sideways_is_refused(tmp_path, cap
     write_bvh(path, turned_bvh(y_up, sideways))
     with pytest.raises(MotionError, match="stands along X.*export the BVH with Y or Z up"):
         read_canonical(path, "smpl")
+
+
+def test_engine_cli_reads_a_studio_skeleton_with_a_json_map_file_or_the_user_folder(
+    tmp_path, monkeypatch, capsys
+):
+    from engine.cli import main
+    from engine.demo_clip import walk_cycle
+
+    names = {j: f"Rig_{i:02d}" for i, j in enumerate(JOINT_NAMES)}
+    bvh = canonical_bvh(walk_cycle(1.0))
+    path = tmp_path / "studio.bvh"
+    write_bvh(path, type(bvh)([names[n] for n in bvh.names], bvh.parents, bvh.offsets,
+                              bvh.channels, bvh.frame_time, bvh.motion, bvh.end_sites))  # fmt: skip
+    out = tmp_path / "joints.npy"
+    assert main(["bvh2joints", str(path), str(out)]) == 2
+    assert "no joint map knows any of its joint names" in capsys.readouterr().err
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "rig.json").write_text(json.dumps({"name": "rig", "bones": names}))
+    assert main(["bvh2joints", str(path), str(out), "--map-file", str(maps / "rig.json")]) == 0
+    direct = read_canonical(path, load_joint_map(maps / "rig.json")).joints
+    np.testing.assert_allclose(np.load(out), direct)
+    monkeypatch.setenv("KINETEXT_JOINT_MAPS", str(maps))
+    out.unlink()
+    assert main(["bvh2joints", str(path), str(out)]) == 0 and out.exists()  # detected

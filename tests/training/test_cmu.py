@@ -52,8 +52,10 @@ def write_cmu_folder(root: Path) -> Path:
 
 
 def captions_of(out: Path, clip_id: str) -> list[str]:
+    """The whole-clip captions of a clip (not those of its timed parts)."""
     lines = (out / "texts" / f"{clip_id}.txt").read_text(encoding="utf-8").splitlines()
-    return [parse_text_line(line).caption for line in lines]
+    parsed = [parse_text_line(line) for line in lines]
+    return [x.caption for x in parsed if (x.start, x.end) == (0.0, 0.0)]
 
 
 def test_cmu_folder_builds_from_the_command_line_with_true_captions_and_the_credit(
@@ -125,9 +127,18 @@ def test_an_unknown_skeleton_is_one_short_line_naming_the_closest_map_and_the_fl
     assert status == 2  # nothing could be built
     captured = capsys.readouterr()
     both = captured.out + captured.err
-    assert both.count("no joint map fits") == 1  # said once, not once per file and again
-    line = next(line for line in both.splitlines() if "no joint map fits" in line)
-    assert len(line) < 300 and "closest" in line and "lacks" in line and "--map-file" in line
+    assert both.count("no joint map knows") == 1  # said once, not once per file and again
+    line = next(line for line in both.splitlines() if "no joint map knows" in line)
+    assert len(line) < 250 and "Studio_Pelvis" in line and "--map-file" in line
+    assert "none of the 3 files could be built" in captured.err
+
+    near = unknown_skeleton_folder(tmp_path / "near", count=2)  # SMPL names, loosely written
+    for take in near.glob("*.bvh"):  # ... but for two joints
+        text = take.read_text().replace("Studio_", "").replace("Spine1", "Belly")
+        take.write_text(text.replace("LeftKnee", "KneeCapL"))
+    assert main(["build-dataset", str(near), str(tmp_path / "out"), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "closest 'smpl' lacks spine1, left_knee. Write" in captured.out + captured.err
 
 
 def test_a_json_map_file_or_a_map_in_the_user_folder_reads_the_studio_skeleton(
@@ -218,3 +229,29 @@ def test_real_clips_read_as_rigid_standing_bodies_with_feet_on_the_floor(
     if on_floor:  # the lowest foot; subject 7's capture floor rises about 6 cm over 3 s
         feet = joints[:, [7, 8, 10, 11], 1].min(axis=1)
         assert np.median(feet) < 0.05 and np.percentile(feet, 95) < 0.1
+
+
+def test_timed_parts_of_a_long_take_are_spans_the_loader_crops_within(tmp_path):
+    """001_08's parts (walk up and climb, sit on top, climb down) are written as
+    ``#start#end`` lines, cut to the clip (a 12 s fixture keeps two), mirrored, and the
+    HumanML3D loader makes an item of each part that starts where the part does."""
+    from training.data.humanml3d import MotionDataset
+
+    source, out = write_cmu_folder(tmp_path / "cmu"), tmp_path / "hml"
+    argv = ["build-dataset", str(source), str(out), "--workers", "1", "--split", "1,0,0"]
+    assert main(argv) == 0
+    labels = json.loads((out / "labels.json").read_text())
+    take = next(i for i, e in labels.items() if e["source"] == "bvh/001_08.bvh")
+    lines = [parse_text_line(x) for x in (out / "texts" / f"{take}.txt").read_text().splitlines()]
+    parts = {(x.start, x.end) for x in lines if (x.start, x.end) != (0.0, 0.0)}
+    assert parts == {(0.0, 6.0), (6.0, 12.0)}  # the third part (18.5-21.8 s) is past 12 s
+    sitting = {x.caption for x in lines if x.start == 6.0}
+    assert "a person sits up on a climbing frame with the legs dangling" in sitting
+    mirror = (out / "texts" / f"M{take}.txt").read_text()
+    assert "#6.0#12.0" in mirror
+    data = MotionDataset(out, "train", mirror=False)
+    starts = {
+        data[i].start: set(data.captions(i)) for i in range(len(data)) if data.item_id(i) == take
+    }
+    assert starts[120] == sitting  # 6 s at 20 fps: the sitting part, whole (120 frames)
+    assert any("walks to a climbing frame" in c for c in starts[0])
