@@ -5,8 +5,11 @@
 # of 5 after a warm-up), for the code before the refactor and after it, run alternately.
 #
 # Run from the repository root on the device with .carry carried:
-#   before (once, here): rm -rf .carry/engine-before && mkdir -p .carry/engine-before &&
-#     git archive 6bf67bc engine ':!engine/checkpoints' | tar -x -C .carry/engine-before
+#   before (once, here): main just before issue 16's first refactor commit (7504b6a), with
+#   today's cleanup (the lead's foot pins changed since and cleanup is inside the timing):
+#     rm -rf .carry/engine-before && mkdir -p .carry/engine-before &&
+#     git archive 88f84af engine ':!engine/checkpoints' | tar -x -C .carry/engine-before &&
+#     cp engine/cleanup.py engine/foot_cleanup.py .carry/engine-before/engine/
 #   device: bash docs/bench_issue16.sh        (writes everything under $OUT)
 # Without .carry/engine-before only the code of this tree is timed.
 set -uo pipefail
