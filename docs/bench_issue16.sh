@@ -10,7 +10,7 @@
 #     rm -rf .carry/engine-before && mkdir -p .carry/engine-before &&
 #     git archive 88f84af engine ':!engine/checkpoints' | tar -x -C .carry/engine-before &&
 #     cp engine/cleanup.py engine/foot_cleanup.py .carry/engine-before/engine/
-#   device: bash docs/bench_issue16.sh        (writes everything under $OUT)
+#   device: bash docs/bench_issue16.sh        (writes everything under $OUT; ROUNDS=1 for one round)
 # Without .carry/engine-before only the code of this tree is timed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -52,7 +52,7 @@ bench() {  # bench LABEL DIR ARGS...: one benchmark run from DIR's engine
 }
 trees=("after:$ROOT")
 [[ -d .carry/engine-before/engine ]] && trees=("before:$ROOT/.carry/engine-before" "${trees[@]}")
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
   for tree in "${trees[@]}"; do
     name=${tree%%:*} dir=${tree#*:}
     bench "$name-r$round-mlagen" "$dir" --generators mlagen
