@@ -34,6 +34,7 @@ from . import skeleton as _skeleton
 from .config import Config
 from .errors import MotionError
 from .hub import Source, resolve_source
+from .knowledge import KNOWLEDGE_JSON, Knowledge, check_encoder, read_knowledge, write_knowledge
 from .models.registry import registered_models
 from .text_encoder import TextEncoderConfig
 from .weights import (
@@ -55,6 +56,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILES = (
     CONFIG_FILE, INDEX_FILE, "*.safetensors", "README.md", "LICENSE*", "text_encoder/*",
+    KNOWLEDGE_JSON,
 )  # fmt: skip
 # A text encoder named "./FOLDER" lives inside the checkpoint (a converted MoLingo release
 # carries its T5 there); loading resolves it against the checkpoint's folder.
@@ -106,6 +108,8 @@ class Checkpoint:
     attribution: str
     metadata: dict[str, Any]
     source: Source | None = None  # where it was loaded from (Hub repo and commit, or a path)
+    # what it was trained on (engine.knowledge); None: it does not say (a MoLingo release)
+    knowledge: Knowledge | None = None
 
 
 # ---- saving --------------------------------------------------------------------------------
@@ -125,13 +129,15 @@ def save_checkpoint(
     skeleton: SkeletonInfo | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
     dtype: torch.dtype | None = None,
+    knowledge: Knowledge | None = None,
 ) -> Path:
     """Write ``models`` and their context to ``folder``, atomically.
 
     Everything is written to a hidden folder beside ``folder`` first and renamed into place
     only once complete, so a failed save leaves an existing checkpoint untouched. ``dtype``
     casts floating-point tensors (e.g. ``torch.bfloat16`` to halve the download). A tensor
-    larger than ``max_shard_bytes`` gets a shard of its own.
+    larger than ``max_shard_bytes`` gets a shard of its own. ``knowledge``: the description
+    of the training data (``engine.knowledge``) written beside the weights.
     """
     folder = Path(folder)
     header = _checkpoint_config(
@@ -146,6 +152,9 @@ def save_checkpoint(
         partial.mkdir()
         write_json(partial / CONFIG_FILE, header.to_dict())
         write_sharded(partial, tensors, max_shard_bytes)
+        if knowledge is not None:
+            check_encoder(knowledge, text_encoder.to_dict(), folder)
+            write_knowledge(partial, knowledge)
         swap_in(partial, folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -268,6 +277,9 @@ def load_checkpoint(
     _check_weights(expected, specs, sources, folder)
     _check_normaliser(header, configs, where)
     models = {name: _build_model(name, built[name], configs[name], where) for name in built}
+    knowledge = read_knowledge(folder, root)
+    if knowledge is not None:
+        check_encoder(knowledge, header.text_encoder.to_dict(), folder)
     weights, sources = read_weights(folder, root)
     check_finite(weights, sources, folder)
     for name, model in models.items():
@@ -280,7 +292,7 @@ def load_checkpoint(
         folder, models, configs, _inside(header.text_encoder, folder),
         np.asarray(header.mean, np.float32),
         np.asarray(header.std, np.float32), header.fps, header.skeleton, header.license,
-        header.attribution, header.metadata, source,
+        header.attribution, header.metadata, source, knowledge,
     )  # fmt: skip
 
 

@@ -12,6 +12,9 @@
                                    a published MoLingo release -> checkpoint folder
     download-molingo --representation 263|272 --out DIR [--mean-std FOLDER]
                                    the authors' release zips -> checkpoint folder
+    info [CHECKPOINT] [--prompt TEXT ...] [--json]
+                                   data sets, vocabulary, sizes, licences, sampling defaults;
+                                   with --prompt, how close each prompt is to what it learned
 
 Joints are metres everywhere in the engine. A BVH has no unit field, so commands reading one
 tell metres, centimetres or millimetres from its rest skeleton's size (``--units auto``, the
@@ -296,6 +299,7 @@ def _check_generate(args: argparse.Namespace) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh_files
+    from .knowledge import warning_for
     from .pipeline import generate
 
     suffix = Path(args.out).suffix.lower()
@@ -310,6 +314,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     for warning in motion.diagnostics.get("prompt_notes", []):
         print(f"warning: {warning}", file=sys.stderr)
+    for match in motion.diagnostics.get("knowledge") or []:
+        far = warning_for(match)
+        if far:
+            print(f"warning: {far}", file=sys.stderr)
     if suffix == ".npy":
         _save_npy(args.out, motion.joints)
         written = [args.out]
@@ -400,6 +408,27 @@ def _cmd_download_molingo(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(file=sys.stderr)
     print(f"downloaded and converted the MoLingo {args.representation} release -> {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .info import checkpoint_info, format_info, prompt_matches
+    from .knowledge import UNKNOWN, warning_for
+
+    info = checkpoint_info(args.checkpoint, args.revision)
+    if args.prompt:
+        info["prompts"] = prompt_matches(args.prompt, args.checkpoint, args.revision)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(format_info(info))
+    if args.prompt and info["prompts"] is None:
+        print(f"prompts: {UNKNOWN}, so they cannot be checked against it")
+    for match in info.get("prompts") or []:
+        nearest = "; ".join(f"'{n['caption']}' {n['similarity']:.2f}" for n in match["nearest"])
+        verdict = warning_for(match) or "like what it was trained on"
+        print(f"prompt '{match['prompt']}': similarity {match['similarity']:.2f}, {verdict}")
+        print(f"  nearest: {nearest}")
     return 0
 
 
@@ -513,6 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--mirror", default=None, metavar="URL",
                     help="fetch the zips, by their file names, from this mirror")
     dl.set_defaults(run=_cmd_download_molingo)
+
+    info = sub.add_parser("info", help="what a checkpoint was trained on, its sizes and terms")
+    info.add_argument("checkpoint", nargs="?", default=None,
+                      help="folder or Hugging Face id (default: the embedded checkpoint)")
+    info.add_argument("--revision", default=None, help="Hub revision of a Hub checkpoint")
+    info.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                      help="also say how close this prompt is to the training captions "
+                      "(repeat for several)")
+    info.add_argument("--json", action="store_true", help="print it all as JSON")
+    info.set_defaults(run=_cmd_info)
 
     bench = sub.add_parser("benchmark", help="generation speed", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

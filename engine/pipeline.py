@@ -34,6 +34,7 @@ from .generators import (
     SamplingSettings,
     sampling_settings,
 )
+from .knowledge import match_prompts
 from .motion import Motion
 from .representation_272 import FEATURE_DIM as FEATURE_DIM_272
 from .representation_272 import joints_from_272
@@ -103,7 +104,9 @@ def generate(
             (else ``NotDownloaded``), e.g. Blender with online access off.
 
     ``diagnostics["sources"]`` records where the checkpoint and its text encoder came from
-    (a path, or a Hub repo with the commit it resolved to).
+    (a path, or a Hub repo with the commit it resolved to); ``diagnostics["knowledge"]``,
+    per prompt, its nearest training captions, similarity and whether it is ``known``
+    (``engine.knowledge``; None for a checkpoint that does not describe its training data).
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -159,6 +162,9 @@ def generate(
         "requested_frames": length.requested,
         "length_note": length.note,
         "prompt_notes": encoder.unread_notes(prompts),  # words past the encoder's limit
+        # per prompt: nearest training captions and similarity (None: the checkpoint does
+        # not say what it was trained on)
+        "knowledge": match_prompts(ckpt.knowledge, encoder, prompts),
         "seed": seed,
         **settings.record(),
         "sink_ratio": sink,

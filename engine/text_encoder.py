@@ -284,11 +284,38 @@ class TextEncoder:
             inputs["token_type_ids"] = batch["token_type_ids"].to(self.device)
         out = self.model(**inputs)
         tokens = out.last_hidden_state[0].float()  # (L, D)
+        return tokens, self._pool(out, torch.ones_like(batch["input_ids"], dtype=torch.bool))[0]
+
+    def _pool(self, out: Any, mask: Tensor) -> Tensor:
+        """One vector per prompt (B, D): CLIP's pooled EOS token, else the mean of the real
+        tokens (``mask`` (B, L) True = real)."""
         if self.kind == "clip":
-            pooled = out.pooler_output[0].float()  # the EOS token after the final norm
-        else:
-            pooled = tokens.mean(dim=0)  # mean over real tokens (no padding: one prompt)
-        return tokens, pooled
+            return out.pooler_output.float()  # the EOS token after the final norm
+        weights = mask.to(out.last_hidden_state.device, torch.float32)[..., None]  # (B, L, 1)
+        total = (out.last_hidden_state.float() * weights).sum(dim=1)
+        return total / weights.sum(dim=1).clamp_min(1.0)
+
+    @torch.no_grad()
+    def pooled_many(self, texts: Sequence[str], batch_size: int = 64) -> Tensor:
+        """The pooled vectors (N, D) of many texts, in padded batches and uncached.
+
+        For describing a data set's thousands of captions (``engine.knowledge``): the same
+        pooling as ``encode``, equal up to float rounding (padding changes the last bits).
+        """
+        pooled = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]), truncation=True, padding=True,
+                max_length=self.config.max_tokens, return_tensors="pt",
+            )  # fmt: skip
+            inputs = {k: v.to(self.device) for k, v in batch.items()
+                      if k in ("input_ids", "attention_mask")
+                      or (k == "token_type_ids" and self.kind == "bert")}  # fmt: skip
+            out = self.model(**inputs)
+            pooled.append(self._pool(out, batch["attention_mask"].bool()).cpu())
+        if not pooled:
+            return torch.zeros(0, self.dim)
+        return torch.cat(pooled)
 
 
 def bundled_minilm_folder() -> Path:

@@ -9,6 +9,7 @@
     train CONFIG [key=value ...] [--resume]     train a model (torchrun for several GPUs)
     evaluate CHECKPOINT --data ROOT --evaluator PATH   FID, R-precision, ... (20 replications)
     export RUN [RUN ...] OUT [--bf16]            runs -> an engine checkpoint folder
+    describe CHECKPOINT --data DATASET           add what it was trained on (export does it)
     push OUT REPO_ID                             upload a checkpoint to the Hugging Face Hub
 
 Problems with the input (a missing folder, a bad split, a bad config) print one line naming
@@ -181,6 +182,8 @@ DELEGATED = {
     "evaluate": ("training.evaluation.run", "main_evaluate", "score a checkpoint"),
     "export": ("training.export", "main_export", "training runs -> an engine checkpoint"),
     "push": ("training.push", "main_push", "upload a checkpoint to the Hugging Face Hub"),
+    "describe": ("training.describe", "main_describe",
+                 "add what a checkpoint was trained on to its folder"),
 }
 
 

@@ -6,7 +6,9 @@ MoLingo run alone gives a complete text-to-motion checkpoint, and exporting a Mo
 MLA-Gen run trained on the same autoencoder gives one holding both. The normaliser, fps,
 text encoder and the data's licence and attribution come from the runs (``data.json``, which
 the trainer filled from the data set's ``build.json``); a ``README.md`` model card states
-them, and the data set's ``LICENSE`` is copied as ``LICENSE-data``.
+them, and the data set's ``LICENSE`` is copied as ``LICENSE-data``. When the runs' data set
+is on this machine, the checkpoint also gets the description of what it learned
+(``engine.knowledge``: vocabulary and caption vectors, by ``training.describe``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from torch import nn
 
 from engine.checkpoint import save_checkpoint
 from engine.errors import MotionError
+from engine.knowledge import Knowledge, has_knowledge
 from engine.models.registry import registered_models
 from training.checkpointing import latest_checkpoint, split_models
 from training.config import TrainConfig
@@ -122,8 +126,10 @@ def export_runs(
     license: str | None = None,
     attribution: str | None = None,
     dtype: torch.dtype | None = None,
+    describe: bool = True,
 ) -> Path:
-    """Write the engine checkpoint of ``runs`` to ``out`` (replaced atomically)."""
+    """Write the engine checkpoint of ``runs`` to ``out`` (replaced atomically), with the
+    description of its training data when ``describe`` and the data set is here."""
     loaded = [load_run_models(r, ema=ema) for r in runs]
     if not loaded:
         raise MotionError("export: name at least one run")
@@ -154,13 +160,30 @@ def export_runs(
             f"{where}) and its config name none; give "
             + " and ".join(f"--{name}" for name in missing)
         )
+    knowledge = _describe(first) if describe else None
     folder = save_checkpoint(
         out, merged, text_encoder=first.config.text_encoder, normalizer_mean=first.mean,
         normalizer_std=first.std, fps=int(first.data.get("fps", 20)), metadata=metadata,
-        dtype=dtype, **terms,
+        dtype=dtype, knowledge=knowledge, **terms,
     )  # fmt: skip
-    _write_card(folder, merged, metadata, terms, first)
+    _write_card(folder, merged, metadata, terms, first, knowledge)
     return folder
+
+
+def training_data_root(run: RunModels) -> Path | None:
+    """The run's data set folder when it is on this machine (data.json, else the config)."""
+    root = run.data.get("data_root") or run.config.data_root
+    return Path(root) if root and (Path(root) / "texts").is_dir() else None
+
+
+def _describe(run: RunModels) -> Knowledge | None:
+    """What the run was trained on, from its data set and its own text encoder."""
+    from training.describe import describe_data
+
+    root = training_data_root(run)
+    if root is None:
+        return None
+    return describe_data([root], run.config.text_encoder, split=run.config.train_split)
 
 
 def _generator_metadata(generators: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,7 +203,9 @@ def _generator_metadata(generators: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _write_card(folder: Path, models, metadata, terms, first: RunModels) -> None:
+def _write_card(
+    folder: Path, models, metadata, terms, first: RunModels, knowledge: Knowledge | None
+) -> None:
     names = ", ".join(f"`{n}` ({type(m).__name__})" for n, m in models.items())
     lines = [
         "# kinetext checkpoint", "", f"Models: {names}.", "",
@@ -188,6 +213,10 @@ def _write_card(folder: Path, models, metadata, terms, first: RunModels) -> None
         + ", ".join(f"{k} step {v['step']}" for k, v in metadata["runs"].items()) + ".", "",
         "## Terms of the training data", "", terms["attribution"], "", terms["license"], "",
     ]  # fmt: skip
+    if knowledge is not None:
+        actions = ", ".join(f"{a} ({n})" for a, n in knowledge.vocabulary.items())
+        lines += ["## What it learned", "", f"Actions (training clips): {actions}.", "",
+                  "`python -m engine info` lists it all; prompts unlike these are flagged.", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
     licence_file = Path(first.data.get("data_root", "")) / "LICENSE"
     if first.data.get("data_root") and licence_file.is_file():
@@ -205,13 +234,19 @@ def main_export(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bf16", action="store_true", help="store weights in bfloat16")
     parser.add_argument("--license", default=None, help="data licence when it has no build.json")
     parser.add_argument("--attribution", default=None, help="data attribution likewise")
+    parser.add_argument("--no-describe", action="store_true",
+                        help="leave out the description of the training data (knowledge.*)")
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least one RUN and the OUT folder")
     *runs, out = args.runs
     folder = export_runs(
         runs, out, ema=not args.raw, license=args.license, attribution=args.attribution,
-        dtype=torch.bfloat16 if args.bf16 else None,
+        dtype=torch.bfloat16 if args.bf16 else None, describe=not args.no_describe,
     )  # fmt: skip
     print(f"exported {', '.join(runs)} -> {folder}")
+    if not args.no_describe and not has_knowledge(folder):
+        print(f"note: its training data set is not on this machine, so {folder} does not say "
+              f"what it learned; add that with: python -m training describe {folder} "
+              "--data DATASET", file=sys.stderr)  # fmt: skip
     return 0
