@@ -101,12 +101,16 @@ def test_converted_t5_matches_the_release_t5(converted: Path, release: dict[str,
 
 
 def test_generate_from_converted_release_on_the_command_line(
-    converted: Path, tmp_path: Path
+    converted: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "sit.npy"
     args = ["generate", "a person sits down on a chair", "--checkpoint", str(converted),
             "--seconds", "1", "--steps", "2", "--device", "cpu", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
+    assert "warning" not in capsys.readouterr().err  # a release does not say what it learned
+    assert main(["info", str(converted)]) == 0
+    info = capsys.readouterr().out
+    assert "vocabulary: unknown" in info and "MoLingoRelease" in info
     joints = np.load(out)
     assert joints.shape == (1, 20, 22, 3) and np.isfinite(joints).all()
     assert main([*args[:-1], str(tmp_path / "again.npy")]) == 0  # same seed, same motion

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -143,3 +144,52 @@ def test_export_names_the_missing_licence_and_where_it_looked(runs, capsys):
         assert "--attribution" not in error and "build.json" in error and not out.exists()
     finally:
         data_json.write_text(json.dumps(kept))
+
+
+def test_export_describes_what_the_runs_were_trained_on(runs):
+    """The checkpoint says what it learned, from the runs' data set and text encoder: the
+    train split's labels and captions only, so a retrained checkpoint is described anew."""
+    out = runs["root"] / "described"
+    assert main_export([str(runs["mlagen"]), str(out)]) == 0
+    knowledge = load_checkpoint(out).knowledge
+    assert knowledge.vocabulary == {"walk": 1, "run": 1, "turn": 1, "bob": 1}  # 4 train clips
+    assert set(knowledge.captions) == {"a person walks forward", "a person runs forward quickly",
+                                       "a person turns while walking",
+                                       "a person bounces in place", "walk motion",
+                                       "run motion", "turn motion", "bob motion"}  # fmt: skip
+    assert knowledge.datasets[0]["licence"] == LICENCE
+    assert "## What it learned" in (out / "README.md").read_text()
+    motion = generate("a person sits down on a chair", frames=40, checkpoint=out, steps=1,
+                      device="cpu")  # fmt: skip
+    [match] = motion.diagnostics["knowledge"]
+    assert not match["known"] and match["nearest"][0]["caption"] in knowledge.captions
+
+
+def test_export_without_its_data_set_says_how_to_describe_it_later(runs, tmp_path, capsys):
+    """Exported where the data set is not: a note with the command, which then adds it."""
+    run = tmp_path / "moved-run"
+    shutil.copytree(runs["mlagen"], run)
+    record = json.loads((run / "data.json").read_text())
+    (run / "data.json").write_text(json.dumps({**record, "data_root": str(tmp_path / "gone")}))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_root": str(tmp_path / "gone")}))
+    out = tmp_path / "undescribed"
+    from training.cli import main
+
+    assert main(["export", str(run), str(out)]) == 0
+    error = capsys.readouterr().err
+    assert f"python -m training describe {out} --data DATASET" in error
+    assert load_checkpoint(out).knowledge is None
+    assert main(["describe", str(out), "--data", str(runs["data"])]) == 0
+    assert "4 actions" in capsys.readouterr().out
+    assert load_checkpoint(out).knowledge.vocabulary["walk"] == 1
+    assert main(["describe", str(out), "--data", str(tmp_path / "gone")]) == 2
+    assert "not a built data set" in capsys.readouterr().err
+
+
+def test_a_data_set_without_action_labels_is_described_by_its_verbs(tmp_path):
+    from training.describe import describe_data
+
+    data = write_dataset(tmp_path / "data", clips=4, val=0, labels=False)
+    knowledge = describe_data([data], TextEncoderConfig())
+    assert {"walk", "run", "turn", "bounce"} <= set(knowledge.vocabulary)
