@@ -11,7 +11,10 @@ keeping the checkpoint and text encoder loaded for the next generation.
 Requests and replies are JSON lines on the child's stdin and stdout: ``{"id", "request",
 "out"}`` asks for a generation written to the ``out`` .npz; ``{"cancel": id}`` stops one at
 its next sampling step. The child answers ``{"id", "progress"}`` while sampling, then one of
-``{"id", "done"}``, ``{"id", "error"}``, ``{"id", "cancelled"}``. It never sees bpy and runs
+``{"id", "done"}``, ``{"id", "error"}``, ``{"id", "cancelled"}``. ``{"id", "knowledge"}``
+asks what the checkpoint knows and how close a prompt is to it (``jobs.knowledge``); the
+child answers ``{"id", "knowledge"}`` or ``{"id", "error"}`` from a thread of its own, so a
+check never waits for a running generation. It never sees bpy and runs
 exactly what a worker thread would (``jobs.generate`` inside a ``jobs.Job``), so errors read
 the same. It exits when its stdin closes (Blender quits, the add-on is disabled).
 """
@@ -82,6 +85,26 @@ class EngineProcess:
         finally:
             self._replies.pop(job_id, None)
             out.unlink(missing_ok=True)
+
+    def knowledge(self, request: jobs.KnowledgeRequest) -> dict[str, Any]:
+        """What ``jobs.knowledge`` answers for ``request``, from the child (blocks the calling
+        thread, never Blender's main thread, until it answers)."""
+        job_id = next(self._ids)
+        replies: queue.Queue = queue.Queue()
+        self._replies[job_id] = replies
+        try:
+            fields = dataclasses.asdict(request)
+            folder = isinstance(request.checkpoint, Path)
+            fields["checkpoint"] = str(request.checkpoint) if folder else request.checkpoint
+            self._send({"id": job_id, "knowledge": fields, "checkpoint_is_folder": folder})
+            reply = replies.get()
+        finally:
+            self._replies.pop(job_id, None)
+        if "knowledge" in reply:
+            return reply["knowledge"]
+        if "error" in reply:
+            raise MotionError(reply["error"])
+        raise MotionError(f"the engine process stopped (exit code {reply.get('exit')})")
 
     def _wait(self, job_id: int, replies: queue.Queue, progress, out: Path) -> Motion:
         fraction = 0.0
@@ -194,19 +217,26 @@ def serve() -> None:
             replies.write(json.dumps(message) + "\n")
 
     requests: queue.Queue = queue.Queue()
+    checks: queue.Queue = queue.Queue()
     running: dict[int, jobs.Job] = {}
     cancelled: set[int] = set()
     threading.Thread(
-        target=_read_requests, args=(sys.stdin, requests, running, cancelled), daemon=True
-    ).start()
+        target=_read_requests, args=(sys.stdin, requests, running, cancelled, checks),
+        daemon=True,
+    ).start()  # fmt: skip
+    threading.Thread(target=_serve_checks, args=(checks, send), daemon=True).start()
     while (message := requests.get()) is not None:
         _serve_one(message, running, cancelled, send)
 
 
-def _read_requests(stdin: IO[str], requests: queue.Queue, running: dict, cancelled: set) -> None:
+def _read_requests(
+    stdin: IO[str], requests: queue.Queue, running: dict, cancelled: set, checks: queue.Queue
+) -> None:
     for line in stdin:
         message = json.loads(line)
-        if "cancel" in message:
+        if "knowledge" in message:
+            checks.put(message)
+        elif "cancel" in message:
             cancelled.add(message["cancel"])
             job = running.get(message["cancel"])
             if job is not None:
@@ -216,6 +246,23 @@ def _read_requests(stdin: IO[str], requests: queue.Queue, running: dict, cancell
     for job in list(running.values()):  # the parent is gone: stop
         job.cancel()
     requests.put(None)
+
+
+def _serve_checks(checks: queue.Queue, send) -> None:
+    """Answer knowledge requests in turn, beside whatever generation runs."""
+    while True:
+        message = checks.get()
+        fields = dict(message["knowledge"])
+        if message["checkpoint_is_folder"]:
+            fields["checkpoint"] = Path(fields["checkpoint"])
+        try:
+            answer = jobs.knowledge(jobs.KnowledgeRequest(**fields))
+        except MotionError as error:
+            send({"id": message["id"], "error": str(error)})
+        except Exception as error:  # the thread must answer and live on
+            send({"id": message["id"], "error": f"{type(error).__name__}: {error}"})
+        else:
+            send({"id": message["id"], "knowledge": answer})
 
 
 def _serve_one(message: dict, running: dict, cancelled: set, send) -> None:

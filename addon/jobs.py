@@ -54,6 +54,16 @@ class Request:
     clean: bool = True  # engine.cleanup's body (False: the network's raw joints)
 
 
+@dataclasses.dataclass(frozen=True)
+class KnowledgeRequest:
+    """What a checkpoint knows, and how close ``prompt`` ("": none) is to it (the panel's
+    warning before generating and its "What this model knows" list)."""
+
+    prompt: str
+    checkpoint: Path | str | None  # as in Request
+    revision: str | None
+
+
 Progress = Callable[[float, float], None]
 Work = Callable[[Any, Progress], Any]
 """work(request, progress) -> result, run in the worker; progress(step, total) may raise."""
@@ -162,6 +172,22 @@ def generate(request: Request, progress: Any) -> Any:
             f"{error.repo_id}: not downloaded yet, and Blender's online access is off: allow "
             "it in Preferences > System > Network once, or choose a checkpoint folder"
         ) from error
+
+
+def knowledge(request: KnowledgeRequest) -> dict[str, Any]:
+    """``engine.info.knowledge_report`` for ``request``; a Hub checkpoint is only read from
+    the local cache (a check never downloads 36 MB: the first generation does), and one not
+    there yet gives ``{"summary": None, "match": None, "pending": why}``."""
+    from ..engine.errors import NotDownloaded
+    from ..engine.info import knowledge_report
+
+    try:
+        return knowledge_report(
+            request.prompt, request.checkpoint, request.revision, offline=True
+        )
+    except NotDownloaded:
+        why = "not downloaded yet: the first generation fetches it and then says"
+        return {"summary": None, "match": None, "pending": why}
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import numpy as np
 from bpy_extras.io_utils import ExportHelper
 
 from ..engine.errors import MotionError
-from . import deps, engine_process, jobs, preferences, results
+from . import deps, engine_process, jobs, knowledge, preferences, results
 from .job_operator import BackgroundJobOperator, end_job
 from .paths import results_folder
 from .properties import GENERATOR_NAMES, scene_fps, set_status, settings
@@ -123,10 +123,14 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         message = f"{count} variation(s) of {motion.seconds:.1f} s ready"
         report({"INFO"}, message)
         unread = motion.diagnostics.get("prompt_notes", [])
-        for warning in unread:  # words past the text encoder's limit changed nothing
+        matches = motion.diagnostics.get("knowledge")  # None: the checkpoint does not say
+        knowledge.remember(job.request, matches)
+        unlike = [m["warning"] for m in matches or [] if m.get("warning")]
+        for warning in unread + unlike:  # unread words changed nothing; unlike: never learned
             report({"WARNING"}, warning)
-        status = [message + (f" ({note})" if note else ""), *(w[0].upper() + w[1:] for w in unread)]
-        set_status(context, ". ".join(status), "WARNING" if unread else "INFO")
+        warnings = [w[0].upper() + w[1:] for w in unread + unlike]
+        status = [message + (f" ({note})" if note else ""), *warnings]
+        set_status(context, ". ".join(status), "WARNING" if warnings else "INFO")
         return {"FINISHED"}
     finally:
         end_job(context, job)
@@ -457,6 +461,7 @@ def register() -> None:
 
 def unregister() -> None:
     jobs.shutdown(wait=5.0)  # a worker must not outlive the add-on's code
+    knowledge.shutdown()
     engine_process.ENGINE.stop()
     unregister_classes()
     results.clear_memory()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import deps
+from . import deps, knowledge
 from .operators import (
     MOTION_OT_bake,
     MOTION_OT_cancel_generation,
@@ -50,6 +50,9 @@ class KINETEXT_PT_generate(_SidebarPanel, bpy.types.Panel):
             draw_wrapped(box, fix, width=width)
             box.operator("preferences.addon_show", text="Open Preferences").module = ADDON_ID
         layout.prop(panel, "prompt", text="", icon="TEXT")
+        far = None if absent else knowledge.warning(context, panel.prompt)
+        if far:  # before generating: the prompt is unlike anything the checkpoint learned
+            draw_wrapped(layout, far, STATUS_ICONS["WARNING"], width=width)
         column = layout.column(align=True)
         column.prop(panel, "seconds")
         column.prop(panel, "variations")
@@ -74,6 +77,47 @@ class KINETEXT_PT_generate(_SidebarPanel, bpy.types.Panel):
         if state.status:
             level = state.status_level
             draw_wrapped(layout, state.status, STATUS_ICONS[level], level == "ERROR", width)
+
+
+class KINETEXT_PT_knowledge(_SidebarPanel, bpy.types.Panel):
+    """The chosen checkpoint's action vocabulary and data sets (asked of the engine process
+    when the panel is opened; drawn from what came back)."""
+
+    bl_label = "What this model knows"
+    bl_parent_id = "KINETEXT_PT_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        width = chars_per_line(context)
+        if deps.missing():
+            layout.label(text="Needs the missing Python packages", icon="INFO")
+            return
+        found = knowledge.answer(context, "")
+        if found is None:
+            layout.label(text="Reading the checkpoint...", icon="SORTTIME")
+            return
+        if "error" in found or "pending" in found:
+            draw_wrapped(layout, found.get("error") or found["pending"], "INFO", width=width)
+            return
+        summary = found["summary"]
+        if summary is None:
+            text = ("Unknown: this checkpoint does not say what it was trained on, so "
+                    "prompts cannot be checked against it")  # fmt: skip
+            draw_wrapped(layout, text, "QUESTION", width=width)
+            return
+        for data in summary["datasets"]:
+            hours = data.get("hours")
+            size = f"{data['clips']} clips" + (f", {hours:.1f} h" if hours else "")
+            layout.label(text=f"{data['name']}: {size}", icon="FILE")
+        column = layout.column(align=True)
+        column.label(text="Actions (training clips):")
+        for action, clips in summary["vocabulary"].items():
+            split = column.split(factor=0.8)
+            split.label(text=action, icon="ARMATURE_DATA")
+            split.label(text=str(clips))
+        text = "Prompts unlike these get a warning before and after generating"
+        draw_wrapped(layout, text, "INFO", width=width)
 
 
 class KINETEXT_UL_variations(bpy.types.UIList):
@@ -154,7 +198,10 @@ def _draw_rig_check(layout, rig: bpy.types.Object, preset: str, width: int) -> N
         draw_wrapped(box, text, STATUS_ICONS[level], level == "ERROR", width)
 
 
-classes = (KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_variations, KINETEXT_PT_bake)
+classes = (
+    KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_knowledge, KINETEXT_PT_variations,
+    KINETEXT_PT_bake,
+)  # fmt: skip
 
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -88,10 +88,17 @@ class KINETEXT_PG_variation(bpy.types.PropertyGroup):
     fps: bpy.props.IntProperty(name="FPS")
 
 
+def _prompt_changed(self: Any, context: bpy.types.Context) -> None:
+    """Check the new prompt against what the checkpoint learned, in the background."""
+    from .knowledge import on_prompt_update
+
+    on_prompt_update(self, context)
+
+
 class KINETEXT_PG_settings(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(
         name="Prompt", description="What the character does, e.g. 'a person walks forward "
-        "and waves with the right hand'",
+        "and waves with the right hand'", update=_prompt_changed,
     )  # fmt: skip
     seconds: bpy.props.FloatProperty(
         name="Seconds", default=DEFAULT_SECONDS, min=MIN_SECONDS, max=MAX_SECONDS, step=10,

@@ -299,7 +299,6 @@ def _check_generate(args: argparse.Namespace) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh_files
-    from .knowledge import warning_for
     from .pipeline import generate
 
     suffix = Path(args.out).suffix.lower()
@@ -314,10 +313,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     for warning in motion.diagnostics.get("prompt_notes", []):
         print(f"warning: {warning}", file=sys.stderr)
-    for match in motion.diagnostics.get("knowledge") or []:
-        far = warning_for(match)
-        if far:
-            print(f"warning: {far}", file=sys.stderr)
+    for match in motion.diagnostics.get("knowledge") or []:  # prompts unlike its training
+        if match["warning"]:
+            print(f"warning: {match['warning']}", file=sys.stderr)
     if suffix == ".npy":
         _save_npy(args.out, motion.joints)
         written = [args.out]
@@ -413,7 +411,7 @@ def _cmd_download_molingo(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import checkpoint_info, format_info, prompt_matches
-    from .knowledge import UNKNOWN, warning_for
+    from .knowledge import UNKNOWN
 
     info = checkpoint_info(args.checkpoint, args.revision)
     if args.prompt:
@@ -426,7 +424,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"prompts: {UNKNOWN}, so they cannot be checked against it")
     for match in info.get("prompts") or []:
         nearest = "; ".join(f"'{n['caption']}' {n['similarity']:.2f}" for n in match["nearest"])
-        verdict = warning_for(match) or "like what it was trained on"
+        verdict = match["warning"] or "like what it was trained on"
         print(f"prompt '{match['prompt']}': similarity {match['similarity']:.2f}, {verdict}")
         print(f"  nearest: {nearest}")
     return 0

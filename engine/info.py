@@ -29,11 +29,15 @@ _BYTES = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "F16": 2, "BF16": 2, "I16": 2,
           "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
 
 
-def checkpoint_source(checkpoint: str | Path | None, revision: str | None = None) -> Source:
-    """The folder of ``checkpoint`` (None: the embedded default), fetched if a Hub id."""
+def checkpoint_source(
+    checkpoint: str | Path | None, revision: str | None = None, offline: bool = False
+) -> Source:
+    """The folder of ``checkpoint`` (None: the embedded default), fetched if a Hub id (only
+    from the local cache when ``offline``: else ``NotDownloaded``)."""
     from .pipeline import DEFAULT_CHECKPOINT
 
-    return resolve_source(checkpoint or DEFAULT_CHECKPOINT, revision, CHECKPOINT_FILES)
+    source = checkpoint or DEFAULT_CHECKPOINT
+    return resolve_source(source, revision, CHECKPOINT_FILES, offline=offline)
 
 
 def checkpoint_info(checkpoint: str | Path | None = None, revision: str | None = None) -> dict:
@@ -148,7 +152,7 @@ def _wrapped(text: str, width: int, indent: str = "") -> list[str]:
 
 def prompt_matches(
     prompts: list[str], checkpoint: str | Path | None = None, revision: str | None = None,
-    device: str = "cpu",
+    device: str = "cpu", offline: bool = False,
 ) -> list[dict[str, Any]] | None:  # fmt: skip
     """Each prompt's nearest training captions (``engine.knowledge``) with the checkpoint's
     own text encoder, loading no model; None when the checkpoint does not describe them."""
@@ -156,10 +160,28 @@ def prompt_matches(
     from .text_encoder import load_text_encoder, validate_prompt
 
     checked = [validate_prompt(p, i) for i, p in enumerate(prompts, start=1)]
-    source = checkpoint_source(checkpoint, revision)
+    source = checkpoint_source(checkpoint, revision, offline)
     knowledge = read_knowledge(source.folder, source.root)
     if knowledge is None:
         return None
     header = read_checkpoint_config(source.folder, source.root)
     encoder = load_text_encoder(_inside(header.text_encoder, source.folder), device)
     return match_prompts(knowledge, encoder, checked)
+
+
+def knowledge_report(
+    prompt: str, checkpoint: str | Path | None = None, revision: str | None = None,
+    device: str = "cpu", offline: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """What a UI shows: ``{"summary": vocabulary, data sets, ... or None (the checkpoint
+    does not say), "match": the prompt's nearest captions or None (no prompt, or no
+    description)}``; cheap after the first call (the text encoder stays loaded)."""
+    source = checkpoint_source(checkpoint, revision, offline)
+    summary = read_knowledge_summary(source.folder, source.root)
+    if summary is not None:
+        summary = {k: v for k, v in summary.items()
+                   if k not in ("captions", "vectors_sha256", "encoder")}  # fmt: skip
+    match = None
+    if summary is not None and prompt.strip():
+        [match] = prompt_matches([prompt.strip()], source.folder, None, device)
+    return {"summary": summary, "match": match}

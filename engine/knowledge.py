@@ -98,23 +98,25 @@ class PromptMatch:
     nearest: list[tuple[str, float]]  # (caption, similarity), best first
     known: bool  # similarity >= the checkpoint's threshold
 
+    @property
+    def warning(self) -> str | None:
+        """One line for a prompt far from the training data; None for a known one."""
+        if self.known:
+            return None
+        closest = self.nearest[0][0] if self.nearest else "?"
+        return (
+            f"this checkpoint was not trained on anything like '{self.prompt}'; nearest: "
+            f"'{closest}' (similarity {self.similarity:.2f})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for diagnostics; ``warning`` travels with it (the add-on shows it
+        without importing this module, which needs torch's safetensors reader)."""
         return {
             "prompt": self.prompt, "similarity": self.similarity, "known": self.known,
             "nearest": [{"caption": c, "similarity": s} for c, s in self.nearest],
+            "warning": self.warning,
         }  # fmt: skip
-
-
-def warning_for(match: Mapping[str, Any]) -> str | None:
-    """The one-line warning for a prompt far from the training data (a ``to_dict``), or None."""
-    if match.get("known", True):
-        return None
-    nearest = match.get("nearest") or [{}]
-    closest = nearest[0].get("caption", "?")
-    return (
-        f"this checkpoint was not trained on anything like '{match['prompt']}'; nearest: "
-        f"'{closest}' (similarity {match['similarity']:.2f})"
-    )
 
 
 # ---- building ------------------------------------------------------------------------------
