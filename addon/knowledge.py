@@ -6,7 +6,10 @@ asked of the engine process (``engine_process.ENGINE.knowledge``) from a worker 
 the answers are kept here by (checkpoint, revision, prompt). Drawing only reads what is
 kept; a timer on the main thread redraws the sidebar once an answer is in. Nothing here
 waits, so typing and drawing never freeze. A generation's own answer (its diagnostics) is
-kept too, so the warning under the prompt agrees with the one after generating.
+kept too, so the warning under the prompt agrees with the one after generating. A prompt
+already in the field (a saved file) is asked about when the panel first draws it; answers
+are forgotten when the add-on is unregistered (a checkpoint folder described again while
+Blender runs keeps its old answers until then).
 """
 
 from __future__ import annotations

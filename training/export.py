@@ -183,7 +183,10 @@ def _describe(run: RunModels) -> Knowledge | None:
     root = training_data_root(run)
     if root is None:
         return None
-    return describe_data([root], run.config.text_encoder, split=run.config.train_split)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # thousands of captions
+    return describe_data(
+        [root], run.config.text_encoder, split=run.config.train_split, device=device
+    )
 
 
 def _generator_metadata(generators: list[dict[str, Any]]) -> dict[str, Any]:

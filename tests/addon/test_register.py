@@ -17,6 +17,7 @@ from addon_helpers import enabled, preferences  # noqa: E402
 CLASSES = [
     "KINETEXT_AP_preferences", "KINETEXT_PG_variation", "KINETEXT_PG_settings",
     "KINETEXT_PG_runtime", "KINETEXT_UL_variations", "KINETEXT_PT_generate",
+    "KINETEXT_PT_knowledge",
     "KINETEXT_PT_variations", "KINETEXT_PT_bake", "MOTION_OT_generate",
     "MOTION_OT_cancel_generation", "MOTION_OT_randomize_seed", "MOTION_OT_preview",
     "MOTION_OT_bake", "MOTION_OT_export_bvh", "MOTION_OT_edit_variation",
