@@ -108,8 +108,8 @@ class KINETEXT_PT_knowledge(_SidebarPanel, bpy.types.Panel):
             return
         for data in summary["datasets"]:
             hours = data.get("hours")
-            size = f"{data['clips']} clips" + (f", {hours:.1f} h" if hours else "")
-            layout.label(text=f"{data['name']}: {size}", icon="FILE")
+            size = f"{data.get('clips', '?')} clips" + (f", {hours:.1f} h" if hours else "")
+            layout.label(text=f"{data.get('name', '?')}: {size}", icon="FILE")
         column = layout.column(align=True)
         column.label(text="Actions (training clips):")
         for action, clips in summary["vocabulary"].items():

@@ -127,7 +127,9 @@ def format_info(info: dict[str, Any], width: int = 100) -> str:
     else:
         for data in knowledge["datasets"]:
             hours = f", {data['hours']:.2f} h" if isinstance(data.get("hours"), float) else ""
-            out.append(f"  {data['name']}: {data['split']} split, {data['clips']} clips{hours}")
+            clips = data.get("clips", "?")
+            out.append(f"  {data.get('name', '?')}: {data.get('split', '?')} split, {clips} "
+                       f"clips{hours}")  # fmt: skip
             if data.get("licence"):
                 out += _wrapped(f"licence: {data['licence']}", width, "    ")
     out += _wrapped(f"licence of the weights: {info['license']}", width)

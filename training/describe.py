@@ -6,8 +6,8 @@
 description of a checkpoint folder that has none, e.g. one exported before descriptions
 existed, using the checkpoint's own text encoder. The captions are every unique caption of
 the split's clips (mirrors included: their captions say left for right); the vocabulary is
-the clips' action labels (``labels.json``'s ``content``), or for data sets without labels
-the verbs of their captions.
+the clips' action labels, or for clips without one the verbs of their captions; a combined
+data set (``combine-datasets``) lists each of its sources.
 """
 
 from __future__ import annotations
@@ -34,56 +34,76 @@ from training.captions import tag_words
 from training.data.clips import parse_captions
 from training.data.humanml3d import read_split
 
+ACTION_LABELS = ("content", "activity")  # labels.json keys naming a clip's action
 VERBS_KEPT = 40  # vocabulary of a data set without action labels: its most common verbs
 # verbs every caption set uses that name no action
 _NOT_ACTIONS = {"be", "is", "are", "look", "looking", "seem", "appear", "do", "does", "make"}
 
 
-def split_captions(root: Path, split: str) -> tuple[list[str], list[str]]:
-    """(unique captions in first-seen order, the clip ids) of ``root``'s ``split``."""
-    ids = read_split(root, split)
+def split_captions(root: Path, split: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(unique captions in first-seen order, clip id -> its captions) of ``root``'s
+    ``split``."""
     captions: dict[str, None] = {}
-    for clip_id in ids:
+    per_clip: dict[str, list[str]] = {}
+    for clip_id in read_split(root, split):
         path = root / "texts" / f"{clip_id}.txt"
         if not path.is_file():
             continue
-        for group in parse_captions(path.read_text(encoding="utf-8")):
-            captions.update(dict.fromkeys(group.captions))
-    return list(captions), ids
+        found = [c for g in parse_captions(path.read_text(encoding="utf-8")) for c in g.captions]
+        per_clip[clip_id] = found
+        captions.update(dict.fromkeys(found))
+    return list(captions), per_clip
 
 
-def vocabulary(root: Path, ids: Sequence[str], captions: Sequence[str]) -> dict[str, int]:
-    """Action -> clips of the split showing it (mirrors not counted twice), most first."""
+def _verbs(captions: Sequence[str]) -> set[str]:
+    return {lemma for c in captions for lemma, tag in tag_words(c) if tag == "VERB"} - _NOT_ACTIONS
+
+
+def vocabulary(root: Path, per_clip: dict[str, list[str]]) -> dict[str, int]:
+    """Action -> clips of the split showing it (mirrors not counted twice), most first.
+
+    A clip's action is its label (``labels.json``: ``content``, as Bandai and DeepMimic
+    builds write it, or ``activity``, as CMU's); a clip without one counts the verbs of its
+    captions, of which the ``VERBS_KEPT`` most common are kept.
+    """
     labels_path = root / "labels.json"
-    counts: Counter[str] = Counter()
-    if labels_path.is_file():
-        labels = json.loads(labels_path.read_text(encoding="utf-8"))
-        for clip_id in ids:
-            entry = labels.get(clip_id) if isinstance(labels, dict) else None
-            if not isinstance(entry, dict) or entry.get("mirror_of"):
-                continue
-            action = (entry.get("labels") or {}).get("content")
-            if isinstance(action, str) and action:
-                counts[action.replace("-", " ")] += 1
-    if not counts:  # no action labels: the verbs its captions use
-        for caption in captions:
-            verbs = {lemma for lemma, tag in tag_words(caption) if tag == "VERB"}
-            counts.update(verbs - _NOT_ACTIONS)
-        counts = Counter(dict(counts.most_common(VERBS_KEPT)))
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    labels = json.loads(labels_path.read_text(encoding="utf-8")) if labels_path.is_file() else {}
+    labelled: Counter[str] = Counter()
+    verbs: Counter[str] = Counter()
+    for clip_id, captions in per_clip.items():
+        entry = labels.get(clip_id) if isinstance(labels, dict) else None
+        entry = entry if isinstance(entry, dict) else {}
+        if entry.get("mirror_of") or (clip_id.startswith("M") and clip_id[1:] in per_clip):
+            continue
+        tags = entry.get("labels") if isinstance(entry.get("labels"), dict) else {}
+        action = next((tags[k] for k in ACTION_LABELS if isinstance(tags.get(k), str)), "")
+        if action.strip():
+            labelled[action.strip().replace("-", " ")] += 1
+        else:
+            verbs.update(_verbs(captions))
+    labelled.update(dict(verbs.most_common(VERBS_KEPT)))
+    return dict(sorted(labelled.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def dataset_record(root: Path, split: str, clips: int) -> dict[str, Any]:
-    """Name, clips, hours, licence and attribution of a data set (from its build.json)."""
+def dataset_records(root: Path, split: str, per_clip: dict[str, list[str]]) -> list[dict]:
+    """Name, clips of the split, hours, licence and attribution of the data set, or of each
+    source of a combined one (``combine-datasets``), from its build.json."""
     build_path = root / "build.json"
     build = json.loads(build_path.read_text(encoding="utf-8")) if build_path.is_file() else {}
-    record = {"name": root.name, "split": split, "clips": clips}
-    if build:
-        record.update({
-            "format": build.get("format"), "source": build.get("source"),
-            "hours": build.get("hours"), "licence": build.get("licence"),
-            "attribution": build.get("attribution"),
-        })  # fmt: skip
+    sources = build.get("sources")
+    if isinstance(sources, dict) and sources:
+        return [_record(name, split, (entry.get("splits") or {}).get(split), entry)
+                for name, entry in sources.items() if isinstance(entry, dict)]  # fmt: skip
+    originals = sum(1 for i in per_clip if not (i.startswith("M") and i[1:] in per_clip))
+    return [_record(root.name, split, originals, build)]
+
+
+def _record(name: str, split: str, clips: Any, build: dict) -> dict[str, Any]:
+    record = {
+        "name": name, "split": split, "clips": clips, "format": build.get("format"),
+        "source": build.get("source") or build.get("folder"), "hours": build.get("hours"),
+        "licence": build.get("licence"), "attribution": build.get("attribution"),
+    }  # fmt: skip
     return {k: v for k, v in record.items() if v is not None}
 
 
@@ -105,11 +125,10 @@ def describe_data(
     for root in map(Path, roots):
         if not (root / "texts").is_dir():
             raise MotionError(f"{root}: not a built data set (no texts/ folder)")
-        found, ids = split_captions(root, split)
+        found, per_clip = split_captions(root, split)
         captions.update(dict.fromkeys(found))
-        actions.update(vocabulary(root, ids, found))
-        originals = sum(1 for i in ids if not i.startswith("M"))
-        datasets.append(dataset_record(root, split, originals))
+        actions.update(vocabulary(root, per_clip))
+        datasets += dataset_records(root, split, per_clip)
     if not captions:
         raise MotionError(f"{', '.join(map(str, roots))}: the {split} split holds no caption")
     encoder = load_text_encoder(encoder_config, device)

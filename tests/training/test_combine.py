@@ -139,3 +139,34 @@ def test_a_tiny_run_trains_on_the_weighted_combined_set(combined, tmp_path):
     assert "deepmimic: DeepMimic" in data["attribution"] and data["items"] > 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["source_weights"] == {"deepmimic": 3}
+
+
+def test_a_checkpoint_trained_on_the_combined_set_lists_each_source(combined, tmp_path, capsys):
+    """``describe`` on a combined data set: each source with its clips and terms, the
+    DeepMimic actions from their labels and the studio's from its captions' verbs."""
+    import torch
+
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+    from engine.text_encoder import TextEncoderConfig
+
+    torch.manual_seed(0)
+    folder = save_checkpoint(
+        tmp_path / "ckpt", {"autoencoder": MotionAutoencoder(AutoencoderConfig.tiny())},
+        text_encoder=TextEncoderConfig(), normalizer_mean=np.zeros(263),
+        normalizer_std=np.ones(263), fps=20, license="test", attribution="test",
+    )  # fmt: skip
+    assert main(["describe", str(folder), "--data", str(combined)]) == 0
+    assert "described" in capsys.readouterr().out
+    knowledge = load_checkpoint(folder).knowledge
+    records = {d["name"]: d for d in knowledge.datasets}
+    assert set(records) == {"studio", "deepmimic"}
+    originals = [i for i in read_split(combined, "train_studio") if not i.startswith("M")]
+    assert records["studio"]["clips"] == len(originals) == 8
+    assert "DeepMimic reference motions" in records["deepmimic"]["attribution"]
+    assert "walk" in knowledge.vocabulary  # the studio's captions: "a person walks, take i"
+    train = read_split(combined, "train_deepmimic")
+    labels = json.loads((combined / "labels.json").read_text())
+    actions = {labels[i]["labels"]["content"].replace("-", " ") for i in train
+               if not labels[i].get("mirror_of")}  # fmt: skip
+    assert actions and actions <= set(knowledge.vocabulary)
