@@ -108,7 +108,8 @@ class KINETEXT_PT_knowledge(_SidebarPanel, bpy.types.Panel):
             return
         for data in summary["datasets"]:
             hours = data.get("hours")
-            size = f"{data.get('clips', '?')} clips" + (f", {hours:.1f} h" if hours else "")
+            whole = f" of {hours:.1f} h" if isinstance(hours, (int, float)) else ""
+            size = f"{data.get('clips', '?')} training clips{whole}"
             layout.label(text=f"{data.get('name', '?')}: {size}", icon="FILE")
         column = layout.column(align=True)
         column.label(text="Actions (training clips):")

@@ -126,10 +126,10 @@ def format_info(info: dict[str, Any], width: int = 100) -> str:
                                      if info["trained_on"] else ""))  # fmt: skip
     else:
         for data in knowledge["datasets"]:
-            hours = f", {data['hours']:.2f} h" if isinstance(data.get("hours"), float) else ""
-            clips = data.get("clips", "?")
-            out.append(f"  {data.get('name', '?')}: {data.get('split', '?')} split, {clips} "
-                       f"clips{hours}")  # fmt: skip
+            hours = data.get("hours")
+            whole = f" (the whole data set: {hours:.2f} h)" if isinstance(hours, float) else ""
+            out.append(f"  {data.get('name', '?')}: {data.get('clips', '?')} clips of its "
+                       f"{data.get('split', '?')} split{whole}")  # fmt: skip
             if data.get("licence"):
                 out += _wrapped(f"licence: {data['licence']}", width, "    ")
     out += _wrapped(f"licence of the weights: {info['license']}", width)

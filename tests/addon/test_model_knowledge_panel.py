@@ -69,7 +69,7 @@ def test_what_this_model_knows_lists_the_vocabulary_and_data(embedded):
     for action, clips in (("bow", "12"), ("wave right hand", "167"), ("run", "265")):
         position = texts.index(action)
         assert texts[position + 1] == clips
-    assert "bandai-hml: 2461 clips, 3.9 h" in texts
+    assert "bandai-hml: 2461 training clips of 3.9 h" in texts
 
 
 def test_generating_a_prompt_it_never_learned_warns_in_the_status(embedded):
