@@ -26,7 +26,11 @@ POLL = 0.2  # seconds between looks for an answer, on the main thread
 Key = tuple[str, str | None, str]
 
 _ANSWERS: dict[Key, dict[str, Any]] = {}  # key -> {"summary", "match"} or {"error": ...}
-_PENDING: set[Key] = set()
+_PENDING: set[Key] = set()  # asked or waiting to be asked
+# Typing asks on every keystroke: one question is asked at a time, and of those typed
+# meanwhile only the newest waits its turn (the ones in between are never asked).
+_ASKING: list[Key] = []
+_NEXT: dict[str, tuple[Key, jobs.KnowledgeRequest]] = {}
 _LOCK = threading.Lock()
 _TIMER_RUNNING = False
 
@@ -64,26 +68,41 @@ def ask(context: bpy.types.Context, prompt: str) -> None:
     if choice is None or deps.missing():
         return
     key = _key(*choice, prompt)
+    request = jobs.KnowledgeRequest(key[2], *choice)
     with _LOCK:
         if key in _ANSWERS or key in _PENDING:
             return
         _PENDING.add(key)
-    request = jobs.KnowledgeRequest(key[2], *choice)
+        if _ASKING:  # one at a time: this one replaces any other waiting
+            skipped = _NEXT.pop("next", None)
+            if skipped is not None:
+                _PENDING.discard(skipped[0])
+            _NEXT["next"] = (key, request)
+            return
+        _ASKING.append(key)
     threading.Thread(target=_work, args=(key, request), name="kinetext-knowledge",
                      daemon=True).start()  # fmt: skip
     _start_timer()
 
 
 def _work(key: Key, request: jobs.KnowledgeRequest) -> None:
-    try:
-        found = engine_process.ENGINE.knowledge(request)
-    except MotionError as error:
-        found = {"error": str(error)}
-    except Exception as error:  # a worker must never die silently
-        found = {"error": f"{type(error).__name__}: {error}"}
-    with _LOCK:
-        _ANSWERS[key] = found
-        _PENDING.discard(key)
+    """Ask ``request``, then whatever was typed meanwhile (the newest only)."""
+    while True:
+        try:
+            found = engine_process.ENGINE.knowledge(request)
+        except MotionError as error:
+            found = {"error": str(error)}
+        except Exception as error:  # a worker must never die silently
+            found = {"error": f"{type(error).__name__}: {error}"}
+        with _LOCK:
+            _ANSWERS[key] = found
+            _PENDING.discard(key)
+            _ASKING.clear()
+            following = _NEXT.pop("next", None)
+            if following is None:
+                return
+            key, request = following
+            _ASKING.append(key)
 
 
 def wait(timeout: float) -> bool:
@@ -125,7 +144,7 @@ def warning(context: bpy.types.Context, prompt: str) -> str | None:
 
 
 def on_prompt_update(_settings: Any, context: bpy.types.Context) -> None:
-    """The prompt field changed (Enter or focus left): ask about the new prompt now."""
+    """The prompt changed (each keystroke while typing, then Enter): ask about it."""
     prompt = getattr(_settings, "prompt", "")
     if prompt.strip():
         ask(context, prompt)
@@ -160,4 +179,6 @@ def shutdown() -> None:
     if bpy.app.timers.is_registered(_poll):
         bpy.app.timers.unregister(_poll)
     _TIMER_RUNNING = False
+    with _LOCK:
+        _NEXT.clear()
     forget()

@@ -98,7 +98,7 @@ def _prompt_changed(self: Any, context: bpy.types.Context) -> None:
 class KINETEXT_PG_settings(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(
         name="Prompt", description="What the character does, e.g. 'a person walks forward "
-        "and waves with the right hand'", update=_prompt_changed,
+        "and waves with the right hand'", update=_prompt_changed, options={"TEXTEDIT_UPDATE"},
     )  # fmt: skip
     seconds: bpy.props.FloatProperty(
         name="Seconds", default=DEFAULT_SECONDS, min=MIN_SECONDS, max=MAX_SECONDS, step=10,

@@ -104,3 +104,24 @@ def test_a_checkpoint_that_does_not_describe_its_data_says_unknown_and_never_war
         "FINISHED"
     }
     assert "not trained" not in bpy.context.window_manager.kinetext.status
+
+
+def test_typing_asks_once_at_a_time_and_ends_with_the_whole_prompt(embedded, monkeypatch):
+    """Each keystroke updates the prompt; questions go one at a time, only the newest typed
+    meanwhile waits, so the last answer is the whole prompt's and most are never asked."""
+    from kinetext.addon import engine_process, knowledge
+
+    asked = []
+    real = engine_process.ENGINE.knowledge
+
+    def counting(request):
+        asked.append(request.prompt)
+        return real(request)
+
+    monkeypatch.setattr(engine_process.ENGINE, "knowledge", counting)
+    for end in range(1, len(FAR) + 1):
+        bpy.context.scene.kinetext.prompt = FAR[:end]  # what TEXTEDIT_UPDATE does per key
+    assert knowledge.wait(WAIT)
+    assert asked[-1] == FAR and len(asked) < len(FAR) // 2
+    shown = draw(embedded.KINETEXT_PT_generate).texts()
+    assert f"not trained on anything like '{FAR}'" in shown
