@@ -13,6 +13,7 @@ from types import ModuleType
 def _modules() -> tuple[ModuleType, ...]:
     from . import (
         bone_maps,
+        knowledge,
         molingo_get,
         operators,
         panel,
@@ -21,7 +22,8 @@ def _modules() -> tuple[ModuleType, ...]:
         smpl_operators,
     )
 
-    return (preferences, properties, operators, panel, bone_maps, smpl_operators, molingo_get)
+    return (preferences, properties, knowledge, operators, panel, bone_maps, smpl_operators,
+            molingo_get)  # fmt: skip
 
 
 def register() -> None:

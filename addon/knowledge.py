@@ -20,7 +20,7 @@ from typing import Any
 import bpy
 
 from ..engine.errors import MotionError
-from . import deps, engine_process, jobs, preferences
+from . import deps, engine_process, jobs, preferences, properties
 
 POLL = 0.2  # seconds between looks for an answer, on the main thread
 Key = tuple[str, str | None, str]
@@ -182,3 +182,13 @@ def shutdown() -> None:
     with _LOCK:
         _NEXT.clear()
     forget()
+
+
+def register() -> None:
+    properties.PROMPT_WATCHERS.append(on_prompt_update)
+
+
+def unregister() -> None:
+    if on_prompt_update in properties.PROMPT_WATCHERS:
+        properties.PROMPT_WATCHERS.remove(on_prompt_update)
+    shutdown()

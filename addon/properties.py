@@ -7,6 +7,7 @@ undone by Ctrl+Z and are not saved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bpy
@@ -88,11 +89,15 @@ class KINETEXT_PG_variation(bpy.types.PropertyGroup):
     fps: bpy.props.IntProperty(name="FPS")
 
 
-def _prompt_changed(self: Any, context: bpy.types.Context) -> None:
-    """Check the new prompt against what the checkpoint learned, in the background."""
-    from .knowledge import on_prompt_update
+# Called with (settings, context) whenever the prompt changes, each keystroke included: the
+# knowledge check adds itself here when registered (``knowledge.register``), so that this
+# module, which most others import, imports none of them back.
+PROMPT_WATCHERS: list[Callable[[Any, bpy.types.Context], None]] = []
 
-    on_prompt_update(self, context)
+
+def _prompt_changed(self: Any, context: bpy.types.Context) -> None:
+    for watcher in list(PROMPT_WATCHERS):
+        watcher(self, context)
 
 
 class KINETEXT_PG_settings(bpy.types.PropertyGroup):
