@@ -20,10 +20,11 @@ def _modules() -> tuple[ModuleType, ...]:
         preferences,
         properties,
         smpl_operators,
+        timeline,
     )
 
-    return (preferences, properties, knowledge, operators, panel, bone_maps, smpl_operators,
-            molingo_get)  # fmt: skip
+    return (preferences, properties, knowledge, operators, timeline, panel, bone_maps,
+            smpl_operators, molingo_get)  # fmt: skip
 
 
 def register() -> None:

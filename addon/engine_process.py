@@ -68,7 +68,7 @@ class EngineProcess:
         self._ids = itertools.count(1)
         self._folder: Path | None = None  # where the child writes results, made when needed
 
-    def generate(self, request: jobs.Request, progress: jobs.Progress) -> Motion:
+    def generate(self, request: jobs.AnyRequest, progress: jobs.Progress) -> Motion:
         """Generate ``request`` in the child; ``progress(step, total)`` raising ``Cancelled``
         (the job was cancelled) stops waiting at once and tells the child to stop too."""
         job_id = next(self._ids)
@@ -268,7 +268,7 @@ def _serve_checks(checks: queue.Queue, send) -> None:
 def _serve_one(message: dict, running: dict, cancelled: set, send) -> None:
     job_id = message["id"]
 
-    def work(request: jobs.Request, progress: jobs.Progress) -> Motion:
+    def work(request: jobs.AnyRequest, progress: jobs.Progress) -> Motion:
         def report(step: float, total: float) -> None:
             progress(step, total)  # raises Cancelled when asked to stop
             send({"id": job_id, "progress": step / max(total, 1)})
@@ -299,19 +299,24 @@ def _serve_one(message: dict, running: dict, cancelled: set, send) -> None:
 # ---- what travels between them -----------------------------------------------------------
 
 
-def encode_request(request: jobs.Request) -> dict[str, Any]:
+REQUEST_KINDS = {kind.__name__: kind for kind in jobs.REQUEST_KINDS}
+
+
+def encode_request(request: jobs.AnyRequest) -> dict[str, Any]:
     """JSON for ``request``; a folder checkpoint stays a folder (a ``Path``, see engine.hub)."""
     fields = dataclasses.asdict(request)
     folder = isinstance(request.checkpoint, Path)
     fields["checkpoint"] = str(request.checkpoint) if folder else request.checkpoint
-    return {"fields": fields, "checkpoint_is_folder": folder}
+    return {"kind": type(request).__name__, "fields": fields, "checkpoint_is_folder": folder}
 
 
-def decode_request(data: dict[str, Any]) -> jobs.Request:
+def decode_request(data: dict[str, Any]) -> jobs.AnyRequest:
     fields = dict(data["fields"])
     if data["checkpoint_is_folder"]:
         fields["checkpoint"] = Path(fields["checkpoint"])
-    return jobs.Request(**fields)
+    if "segments" in fields:  # JSON made the pairs lists
+        fields["segments"] = tuple((str(p), float(s)) for p, s in fields["segments"])
+    return REQUEST_KINDS[data.get("kind", "Request")](**fields)
 
 
 def save_motion(motion: Motion, path: Path) -> None:

@@ -86,7 +86,7 @@ class BackgroundJobOperator:
         set_status(context, message)
         self.report({"WARNING"}, message)
         state = runtime(context)
-        state.running, state.progress = False, 0.0
+        state.running, state.progress, state.segments = False, 0.0, 0
         redraw(context)
         return {"CANCELLED"}
 
@@ -116,7 +116,7 @@ def end_job(context: bpy.types.Context, job: jobs.Job) -> None:
     release the job, clear the panel's running state and progress, redraw."""
     jobs.end(job)
     state = runtime(context)
-    state.running, state.progress = False, 0.0
+    state.running, state.progress, state.segments = False, 0.0, 0
     redraw(context)
 
 

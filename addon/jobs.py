@@ -64,6 +64,52 @@ class KnowledgeRequest:
     revision: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceRequest:
+    """A timeline: one clip of several prompts (``engine.sequence.generate_sequence``)."""
+
+    segments: tuple[tuple[str, float], ...]  # (prompt, seconds) in order
+    seed: int
+    guidance: float | None
+    steps: int | None
+    generator: str | None
+    checkpoint: Path | str | None
+    revision: str | None
+    device: str
+    offline: bool = False
+    clean: bool = True
+    method: str | None = None  # "inpaint" | "blend" | None (the engine's default)
+
+    @property
+    def prompt(self) -> str:
+        """What the status line calls it: the prompts in order."""
+        return " / ".join(prompt for prompt, _ in self.segments)
+
+
+@dataclasses.dataclass(frozen=True)
+class InbetweenRequest:
+    """Frames ``[start_frame, end_frame)`` of a clip regenerated (``engine.sequence.inbetween``);
+    the clip's joints (T, 22, 3) are in the .npy at ``clip`` (they cross to the engine process
+    as a file, not as JSON numbers)."""
+
+    prompt: str
+    start_frame: int
+    end_frame: int
+    clip: str
+    seed: int
+    guidance: float | None
+    steps: int | None
+    generator: str | None
+    checkpoint: Path | str | None
+    revision: str | None
+    device: str
+    offline: bool = False
+    clean: bool = True
+
+
+AnyRequest = Request | SequenceRequest | InbetweenRequest
+REQUEST_KINDS = (Request, SequenceRequest, InbetweenRequest)
+
 Progress = Callable[[float, float], None]
 Work = Callable[[Any, Progress], Any]
 """work(request, progress) -> result, run in the worker; progress(step, total) may raise."""
@@ -137,8 +183,9 @@ class Job:
         self.progress = step / max(total, 1)
 
 
-def generate(request: Request, progress: Any) -> Any:
-    """Run the engine for ``request`` (imports torch here, never at add-on load).
+def generate(request: Request | SequenceRequest | InbetweenRequest, progress: Any) -> Any:
+    """Run the engine for ``request`` (imports torch here, never at add-on load): a prompt's
+    variations, a timeline, or an in-between.
 
     The checkpoint (a folder, a Hub id at a revision, from the Hub's local cache only while
     Blender's online access is off) is resolved and kept by the engine's pipeline, as for
@@ -150,22 +197,18 @@ def generate(request: Request, progress: Any) -> Any:
     from ..engine.errors import NotDownloaded
 
     progress(0, 1)
+    common = {
+        "seed": request.seed, "guidance": request.guidance, "steps": request.steps,
+        "checkpoint": request.checkpoint, "revision": request.revision,
+        "offline": request.offline, "device": request.device, "progress": progress,
+        "generator": request.generator, "clean": request.clean,
+    }  # fmt: skip
     try:
         with threads_beside_blender():
+            if not isinstance(request, Request):
+                return _edit(request, common)
             return pipeline.generate(
-                request.prompt,
-                seconds=request.seconds,
-                seed=request.seed,
-                variations=request.variations,
-                guidance=request.guidance,
-                steps=request.steps,
-                checkpoint=request.checkpoint,
-                revision=request.revision,
-                offline=request.offline,
-                device=request.device,
-                progress=progress,
-                generator=request.generator,
-                clean=request.clean,
+                request.prompt, seconds=request.seconds, variations=request.variations, **common
             )
     except NotDownloaded as error:
         raise MotionError(
@@ -182,12 +225,24 @@ def knowledge(request: KnowledgeRequest) -> dict[str, Any]:
     from ..engine.info import knowledge_report
 
     try:
-        return knowledge_report(
-            request.prompt, request.checkpoint, request.revision, offline=True
-        )
+        return knowledge_report(request.prompt, request.checkpoint, request.revision, offline=True)
     except NotDownloaded:
         why = "not downloaded yet: the first generation fetches it and then says"
         return {"summary": None, "match": None, "pending": why}
+
+
+def _edit(request: SequenceRequest | InbetweenRequest, common: dict[str, Any]) -> Any:
+    """A timeline or an in-between, with ``generate``'s checkpoint, settings and progress."""
+    import numpy as np
+
+    from ..engine import sequence
+
+    if isinstance(request, SequenceRequest):
+        segments = [(p, s) for p, s in request.segments]
+        return sequence.generate_sequence(segments, method=request.method, **common)
+    joints = np.load(request.clip, allow_pickle=False)
+    return sequence.inbetween(joints, request.start_frame, request.end_frame, request.prompt,
+                              **common)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -290,28 +290,42 @@ class MOTION_OT_bake(bpy.types.Operator):
     variation: bpy.props.IntProperty(name="Variation", default=-1, min=-1, options={"SKIP_SAVE"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from . import bake
-
-        panel = settings(context)
         try:
             item, clip = variation(context, self.variation)
             obj = target_armature(context, self.armature)
-            # bake checks everything before touching the scene and undoes a failed write
-            action = bake.bake(
-                context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
-                features=clip.features,  # a 272 clip's rotations give the bones their twist
-                fps=clip.fps, preset=self.preset or panel.preset,
-                root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
-                action_name=clip.prompt, push_to_nla=panel.push_to_nla, report=self.report,
-                key_tolerance=bake.KeyTolerance(panel.key_degrees, panel.key_cm)
-                if panel.key_reduction else None,
-            )  # fmt: skip
+            action = bake_clip(context, obj, clip, self.preset, self.report)
         except MotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         _show_clip_range(context, clip)
         self.report({"INFO"}, f"Baked '{item.name}' onto {obj.name} as action '{action.name}'")
         return {"FINISHED"}
+
+
+def bake_clip(
+    context: bpy.types.Context, obj: bpy.types.Object, clip: results.Clip, preset: str,
+    report, frame_start: int | None = None, name: str | None = None,
+) -> bpy.types.Action:  # fmt: skip
+    """Bake ``clip`` onto ``obj`` with the Bake to Rig panel's settings (``preset``: a bone map
+    name, "" for the panel's), as a new action that keeps the clip (``results.embed_in_action``)
+    so that a range of it can be regenerated later."""
+    from . import bake
+
+    panel = settings(context)
+    start = context.scene.frame_start if frame_start is None else int(frame_start)
+    # bake checks everything before touching the scene and undoes a failed write
+    action = bake.bake(
+        context, armature=obj, joints=clip.joints, contacts=clip.foot_contacts,
+        features=clip.features,  # a 272 clip's rotations give the bones their twist
+        fps=clip.fps, preset=preset or panel.preset,
+        root_motion=panel.root_motion.lower(), foot_cleanup=panel.foot_cleanup,
+        action_name=name or clip.prompt, push_to_nla=panel.push_to_nla, report=report,
+        frame_start=start,
+        key_tolerance=bake.KeyTolerance(panel.key_degrees, panel.key_cm)
+        if panel.key_reduction else None,
+    )  # fmt: skip
+    results.embed_in_action(action, clip, start, scene_fps(context.scene))
+    return action
 
 
 class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):

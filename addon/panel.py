@@ -22,6 +22,11 @@ from .operators import (
 )
 from .paths import ADDON_ID, user_map_folder
 from .properties import runtime, settings
+from .timeline import (
+    MOTION_OT_generate_sequence,
+    MOTION_OT_regenerate_range,
+    MOTION_OT_timeline_segment,
+)
 from .ui import CATEGORY, STATUS_ICONS, chars_per_line, draw_wrapped
 
 
@@ -121,6 +126,69 @@ class KINETEXT_PT_knowledge(_SidebarPanel, bpy.types.Panel):
         draw_wrapped(layout, text, "INFO", width=width)
 
 
+class KINETEXT_UL_segments(bpy.types.UIList):
+    """One row per Timeline segment: its prompt and its length, both editable in place."""
+
+    def draw_item(self, _context, layout, _data, item, _icon, _active, _prop, index=0, _flt=0):
+        row = layout.row(align=True)
+        row.label(text=f"{index + 1}.")
+        row.prop(item, "prompt", text="", emboss=True)
+        sub = row.row(align=True)
+        sub.ui_units_x = 3.5
+        sub.prop(item, "seconds", text="")
+
+
+def segment_progress(progress: float, segments: int) -> str:
+    """The progress bar's text while a timeline runs: which segment, and the whole's share."""
+    current = min(segments, int(progress * segments) + 1)
+    return f"Segment {current}/{segments}  {progress:.0%}"
+
+
+class KINETEXT_PT_timeline(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Timeline"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        panel, state = settings(context), runtime(context)
+        row = layout.row()
+        row.template_list(
+            "KINETEXT_UL_segments", "", panel, "segment_list", panel, "active_segment", rows=4
+        )
+        column = row.column(align=True)
+        for edit, icon in (("ADD", "ADD"), ("REMOVE", "REMOVE"), ("DUPLICATE", "DUPLICATE")):
+            column.operator(MOTION_OT_timeline_segment.bl_idname, text="", icon=icon).edit = edit
+        column.separator()
+        for edit, icon in (("UP", "TRIA_UP"), ("DOWN", "TRIA_DOWN")):
+            column.operator(MOTION_OT_timeline_segment.bl_idname, text="", icon=icon).edit = edit
+        total = sum(s.seconds for s in panel.segment_list)
+        layout.label(text=f"{len(panel.segment_list)} segments, {total:.1f} s", icon="TIME")
+        layout.prop(panel, "timeline_method")
+        if state.running and state.segments:
+            row = layout.row(align=True)
+            text = segment_progress(state.progress, state.segments)
+            row.progress(factor=state.progress, type="BAR", text=text)
+            row.operator(MOTION_OT_cancel_generation.bl_idname, text="", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.scale_y = 1.3
+            row.enabled = bool(panel.segment_list) and not state.running
+            row.operator(MOTION_OT_generate_sequence.bl_idname, icon="SEQ_SEQUENCER")
+        box = layout.box()
+        box.label(text="Regenerate a range of the baked action", icon="ACTION")
+        box.prop(panel, "range_prompt", text="", icon="TEXT")
+        box.prop(panel, "range_source", expand=True)
+        if panel.range_source == "FIELDS":
+            row = box.row(align=True)
+            row.prop(panel, "range_start")
+            row.prop(panel, "range_end")
+        elif not context.scene.use_preview_range:
+            box.label(text="No preview range set (Ctrl+Alt+P)", icon="INFO")
+        row = box.row()
+        row.enabled = not state.running
+        row.operator(MOTION_OT_regenerate_range.bl_idname, icon="FILE_REFRESH")
+
+
 class KINETEXT_UL_variations(bpy.types.UIList):
     """One row per generated clip: its name, length, and preview / bake buttons."""
 
@@ -200,8 +268,8 @@ def _draw_rig_check(layout, rig: bpy.types.Object, preset: str, width: int) -> N
 
 
 classes = (
-    KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_knowledge, KINETEXT_PT_variations,
-    KINETEXT_PT_bake,
+    KINETEXT_UL_segments, KINETEXT_UL_variations, KINETEXT_PT_generate, KINETEXT_PT_knowledge,
+    KINETEXT_PT_timeline, KINETEXT_PT_variations, KINETEXT_PT_bake,
 )  # fmt: skip
 
 

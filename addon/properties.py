@@ -37,6 +37,15 @@ ROOT_MOTION = [
     ("ROOT_BONE", "Root bone", "Travel goes on the rig's root bone"),
     ("HIPS", "Hips", "Travel goes on the hips bone"),
 ]
+TIMELINE_METHODS = [
+    ("AUTO", "Default", "The engine's default way of joining segments"),
+    ("INPAINT", "Continue", "Each window continues the previous one's last two seconds"),
+    ("BLEND", "Blend", "All windows at once, averaged where neighbours overlap (MLA-Gen)"),
+]
+RANGE_SOURCES = [
+    ("PREVIEW", "Preview range", "The scene's preview range (Ctrl+Alt+P in the timeline)"),
+    ("FIELDS", "Frames", "The start and end frames below"),
+]
 STATUS_LEVELS = [("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")]
 AUTO_PRESET = "AUTO"
 
@@ -98,6 +107,18 @@ PROMPT_WATCHERS: list[Callable[[Any, bpy.types.Context], None]] = []
 def _prompt_changed(self: Any, context: bpy.types.Context) -> None:
     for watcher in list(PROMPT_WATCHERS):
         watcher(self, context)
+
+
+class KINETEXT_PG_segment(bpy.types.PropertyGroup):
+    """One entry of the Timeline: what the character does and for how long."""
+
+    prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the character does in this segment"
+    )
+    seconds: bpy.props.FloatProperty(
+        name="Seconds", default=3.0, min=1.0, max=60.0, step=10, precision=1,
+        description="How long the segment lasts (rounded to 0.2 s steps)",
+    )  # fmt: skip
 
 
 class KINETEXT_PG_settings(bpy.types.PropertyGroup):
@@ -168,9 +189,24 @@ class KINETEXT_PG_settings(bpy.types.PropertyGroup):
     variation_list: bpy.props.CollectionProperty(type=KINETEXT_PG_variation)
     active_variation: bpy.props.IntProperty(name="Variation", default=0)
 
+    segment_list: bpy.props.CollectionProperty(type=KINETEXT_PG_segment)
+    active_segment: bpy.props.IntProperty(name="Segment", default=0)
+    timeline_method: bpy.props.EnumProperty(name="Join", items=TIMELINE_METHODS, default="AUTO")
+    range_prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the character does in the regenerated range"
+    )
+    range_source: bpy.props.EnumProperty(name="Range", items=RANGE_SOURCES, default="PREVIEW")
+    range_start: bpy.props.IntProperty(
+        name="Start", default=1, description="First frame to regenerate (scene frames)"
+    )
+    range_end: bpy.props.IntProperty(
+        name="End", default=20, description="Last frame to regenerate (scene frames, included)"
+    )
+
 
 class KINETEXT_PG_runtime(bpy.types.PropertyGroup):
     running: bpy.props.BoolProperty(default=False)
+    segments: bpy.props.IntProperty(default=0)  # segments of the running timeline (0: none)
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     status: bpy.props.StringProperty(default="")
     status_level: bpy.props.EnumProperty(items=STATUS_LEVELS, default="INFO")
@@ -195,7 +231,7 @@ def set_status(context: bpy.types.Context, text: str, level: str = "INFO") -> No
     state.status_level = level
 
 
-classes = (KINETEXT_PG_variation, KINETEXT_PG_settings, KINETEXT_PG_runtime)
+classes = (KINETEXT_PG_variation, KINETEXT_PG_segment, KINETEXT_PG_settings, KINETEXT_PG_runtime)
 
 
 register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)

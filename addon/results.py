@@ -171,6 +171,26 @@ def embedded(item: Any) -> Clip | None:
                 meta.get("info", {}), contacts)  # fmt: skip
 
 
+_BAKE = "kinetext_bake"
+
+
+def embed_in_action(action: Any, clip: Clip, frame_start: int, scene_fps: float) -> None:
+    """Keep ``clip`` inside the Action baked from it (saved with the .blend), with the first
+    frame and the scene's rate it was baked at, so a range can be regenerated later."""
+    embed(action, clip)
+    frames = round((clip.frames - 1) * scene_fps / clip.fps) + 1
+    action[_BAKE] = json.dumps({"frame_start": frame_start, "fps": scene_fps, "frames": frames})
+
+
+def baked_clip(action: Any) -> tuple[Clip, dict[str, Any]] | None:
+    """(clip, {"frame_start", "fps", "frames"}) of an Action ``embed_in_action`` wrote, or None
+    (an Action keyed by hand or by another tool)."""
+    if action is None or _BAKE not in action:
+        return None
+    clip = embedded(action)
+    return None if clip is None else (clip, json.loads(action[_BAKE]))
+
+
 def clip_of(item: Any, folder: Path | None) -> Clip:
     """The clip of a list entry: from memory, else from the .blend, else from the cache."""
     clip = _MEMORY.get(item.key)

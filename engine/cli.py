@@ -1,6 +1,7 @@
 """Command line of the engine: ``python -m engine COMMAND ...`` (console script ``kinetext``).
 
     generate "PROMPT" [--seconds S] [--seed N] [--variations K] --out FILE(.npy|.bvh|.png|.gif|.mp4)
+    generate --timeline FILE [--method inpaint|blend] --out FILE   one clip of prompt#seconds lines
     features IN.npy OUT.npy        joints (T,22,3) metres Y-up -> (T-1,263) features
     recover IN.npy OUT.npy         features (T,263) -> joints (T,22,3)
     bvh2joints IN.bvh OUT.npy [--map NAME|FILE.json] [--units auto|m|cm|mm|in|N] [--raw]
@@ -213,16 +214,20 @@ def _cmd_joints2bvh(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_preview(joints: np.ndarray, out: str, title: str | None, fps: float) -> None:
+def _write_preview(
+    joints: np.ndarray, out: str, title: str | None, fps: float,
+    segments: list[tuple[int, str]] | None = None,
+) -> None:  # fmt: skip
     from .render import render_animation, render_contact_sheet
 
     suffix = Path(out).suffix.lower()
     if suffix in PREVIEWS:
         _make_parent(out)
     if suffix == ".png":
-        render_contact_sheet(joints, out, title=title, fps=fps)
+        render_contact_sheet(joints, out, title=title, fps=fps, segments=segments)
     elif suffix in (".gif", ".mp4"):
-        render_animation(joints if joints.ndim == 3 else joints[0], out, fps=fps, title=title)
+        clip = joints if joints.ndim == 3 else joints[0]
+        render_animation(clip, out, fps=fps, title=title, segments=segments)
     else:
         raise MotionError(f"{out}: previews are {', '.join(PREVIEWS)}")
 
@@ -289,6 +294,14 @@ def _check_generate(args: argparse.Namespace) -> None:
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".npy", ".bvh", *PREVIEWS):
         raise MotionError(f"{args.out}: write .npy, .bvh or a preview ({', '.join(PREVIEWS)})")
+    if (args.prompt is None) == (args.timeline is None):
+        raise MotionError("give a prompt or --timeline FILE (one 'prompt#seconds' per line)")
+    if args.timeline is not None:
+        _check_timeline_args(args)
+        check_output(args.out)
+        return
+    if args.method is not None:
+        raise MotionError("--method chooses how a --timeline's segments are joined")
     validate_prompt(args.prompt)
 
     many = suffix == ".bvh" and 1 <= args.variations <= MAX_VARIATIONS
@@ -297,13 +310,28 @@ def _check_generate(args: argparse.Namespace) -> None:
         check_output(path)
 
 
+def _check_timeline_args(args: argparse.Namespace) -> None:
+    """A timeline makes one clip of the file's lengths: refuse the options that say otherwise,
+    and read the file (its errors name the line) before any model is loaded."""
+    from .timeline import check_segments, read_timeline
+
+    if args.seconds is not None:
+        raise MotionError("--seconds does not apply to --timeline: each line gives its length")
+    if args.variations != 1:
+        raise MotionError("--timeline makes one clip: change --seed for another")
+    args.segments = check_segments(read_timeline(args.timeline))
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .bvh import canonical_bvh, write_bvh_files
     from .pipeline import generate
 
+    if args.timeline is not None:
+        return _cmd_generate_timeline(args)
     suffix = Path(args.out).suffix.lower()
+    seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
     motion = generate(
-        args.prompt, seconds=args.seconds, seed=args.seed, variations=args.variations,
+        args.prompt, seconds=seconds, seed=args.seed, variations=args.variations,
         guidance=args.guidance, steps=args.steps, checkpoint=args.checkpoint,
         device=args.device, generator=args.generator, clean=not args.raw,
         revision=args.revision, allow_unpinned=args.allow_unpinned,
@@ -332,6 +360,40 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     d = motion.diagnostics
     print(f"{len(motion)} clip(s) of {motion.seconds:.2f} s ({d['generator']}, seed {d['seed']}, "
           f"{d['device']}) -> {', '.join(written)}")  # fmt: skip
+    return 0
+
+
+def _cmd_generate_timeline(args: argparse.Namespace) -> int:
+    """``generate --timeline FILE``: one clip of every segment, written as a single prompt's;
+    a preview marks where each segment starts."""
+    from .bvh import canonical_bvh, write_bvh
+    from .sequence import generate_sequence
+
+    motion = generate_sequence(
+        args.segments, seed=args.seed, guidance=args.guidance, steps=args.steps,
+        checkpoint=args.checkpoint, device=args.device, generator=args.generator,
+        method=args.method, clean=not args.raw, revision=args.revision,
+        allow_unpinned=args.allow_unpinned,
+    )  # fmt: skip
+    for warning in motion.diagnostics.get("prompt_notes", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    table = motion.diagnostics["segments"]
+    suffix = Path(args.out).suffix.lower()
+    joints = motion.joints[0]
+    if suffix == ".npy":
+        _save_npy(args.out, joints)
+    elif suffix == ".bvh":
+        write_bvh(_make_parent(args.out), canonical_bvh(joints, fps=motion.fps))
+    else:
+        marks = [(s["start_frame"], s["prompt"]) for s in table]
+        _write_preview(joints, args.out, None, motion.fps, marks)
+    written = [args.out, *_write_sources(Path(args.out), motion.prompts[0], motion.diagnostics)]
+    d = motion.diagnostics
+    for i, s in enumerate(table, start=1):
+        start, frames = s["start_frame"], s["frames"]
+        print(f"  {i}. {start / motion.fps:6.2f} s  {frames / motion.fps:5.2f} s  {s['prompt']}")
+    how = f"{d['generator']}, {d['timeline_method']}, seed {d['seed']}, {d['device']}"
+    print(f"{len(table)} segment(s), {motion.seconds:.2f} s ({how}) -> {', '.join(written)}")
     return 0
 
 
@@ -435,9 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="text -> motion (.npy, .bvh or a preview)")
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", nargs="?", default=None)
     gen.add_argument(
-        "--seconds", type=float, default=DEFAULT_SECONDS,
+        "--timeline", default=None, metavar="FILE",
+        help="one clip of several prompts: a text file of 'prompt#seconds' lines, 1 to 60 s each",
+    )  # fmt: skip
+    gen.add_argument(
+        "--method", choices=("inpaint", "blend"), default=None,
+        help="how --timeline segments are joined (default: inpaint; blend needs MLA-Gen)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--seconds", type=float, default=None,
         help=f"{MIN_SECONDS:g} to {MAX_SECONDS:g} (default {DEFAULT_SECONDS:g})",
     )  # fmt: skip
     gen.add_argument("--seed", type=int, default=0)
@@ -523,22 +593,42 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("sae_dir", metavar="SAE_DIR", help="unzipped SAE (opt.txt, model/*.ckpt)")
     imp.add_argument("model_dir", metavar="MODEL_DIR", help="unzipped model (opt.txt, *.pth)")
     imp.add_argument("out_dir", metavar="OUT_DIR")
-    imp.add_argument("--text-encoder", default=None, metavar="NAME_OR_FOLDER",
-                     help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)")
+    imp.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="NAME_OR_FOLDER",
+        help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)",
+    )
     imp.add_argument("--no-ema", action="store_true", help="raw weights instead of the EMA")
-    imp.add_argument("--mean-std", default=None, metavar="FOLDER",
-                     help="folder with HumanML3D's Mean.npy and Std.npy (default: the release's)")
+    imp.add_argument(
+        "--mean-std",
+        default=None,
+        metavar="FOLDER",
+        help="folder with HumanML3D's Mean.npy and Std.npy (default: the release's)",
+    )
     imp.set_defaults(run=_cmd_import_molingo)
 
     dl = sub.add_parser("download-molingo", help="download + convert a published MoLingo release")
     dl.add_argument("--representation", choices=("263", "272"), required=True)
     dl.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
-    dl.add_argument("--mean-std", default=None, metavar="FOLDER",
-                    help="folder with HumanML3D's Mean.npy and Std.npy")
-    dl.add_argument("--text-encoder", default=None, metavar="NAME_OR_FOLDER",
-                    help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)")
-    dl.add_argument("--mirror", default=None, metavar="URL",
-                    help="fetch the zips, by their file names, from this mirror")
+    dl.add_argument(
+        "--mean-std",
+        default=None,
+        metavar="FOLDER",
+        help="folder with HumanML3D's Mean.npy and Std.npy",
+    )
+    dl.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="NAME_OR_FOLDER",
+        help="T5 tokenizer folder or Hub id (default: google-t5/t5-large)",
+    )
+    dl.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="fetch the zips, by their file names, from this mirror",
+    )
     dl.set_defaults(run=_cmd_download_molingo)
 
     info = sub.add_parser("info", help="what a checkpoint was trained on, its sizes and terms")

@@ -78,7 +78,7 @@ def loop(
         raise MotionError(
             f"a {num_frames / fps:.1f} s clip is too short to loop (needs over {min_seconds:g} s)"
         )
-    local, place, turn = _body_frames(joints)  # (T, 22, 3), (T, 3), (T, 3, 3)
+    local, place, turn = body_frames(joints)  # (T, 22, 3), (T, 3), (T, 3, 3)
     velocity = np.diff(local, axis=0, prepend=local[:1])
     cost = ((local - local[0]) ** 2).sum((1, 2)) + 4.0 * ((velocity - velocity[1]) ** 2).sum((1, 2))
     end = first + int(np.argmin(cost[first:]))  # the last frame, to meet frame 0
@@ -94,7 +94,7 @@ def loop(
     return ClipEdit(out, picked, f"loop of {end / fps:.2f} s ({end} frames a cycle)")
 
 
-def _body_frames(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def body_frames(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each frame's pose in its own heading frame: local (T, 22, 3), the pelvis over the
     floor (T, 3), and the heading rotation (T, 3, 3) with joints = turn @ local + place."""
     forward = facing_direction(joints, FACE_JOINTS)  # (T, 3), horizontal unit

@@ -16,6 +16,7 @@ failed render never leaves a half-written file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ RIGHT_COLOUR = "#d1361f"
 SPINE_COLOUR = "#2b2b2b"
 FLOOR_COLOUR = "#c8c8c8"
 TRAJECTORY_COLOUR = "#e09b1a"
+SEGMENT_COLOUR = "#9b30d9"  # a timeline segment's first frame (no bone is this colour)
 
 
 @dataclass(frozen=True)
@@ -191,13 +193,16 @@ def render_contact_sheet(
     fps: float = FPS,
     panel_px: int = 200,
     camera: Camera | None = None,
+    segments: Sequence[tuple[int, str]] | None = None,
 ) -> Path:
     """Write a PNG grid of stick figures: one column per sampled frame, one row per clip.
 
     ``joints`` is (T, 22, 3) or (N, T, 22, 3) (N variations, one row each, same limits).
     ``frames`` evenly spaced frames (first and last included) are shown, labelled with their
     time at ``fps``. The image is ``frames * panel_px`` wide and ``N * panel_px`` (plus a
-    ``panel_px // 6`` band when ``title`` is given) high.
+    ``panel_px // 6`` band when ``title`` is given) high. ``segments``: (first frame, label)
+    of each part of a timeline; their first and middle frames are shown too, each first
+    frame's panel marked by a purple bar on its left and the segment's label.
     """
     arr = np.asarray(joints)
     clips = check_joints(arr, batched=arr.ndim == 4, what=str(path))
@@ -205,7 +210,13 @@ def render_contact_sheet(
     n, t_len = clips.shape[:2]
     if frames < 1:
         raise MotionError(f"contact sheet needs at least one frame, got frames={frames}")
-    picks = np.unique(np.linspace(0, t_len - 1, min(frames, t_len)).round().astype(int))
+    picks = np.linspace(0, t_len - 1, min(frames, t_len)).round().astype(int)
+    starts = _segment_starts(segments, t_len)
+    if starts:
+        ends = [*list(starts)[1:], t_len]
+        middles = [(a + b) // 2 for a, b in zip(starts, ends, strict=True)]
+        picks = np.concatenate([picks, list(starts), middles])
+    picks = np.unique(picks)
     cols = len(picks)
     header = panel_px // 6 if title else 0
     width, height = cols * panel_px, n * panel_px + header
@@ -230,11 +241,37 @@ def render_contact_sheet(
             _trajectory(ax, root_path[row], linewidth * 0.6)
             label = f"{frame / fps:.2f} s" if n == 1 or col else f"#{row + 1}  {frame / fps:.2f} s"
             ax.text(0.03, 0.97, label, transform=ax.transAxes, va="top", fontsize=font)
+            if int(frame) in starts:
+                _mark_segment(ax, starts[int(frame)], linewidth, font)
     if title:
         fig.text(0.5, 1 - header / 2 / height, title, ha="center", va="center", fontsize=font * 1.3)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return Path(path)
+
+
+def _segment_starts(segments: Sequence[tuple[int, str]] | None, t_len: int) -> dict[int, str]:
+    """{first frame: label} of a timeline's segments inside the clip (ordered by frame)."""
+    if not segments:
+        return {}
+    return {int(f): str(label) for f, label in sorted(segments) if 0 <= int(f) < t_len}
+
+
+def _mark_segment(ax, label: str, linewidth: float, font: float) -> None:
+    """A segment's first frame: a purple bar down the panel's left edge and its label."""
+    ax.axvline(ax.get_xlim()[0], color=SEGMENT_COLOUR, linewidth=linewidth * 3)
+    text = label if len(label) <= 28 else label[:27] + "..."
+    ax.text(0.03, 0.03, text, transform=ax.transAxes, va="bottom", fontsize=font * 0.8,
+            color=SEGMENT_COLOUR)  # fmt: skip
+
+
+def segment_at(segments: Sequence[tuple[int, str]], frame: int) -> str:
+    """The label of the segment that frame ``frame`` belongs to ("" before the first)."""
+    label = ""
+    for first, name in sorted(segments):
+        if first <= frame:
+            label = name
+    return label
 
 
 # ----------------------------------------------------------------------------- animation
@@ -255,11 +292,13 @@ def render_animation(
     title: str | None = None,
     size_px: int = 320,
     camera: Camera | None = None,
+    segments: Sequence[tuple[int, str]] | None = None,
 ) -> Path:
     """Write a (T, 22, 3) clip as a looping ``.gif`` (Pillow) or an ``.mp4`` (needs ffmpeg).
 
     The picture is ``size_px`` square with the clip's root path on the floor and a time
-    label; one image per joint frame, shown at ``fps``.
+    label; one image per joint frame, shown at ``fps``. ``segments``: (first frame, label)
+    of a timeline's parts; the label of the part playing replaces ``title``.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -277,12 +316,16 @@ def render_animation(
     _trajectory(ax, root_path[0], linewidth * 0.6)
     font = max(6.0, size_px / 30)
     clock = ax.text(0.03, 0.97, "", transform=ax.transAxes, va="top", fontsize=font)
-    if title:
-        ax.text(0.5, 0.03, title, transform=ax.transAxes, ha="center", fontsize=font)
+    caption = None
+    if title or segments:
+        caption = ax.text(0.5, 0.03, title or "", transform=ax.transAxes, ha="center",
+                          fontsize=font)  # fmt: skip
 
     def draw(t: int) -> None:
         panel.show(t)
         clock.set_text(f"{t / fps:.2f} s")
+        if segments and caption is not None:
+            caption.set_text(segment_at(segments, t))
 
     with atomic_output(target) as tmp:
         if suffix == ".gif":

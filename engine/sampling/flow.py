@@ -176,16 +176,42 @@ def _sample_eager(
 
     ``net`` is the model or its sampling copy (``sampling_model``), which the velocity calls
     run. Everything a call computes stays in its locals (thread-safe on the CPU)."""
+    velocity, ratios, last = guided_velocity(net, text, null_text, guide, single, noise.dtype)
+    latents = solve_ode(velocity, noise, steps, method, progress=progress)
+    return FlowSample(latents, torch.stack(ratios).mean(0), last[0])
+
+
+def guided_velocity(
+    net: nn.Module,
+    text: TextEncoding,
+    null_text: TextEncoding,
+    guide: Guide,
+    single: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Velocity, list[Tensor], list[Tensor]]:
+    """MLA-Gen's guided velocity ``(x (B, N, C), t (B,)) -> v`` for ``text`` (B rows; the
+    state in ``dtype``), and the lists it appends each call's SinkRatio (B,) to and keeps
+    the last attention maps in.
+
+    One velocity for every loop that integrates it: ``sample_flow``'s eager loop and the
+    timeline's (``engine.sequence``: windows blended, or partly given)."""
     ratios: list[Tensor] = []
     last: list[Tensor] = []  # the latest velocity call's attention maps
 
     def keep(attention: Tensor) -> None:
         last[:] = [attention]
 
-    branches = _Branches(net, *_branch_texts(text, null_text, single), len(text), noise.dtype,
+    null_text = _rows(null_text, len(text))
+    branches = _Branches(net, *_branch_texts(text, null_text, single), len(text), dtype,
                          keep, ratios.append)  # fmt: skip
-    latents = solve_ode(branches.velocity(guide, single), noise, steps, method, progress=progress)
-    return FlowSample(latents, torch.stack(ratios).mean(0), last[0])
+    return branches.velocity(guide, single), ratios, last
+
+
+def guidance_for(mode: str, scale: float) -> CFG | SinkCtrl:
+    """A fresh guidance of ``mode`` ("sink_ctrl" | "cfg") at ``scale``; MotionError if unknown."""
+    if mode not in MODES:
+        raise MotionError(f"unknown guidance mode {mode!r}; expected one of {MODES}")
+    return _guidance(mode, scale)
 
 
 def _guidance(mode: str, scale: float) -> CFG | SinkCtrl:

@@ -142,6 +142,7 @@ def sample_mar(
     guidance_mode: str = "linear",
     progress: Callable[[int, int], None] | None = None,
     fast: FastOptions | None = None,
+    given: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Generate latents (B, num_tokens, C) for the prompts in ``text``.
 
@@ -163,9 +164,18 @@ def sample_mar(
         guidance_mode: "linear" (MAR schedule, default) or "constant"; see the module doc.
         progress: optional ``callable(step, total)`` after each AR step (raise to cancel).
         fast: how to run on CUDA (None: ``default_options()``); ignored on the CPU, and
-            when ``token_valid`` is given (clips of several lengths).
+            when ``token_valid`` or ``given`` is given.
+        given: (latents (B, N, C), known (B, N) bool): tokens already decided (the previous
+            window's tail of a timeline, the kept frames around an in-between). They start
+            revealed with these values, are seen by every step and returned unchanged; the
+            reveal schedule spreads the other tokens over ``ar_steps``.
     """
     if isinstance(model, MoLingoRelease):  # a converted release samples as its authors do
+        if given is not None:
+            raise MotionError(
+                "a converted MoLingo release cannot continue or in-between given motion: "
+                "use a kinetext-trained MoLingo or MLA-Gen"
+            )
         return sample_release(
             model, text, null_text, num_tokens, ar_steps, flow_steps, guidance, method,
             generator, token_valid, progress=progress,
@@ -179,7 +189,7 @@ def sample_mar(
     if method not in METHODS:
         raise MotionError(f"unknown ODE method {method!r}; expected one of {METHODS}")
     options = default_options() if fast is None else fast
-    if token_valid is None and use_fast_path(options, device):
+    if token_valid is None and given is None and use_fast_path(options, device):
         counts, scales = reveal_plan(ar_steps, num_tokens, guidance, guidance_mode)
         # one CUDA sampling call at a time: the precision switch is process-wide and the
         # captured graphs' buffers are shared (the CPU loop below shares nothing)
@@ -201,16 +211,25 @@ def sample_mar(
         )
     guided = null_text is not None
     memory = _text_memory(model, text, null_text, batch)
-    lengths = token_valid.sum(dim=1).tolist()  # real tokens per sample
-
     latents = torch.zeros(batch, num_tokens, cfg.latent_dim, device=device, dtype=dtype)
     masked = token_valid.clone()  # (B, N) True = not yet generated
+    if given is not None:
+        values, known = given
+        if values.shape != latents.shape or known.shape != masked.shape:
+            raise MotionError(
+                f"given tokens must be {tuple(latents.shape)} and {tuple(masked.shape)}, got "
+                f"{tuple(values.shape)} and {tuple(known.shape)}"
+            )
+        latents = torch.where(known[..., None], values.to(dtype), latents)
+        masked = masked & ~known
+    lengths = masked.sum(dim=1).tolist()  # tokens to generate per sample
+    schedule_tokens = num_tokens if given is None else max(max(lengths), 1)
     for step in range(ar_steps):
         after = [mask_schedule(step, ar_steps, n) for n in lengths]
         count = masked.sum(dim=1) - torch.tensor(after, device=device)
         reveal = choose_tokens_to_reveal(masked, count, generator)  # (B, N)
         if reveal.any():
-            scale = guidance_schedule(step, ar_steps, num_tokens, guidance, guidance_mode)
+            scale = guidance_schedule(step, ar_steps, schedule_tokens, guidance, guidance_mode)
             z = _conditions(model, latents, masked, memory, token_valid, guided)  # (k, B, N, W)
             z = z[:, reveal]  # (k, M, W): the revealed tokens of each half
             noise = torch.randn(

@@ -365,7 +365,7 @@ def test_mirror_loop_and_speed_add_edited_variations_that_bake(scene):
     clips = [operators.variation(bpy.context, i)[1] for i in range(4)]
     np.testing.assert_allclose(clips[1].joints, features.mirror_joints(joints), atol=1e-6)
     np.testing.assert_array_equal(clips[1].foot_contacts, contacts[:, [2, 3, 0, 1]])
-    local, _, _ = clip_edit._body_frames(clips[2].joints.astype(np.float64))
+    local, _, _ = clip_edit.body_frames(clips[2].joints.astype(np.float64))
     np.testing.assert_allclose(local[-1], local[0], atol=1e-5)  # the loop meets its start
     assert clips[3].frames == (len(joints) - 1) // 2 + 1
     np.testing.assert_allclose(clips[3].joints, joints[::2], atol=1e-6)

@@ -153,3 +153,39 @@ class _with_layout:
 
     def __getattr__(self, name):
         return getattr(self._prefs, name)
+
+
+def test_timeline_panel_lists_segments_with_their_edits_and_both_actions(ui):
+    panel = bpy.context.scene.kinetext
+    for prompt, seconds in (("a person walks", 4.0), ("a person waves", 2.0)):
+        item = panel.segment_list.add()
+        item.prompt, item.seconds = prompt, seconds
+    layout = draw(ui.KINETEXT_PT_timeline)
+    (listing,) = layout.calls("template_list")
+    assert listing[1][:6] == ("KINETEXT_UL_segments", "", panel, "segment_list", panel,
+                              "active_segment")  # fmt: skip
+    edit = ("set", "motion.timeline_segment", "edit")
+    edits = {entry[3] for entry in layout.log if entry[:3] == edit}
+    assert edits == {"ADD", "REMOVE", "DUPLICATE", "UP", "DOWN"}
+    assert "2 segments, 6.0 s" in layout.texts()
+    assert {"motion.generate_sequence", "motion.regenerate_range"} <= set(layout.operators())
+    assert {"timeline_method", "range_prompt", "range_source"} <= set(layout.props())
+    assert "No preview range set" in layout.texts()
+    panel.range_source = "FIELDS"
+    assert {"range_start", "range_end"} <= set(draw(ui.KINETEXT_PT_timeline).props())
+    row = RecordingLayout()
+    ui.KINETEXT_UL_segments.draw_item(None, bpy.context, row, None, panel.segment_list[1], 0,
+                                      None, "", index=1)  # fmt: skip
+    assert "2." in row.texts() and {"prompt", "seconds"} <= set(row.props())
+
+
+def test_timeline_panel_while_a_sequence_runs_says_which_segment(ui):
+    bpy.context.scene.kinetext.segment_list.add().prompt = "a person walks"
+    state = bpy.context.window_manager.kinetext
+    state.running, state.progress, state.segments = True, 0.5, 3
+    layout = draw(ui.KINETEXT_PT_timeline)
+    (progress,) = layout.calls("progress")
+    assert progress[2]["text"] == "Segment 2/3  50%"
+    assert "motion.cancel_generation" in layout.operators()
+    assert "motion.generate_sequence" not in layout.operators()
+    state.segments = 0

@@ -224,3 +224,38 @@ def test_module_help_runs():
     command = [sys.executable, "-m", "engine", "--help"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0 and "generate" in done.stdout
+
+
+def test_generate_a_timeline_file_as_one_clip(tmp_path, capsys):
+    timeline = tmp_path / "shot.txt"
+    timeline.write_text("a person walks forward#2\na person waves#1.2\na person jumps#2\n")
+    argv = ["generate", "--timeline", str(timeline), "--steps", "2", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "shot.npy")]) == 0
+    assert np.load(tmp_path / "shot.npy").shape == (104, 22, 3)  # 40 + 24 + 40 frames
+    out = capsys.readouterr().out
+    assert "2.00 s   1.20 s  a person waves" in out and "3 segment(s), 5.20 s" in out
+    assert main([*argv, "--out", str(tmp_path / "shot.bvh"), "--method", "blend"]) == 0
+    assert "Frames: 104" in (tmp_path / "shot.bvh").read_text()
+    assert main([*argv, "--out", str(tmp_path / "shot.png")]) == 0
+    assert (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "text", "message"),
+    [
+        (["a person walks"], "a person walks#2\n", "give a prompt or --timeline FILE"),
+        (["--seconds", "3"], "a person walks#2\n", "--seconds does not apply to --timeline"),
+        (["--variations", "2"], "a person walks#2\n", "--timeline makes one clip"),
+        ([], "a person walks#2\na person jumps\n", "shot.txt:2: expected 'prompt#seconds'"),
+        ([], "a person walks#0.5\n", "segment 1 ('a person walks'): length 0.5 s is outside"),
+    ],
+)
+def test_bad_timeline_requests_exit_2_before_any_work(tmp_path, capsys, extra, text, message):
+    timeline = tmp_path / "shot.txt"
+    timeline.write_text(text)
+    out = tmp_path / "shot.npy"
+    assert main(["generate", "--timeline", str(timeline), "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["generate", "a person walks", "--method", "blend", "--out", str(out)]) == 2
+    assert "--method chooses how a --timeline" in capsys.readouterr().err

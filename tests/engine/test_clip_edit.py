@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.clip_edit import _body_frames, loop, mirror, retime
+from engine.clip_edit import body_frames, loop, mirror, retime
 from engine.errors import MotionError
 from engine.features import mirror_joints
 from engine.quaternion import axis_angle_to_quat
@@ -58,7 +58,7 @@ def test_retime_plays_the_same_poses_faster_or_slower(factor):
 def test_a_loop_ends_in_its_first_pose_and_keeps_walking(turn_rate):
     joints = walk(turn_rate=turn_rate)
     edit = loop(joints, contacts_of(joints), FPS)
-    local, place, _ = _body_frames(edit.joints)
+    local, place, _ = body_frames(edit.joints)
     np.testing.assert_allclose(local[-1], local[0], atol=1e-9)  # end meets start
     end = len(edit.joints) - 1
     assert abs(end - 22) <= 1  # the swing's period is 1.1 s = 22 frames: one cycle

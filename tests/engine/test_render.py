@@ -95,3 +95,17 @@ def test_written_files_get_ordinary_permissions(walk, tmp_path):
     """As ``open`` would create them (0o666 less the umask), not mkstemp's owner-only 0o600."""
     out = render_contact_sheet(walk, tmp_path / "perm.png", frames=2, panel_px=60)
     assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_contact_sheet_marks_where_each_segment_starts(walk, tmp_path):
+    plain = Image.open(render_contact_sheet(walk, tmp_path / "plain.png", frames=4, panel_px=100))
+    segments = [(0, "a person walks"), (11, "a person waves"), (20, "a person jumps")]
+    out = render_contact_sheet(walk, tmp_path / "timeline.png", frames=4, panel_px=100,
+                               segments=segments)  # fmt: skip
+    marked = Image.open(out)
+    # the four even frames (0, 10, 19, 29) plus each segment's first and middle frame
+    assert marked.size == (100 * 9, 100) and plain.size == (400, 100)
+    assert _has_colour(marked, render.SEGMENT_COLOUR, 200)
+    assert not _has_colour(plain, render.SEGMENT_COLOUR)
+    assert render.segment_at(segments, 15) == "a person waves"
+    assert render.segment_at(segments, 29) == "a person jumps"
