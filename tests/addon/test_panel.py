@@ -157,6 +157,7 @@ class _with_layout:
 
 def test_timeline_panel_lists_segments_with_their_edits_and_both_actions(ui):
     panel = bpy.context.scene.kinetext
+    bpy.context.scene.use_preview_range = False
     for prompt, seconds in (("a person walks", 4.0), ("a person waves", 2.0)):
         item = panel.segment_list.add()
         item.prompt, item.seconds = prompt, seconds
