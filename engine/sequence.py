@@ -12,8 +12,9 @@ which is the default and why, with measurements):
   last ``CONTEXT_SECONDS`` of latents given (but their last ``TRANSITION_TOKENS``, made
   again: the transition) and generates the rest under its own prompt.
   MLA-Gen holds given latents on their straight flow path ``x_t = (1 - t) x + t noise``
-  (their velocity is replaced by ``noise - x`` at every step, so the solver lands on them
-  exactly); MoLingo's masked autoregressive loop starts with them revealed.
+  (their velocity replaced by ``noise - x``) until ``t`` falls to ``RELEASE_T``, then lets
+  the network finish them with the rest, and the context eases from the old latents into
+  the new window's; MoLingo's masked autoregressive loop starts with them revealed.
 - ``"blend"`` (MLA-Gen only): all windows at once, each over its own tokens plus half of a
   ``OVERLAP_SECONDS`` handshake with each neighbour; at every solver step the windows'
   velocities are averaged over the overlaps with linear weights (DoubleTake's handshake,
