@@ -38,7 +38,7 @@ ROOT_MOTION = [
     ("HIPS", "Hips", "Travel goes on the hips bone"),
 ]
 TIMELINE_METHODS = [
-    ("AUTO", "Default", "The engine's default way of joining segments"),
+    ("AUTO", "Default", "Blend with MLA-Gen, Continue with MoLingo (docs/timeline.md)"),
     ("INPAINT", "Continue", "Each window continues the previous one's last two seconds"),
     ("BLEND", "Blend", "All windows at once, averaged where neighbours overlap (MLA-Gen)"),
 ]

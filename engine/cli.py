@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     gen.add_argument(
         "--method", choices=("inpaint", "blend"), default=None,
-        help="how --timeline segments are joined (default: inpaint; blend needs MLA-Gen)",
+        help="how --timeline segments join (default: blend for MLA-Gen, inpaint for MoLingo)",
     )  # fmt: skip
     gen.add_argument(
         "--seconds", type=float, default=None,

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import MotionError
 
 METHODS = ("inpaint", "blend")
-DEFAULT_METHOD = "inpaint"
+DEFAULT_METHOD = "blend"  # MLA-Gen; MoLingo always "inpaint" (docs/timeline.md)
 MIN_SEGMENT_SECONDS = 1.0
 MAX_SEGMENT_SECONDS = 60.0
 MAX_TOTAL_SECONDS = 600.0  # 10 minutes: 3,000 latent steps, far past any shot

@@ -9,7 +9,8 @@ its caption's clip, 1 to 9.8 s). Reported, per run:
 
 - per-segment R@1/R@3 and matching against each segment's own caption, in batches of 32
   segments, next to the same captions generated alone at the same lengths, and the real
-  clips of those captions;
+  clips of those captions; also the segments' cores (``WINDOW`` frames off each end of a
+  segment of 2 s or more: without the transitions);
 - transitions: the peak joint acceleration and jerk in a window of ``WINDOW`` frames around
   each boundary divided by the same peaks in windows at the segments' middles, and the same
   ratio on real clips cut at their middle (the "boundary" of a clip that has none);
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> dict:
     plans = plan_sequences(captions, args.sequences, rng)
     common = {"checkpoint": args.checkpoint, "device": args.device, "generator": args.generator}
     seg_captions, seg_features, alone_features, real_features = [], [], [], []
+    core_features = []  # each segment less WINDOW frames at either end (no transition)
     ratios, real_ratios, skating = [], [], np.zeros(4)
     seconds = time.perf_counter()
     for k, plan in enumerate(plans):
@@ -176,6 +178,8 @@ def run(args: argparse.Namespace) -> dict:
         for caption, s in zip(plan, table, strict=True):
             seg_captions.append(caption.text)
             seg_features.append(features[s["start_frame"] : s["start_frame"] + s["frames"]])
+            core = seg_features[-1][WINDOW:-WINDOW]
+            core_features.append(core if len(core) >= 2 * WINDOW else seg_features[-1])
             real = np.load(Path(args.data) / "new_joint_vecs" / f"{caption.clip}.npy")
             real_features.append(real[:LONGEST].astype(np.float32))
             real_joints = np.load(Path(args.data) / "new_joints" / f"{caption.clip}.npy")
@@ -199,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {
         "settings": {**vars(args), "segments": len(seg_captions), "window_frames": WINDOW},
         "segments_in_sequence": r_precision(embedder, seg_captions, seg_features),
+        "segment_cores_in_sequence": r_precision(embedder, seg_captions, core_features),
         "segments_alone": r_precision(embedder, seg_captions, alone_features),
         "real": r_precision(embedder, seg_captions, real_features),
         "transition_ratio": _mean_ratio(ratios),
