@@ -26,6 +26,8 @@ CLASSES = [
     "MOTION_OT_bone_map_load", "MOTION_OT_bone_map_save", "KINETEXT_PT_bone_map",
     "MOTION_OT_fit_body", "MOTION_OT_export_amass", "KINETEXT_PT_smpl_body",
     "MOTION_OT_get_molingo", "MOTION_OT_download_molingo",
+    "KINETEXT_PG_segment", "KINETEXT_UL_segments", "KINETEXT_PT_timeline",
+    "MOTION_OT_timeline_segment", "MOTION_OT_generate_sequence", "MOTION_OT_regenerate_range",
 ]  # fmt: skip
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +43,11 @@ def registered_classes() -> list[str]:
         preferences,
         properties,
         smpl_operators,
+        timeline,
     )
 
-    modules = (preferences, properties, operators, panel, bone_maps, smpl_operators, molingo_get)
+    modules = (preferences, properties, operators, timeline, panel, bone_maps, smpl_operators,
+               molingo_get)  # fmt: skip
     return sorted(c.__name__ for m in modules for c in m.classes if c.is_registered)
 
 
@@ -128,8 +132,9 @@ def test_registers_and_explains_without_torch(tmp_path):
                 return lambda *args, **kwargs: self
         addon.register()
         missing = [r.package for r in deps.missing()]
-        for drawn in panel.classes[1:] + (bone_maps.KINETEXT_PT_bone_map,
-                                          smpl_operators.KINETEXT_PT_smpl_body):
+        panels = tuple(c for c in panel.classes if issubclass(c, bpy.types.Panel))
+        for drawn in panels + (bone_maps.KINETEXT_PT_bone_map,
+                               smpl_operators.KINETEXT_PT_smpl_body):
             drawn.draw(SimpleNamespace(layout=Layout()), bpy.context)
         presets = [item[0] for item in properties.preset_items(None, bpy.context)]
         try:
@@ -137,9 +142,15 @@ def test_registers_and_explains_without_torch(tmp_path):
             outcome = "generated"
         except RuntimeError as error:
             outcome = str(error)
+        try:
+            bpy.ops.motion.generate_sequence(timeline="a person walks#2")
+            sequence = "generated"
+        except RuntimeError as error:
+            sequence = str(error)
         addon.unregister()
         print("MISSING", missing)
         print("OUTCOME", outcome)
+        print("SEQUENCE", sequence.replace(chr(10), " "))
         print("TORCH_IMPORTED", "torch" in sys.modules)
         print("PRESETS", " ".join(presets))
         """
@@ -148,11 +159,12 @@ def test_registers_and_explains_without_torch(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    keys = ("MISSING ", "OUTCOME ", "TORCH_IMPORTED ", "PRESETS ")
+    keys = ("MISSING ", "OUTCOME ", "SEQUENCE ", "TORCH_IMPORTED ", "PRESETS ")
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(keys))
     assert lines["MISSING"] == "['torch', 'transformers', 'scipy']"
     assert "Kinetext needs torch, transformers, scipy" in lines["OUTCOME"]
     assert "Install Dependencies" in lines["OUTCOME"]
+    assert "Kinetext needs torch, transformers, scipy" in lines["SEQUENCE"]  # the timeline too
     assert lines["TORCH_IMPORTED"] == "False"
     assert lines["PRESETS"] == (
         "AUTO mixamo rigify rigify_fk unreal smplx bandai_namco biped character_creator"
