@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> dict:
     embedder = load_evaluator(args.evaluator, args.device)
     captions = read_captions(Path(args.data), args.split, rng)
     plans = plan_sequences(captions, args.sequences, rng)
-    common = {"checkpoint": args.checkpoint, "device": args.device, "generator": args.generator}
+    common = {"checkpoint": args.checkpoint, "device": args.device, "generator": args.generator,
+              "clean": not args.raw}  # fmt: skip
     seg_captions, seg_features, alone_features, real_features = [], [], [], []
     core_features = []  # each segment less WINDOW frames at either end (no transition)
     ratios, real_ratios, skating = [], [], np.zeros(4)
