@@ -189,4 +189,4 @@ def test_timeline_panel_while_a_sequence_runs_says_which_segment(ui):
     assert progress[2]["text"] == "Segment 2/3  50%"
     assert "motion.cancel_generation" in layout.operators()
     assert "motion.generate_sequence" not in layout.operators()
-    state.segments = 0
+    state.running, state.progress, state.segments = False, 0.0, 0  # the window manager's: kept
