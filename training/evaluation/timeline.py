@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default=None, choices=("inpaint", "blend"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw", action="store_true", help="score the network's own joints")
     parser.add_argument(
         "--sixty-only",
         action="store_true",
