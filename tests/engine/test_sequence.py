@@ -213,3 +213,15 @@ def test_inbetween_refuses_a_clip_at_another_rate(checkpoint):
                     ["walk"])  # fmt: skip
     with pytest.raises(MotionError, match="at 30 fps; this checkpoint works at 20 fps"):
         inbetween(motion, 10, 20, JUMP, checkpoint=checkpoint, device="cpu", steps=1)
+
+
+@pytest.mark.parametrize(("generator", "method"), [("mlagen", "blend"), ("mlagen", "inpaint"),
+                                                   ("molingo", "inpaint")])  # fmt: skip
+def test_a_one_segment_timeline_is_the_single_prompt_clip(checkpoint, generator, method):
+    from engine.pipeline import generate
+
+    alone = generate(WAVE, seconds=3.0, seed=5, steps=2, checkpoint=checkpoint, device="cpu",
+                     generator=generator)  # fmt: skip
+    timeline = _sequence(checkpoint, [(WAVE, 3.0)], seed=5, generator=generator, method=method)
+    np.testing.assert_array_equal(timeline.joints, alone.joints)
+    np.testing.assert_array_equal(timeline.features, alone.features)
