@@ -37,6 +37,11 @@ class TrainConfig(Config):
     text_encoder: TextEncoderConfig = dataclasses.field(default_factory=TextEncoderConfig)
     # Generators: the trained autoencoder, as a run folder or an exported engine checkpoint.
     autoencoder: str = ""
+    # Fine-tuning (training/finetune.py): start from an exported checkpoint folder (e.g.
+    # engine/checkpoints/default) or a run's weights, keeping its Mean/Std; renormalize =
+    # true makes an autoencoder use the data set's own Mean/Std (layers remapped to them).
+    init_from: str = ""
+    renormalize: bool = False
     # Task-specific settings the task checks itself (for tasks outside this file's fields).
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -112,6 +117,7 @@ class TrainConfig(Config):
             (self.log_every >= 1 and self.ckpt_every >= 1, "log_every/ckpt_every must be >= 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.min_frames <= self.max_frames, "min_frames must not exceed max_frames"),
+            (self.init_from or not self.renormalize, "renormalize needs init_from (a model)"),
         ]
         for ok, message in checks:
             if not ok:

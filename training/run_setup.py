@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.errors import MotionError
+from engine.features import Normalizer
 from engine.text_encoder import TextEncoder
 from training.checkpointing import (
     TrainState,
@@ -26,7 +27,9 @@ from training.checkpointing import (
 )
 from training.config import TrainConfig, load_train_config, save_train_config
 from training.distributed import DistInfo
+from training.finetune import check_text_encoder, load_init_source
 from training.tasks import LATENT_UNIT, Task, TaskContext, get_task
+from training.tasks.latent import check_same_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,33 @@ def setup_task(
     every rank) on the device, prepared; and the context (with the data set) it was given."""
     task = get_task(config)
     task.check()
-    dataset = dataset if dataset is not None else make_dataset(config, config.train_split, task)
+    if config.init_from:  # fine-tuning: the source's models and statistics (finetune.py)
+        task.init = load_init_source(config.init_from)
+        check_text_encoder(task.init, config.text_encoder)
+    normalizer = run_normalizer(Path(config.out_dir)) if resuming else None
+    normalizer = normalizer or task.data_normalizer()
+    if dataset is None:
+        dataset = make_dataset(config, config.train_split, task, normalizer)
+    elif normalizer is not None:
+        given = dataset.normalizer
+        check_same_normalizer(given.mean, given.std, normalizer.mean, normalizer.std, "data set")
     context = task_context(config, info, text, dataset, resuming=resuming)
     grow_text_cache(text, dataset)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     models = {k: m.to(info.device) for k, m in task.build_models(context).items()}
+    if task.init is not None and not resuming:
+        task.initialise(models, context)
     task.prepare(models, context)
     return task, models, context
+
+
+def run_normalizer(out: Path) -> Normalizer | None:
+    """The Mean/Std a run was started with (its folder's copy), None before it started: a
+    resumed run keeps normalising as it began, whatever the data set's files say now."""
+    if (out / "Mean.npy").is_file() and (out / "Std.npy").is_file():
+        return Normalizer.load(out)
+    return None
 
 
 def micro_batch(config: TrainConfig, info: DistInfo) -> int:
@@ -106,7 +128,11 @@ def check_run_folder(out: Path, config: TrainConfig, resume: bool) -> Path | Non
     return latest
 
 
-def make_dataset(config: TrainConfig, split: str, task: Task) -> Any:
+def make_dataset(
+    config: TrainConfig, split: str, task: Task, normalizer: Normalizer | None = None
+) -> Any:
+    """The ``split`` of ``config.data_root``, normalised with ``normalizer`` (None: the data
+    set's own Mean/Std)."""
     from training.data import MotionDataset, load_frame_labels
 
     labels = None
@@ -118,6 +144,7 @@ def make_dataset(config: TrainConfig, split: str, task: Task) -> Any:
         config.data_root, split, min_frames=config.min_frames, max_frames=config.max_frames,
         unit=LATENT_UNIT, mirror=config.mirror, seed=config.seed, labels=labels,
         source_weights=config.source_weights if split == config.train_split else None,
+        normalizer=normalizer,
     )  # fmt: skip
 
 

@@ -145,7 +145,7 @@ def train(
     )  # fmt: skip
     cursor = DataCursor(loader, state.epoch, state.position)
     if config.eval_every and info.is_main and val_dataset is None:
-        val_dataset = make_dataset(config, config.val_split, task)
+        val_dataset = make_dataset(config, config.val_split, task, context.normalizer)
     return loop.run(cursor, val_dataset, stop_after)
 
 

@@ -19,6 +19,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -306,4 +307,44 @@ def rescale_latents(model: MotionAutoencoder, scale: float) -> MotionAutoencoder
         out.decoder.net[0].weight *= scale  # conv reading z
         if out.semantic_head is not None:
             out.semantic_head[0].weight *= scale  # linear reading z
+    return out
+
+
+def renormalize(
+    model: MotionAutoencoder,
+    old: tuple[Tensor | np.ndarray, Tensor | np.ndarray],
+    new: tuple[Tensor | np.ndarray, Tensor | np.ndarray],
+) -> MotionAutoencoder:
+    """A copy of ``model`` that reads and writes features normalised with ``new`` (mean, std)
+    instead of the ``old`` statistics it was trained with, computing the same motion.
+
+    With x_old = (x - m0) / s0 and x_new = (x - m1) / s1, x_old = x_new * s1 / s0 +
+    (m1 - m0) / s0: the first encoder conv takes that affine map into its weights (scaled per
+    input channel) and bias (the weights' sums times the shift). The last decoder conv writes
+    x_old; x_new = x_old * s0 / s1 + (m0 - m1) / s1 is folded the same way into its output
+    rows. The decoder is exact; the encoder is exact wherever its kernel sees real frames
+    (with zero padding, the two padded frames before a clip's start read as the new zero
+    rather than the old one, so the first latent step shifts slightly; replicate padding is
+    exact). This lets a model trained on one data set (the shipped Bandai autoencoder)
+    continue on another with that data set's own Mean/Std (``renormalize = true``).
+    """
+    device = model.encoder.net[0].weight.device
+    m0, s0, m1, s1 = (
+        torch.as_tensor(v).to(device=device, dtype=torch.float64).flatten() for v in (*old, *new)
+    )
+    dim = model.config.feature_dim
+    if not all(v.shape == (dim,) for v in (m0, s0, m1, s1)):
+        raise MotionError(f"renormalize: mean and std must each have {dim} values")
+    if not (bool((s0 > 0).all()) and bool((s1 > 0).all())):
+        raise MotionError("renormalize: std values must be positive")
+    out = copy.deepcopy(model)
+    first, last = out.encoder.net[0], out.decoder.net[-1]
+    with torch.no_grad():
+        scale_in, shift_in = s1 / s0, (m1 - m0) / s0  # x_old = x_new * scale_in + shift_in
+        weight = first.weight.double()  # (width, dim, kernel)
+        first.bias += (weight * shift_in[None, :, None]).sum((1, 2)).to(first.bias)
+        first.weight.copy_(weight * scale_in[None, :, None])
+        scale_out, shift_out = s0 / s1, (m0 - m1) / s1  # x_new = x_old * scale_out + shift_out
+        last.weight.copy_(last.weight.double() * scale_out[:, None, None])
+        last.bias.copy_(last.bias.double() * scale_out + shift_out)
     return out

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,3 +115,30 @@ def test_presets_roundtrip_through_dict():
     for preset in (AutoencoderConfig.tiny, AutoencoderConfig.small, AutoencoderConfig.large):
         cfg = preset()
         assert AutoencoderConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("padding", ["zero", "replicate"])
+def test_renormalized_autoencoder_maps_the_same_motion_in_the_new_units(padding):
+    """Decoder exact always; encoder exact with replicate padding (zero padding reads the
+    frames before a clip as the new mean, documented in ``renormalize``)."""
+    from engine.models.autoencoder import renormalize
+
+    torch.manual_seed(0)
+    model = MotionAutoencoder(AutoencoderConfig.tiny().replace(padding=padding)).eval()
+    rng = np.random.default_rng(0)
+    old = (rng.normal(size=263), rng.uniform(0.2, 2.0, size=263))
+    new = (rng.normal(size=263), rng.uniform(0.2, 2.0, size=263))
+    moved = renormalize(model, old, new).eval()
+    motion = torch.as_tensor(rng.normal(size=(2, 16, 263)))  # denormalised features
+    to_old = ((motion - old[0]) / old[1]).float()
+    to_new = ((motion - new[0]) / new[1]).float()
+    z = torch.randn(2, 4, model.config.latent_dim)
+    with torch.no_grad():
+        decoded_old = model.decode(z).double() * old[1] + old[0]
+        decoded_new = moved.decode(z).double() * new[1] + new[0]
+        torch.testing.assert_close(decoded_new, decoded_old, atol=1e-4, rtol=1e-4)
+        if padding == "replicate":
+            mu_old, mu_new = model.encode(to_old).mean, moved.encode(to_new).mean
+            torch.testing.assert_close(mu_new, mu_old, atol=1e-4, rtol=1e-4)
+    with pytest.raises(MotionError, match="positive"):
+        renormalize(model, old, (new[0], -new[1]))

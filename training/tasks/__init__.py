@@ -32,10 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from engine.errors import MotionError
+from engine.features import Normalizer
 
 if TYPE_CHECKING:
     from engine.text_encoder import TextEncoder
     from training.config import TrainConfig
+    from training.finetune import InitSource
 
 LATENT_UNIT = 4  # frames per latent step: data crops are whole multiples of it
 # Modules that register tasks when imported; an absent one (not written yet) is skipped.
@@ -61,6 +63,11 @@ class TaskContext:
     world_size: int = 1
     resuming: bool = False  # True when --resume will restore a checkpoint after prepare()
 
+    @property
+    def normalizer(self) -> Normalizer:
+        """The statistics the batches are normalised with (validation data use them too)."""
+        return Normalizer(self.mean, self.std)
+
 
 @dataclasses.dataclass
 class TaskLoss:
@@ -80,6 +87,7 @@ class Task:
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        self.init: InitSource | None = None  # the models to start from (config.init_from)
 
     @property
     def wants_step_labels(self) -> bool:
@@ -89,9 +97,25 @@ class Task:
     def check(self) -> None:
         """Raise ``MotionError`` for settings this task cannot use (cheap: builds nothing big)."""
 
+    def data_normalizer(self) -> Normalizer | None:
+        """The Mean/Std the data must be normalised with; None = the data set's own. A
+        fine-tuned model keeps its source's (``training/finetune.py``) unless
+        ``renormalize`` asks for the data set's."""
+        if self.init is not None and not self.config.renormalize:
+            return Normalizer(self.init.mean, self.init.std)
+        return None
+
     def build_models(self, context: TaskContext) -> dict[str, nn.Module]:
         """The trainable networks, freshly initialised (the trainer seeds torch first)."""
         raise NotImplementedError
+
+    def initialise(self, models: Mapping[str, nn.Module], context: TaskContext) -> None:
+        """Fine-tuning: start ``models`` from ``self.init``'s weights (not on resume, where
+        the checkpoint's replace them)."""
+        from training.finetune import load_init_weights
+
+        if self.init is not None:
+            load_init_weights(models, self.init)
 
     def prepare(self, models: Mapping[str, nn.Module], context: TaskContext) -> None:
         """Frozen helpers and statistics, once per run before training (default: none)."""

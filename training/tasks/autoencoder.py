@@ -29,8 +29,14 @@ from torch import Tensor, nn
 
 from engine.errors import MotionError
 from engine.features import recover_from_ric
-from engine.models.autoencoder import AutoencoderConfig, LatentDistribution, MotionAutoencoder
+from engine.models.autoencoder import (
+    AutoencoderConfig,
+    LatentDistribution,
+    MotionAutoencoder,
+    renormalize,
+)
 from engine.text_encoder import TextEncoder
+from training.finetune import source_config
 from training.tasks import LATENT_UNIT, Task, TaskContext, TaskLoss, register_task
 from training.tasks.latent import token_valid
 
@@ -106,11 +112,15 @@ class AutoencoderTask(Task):
     name = "autoencoder"
 
     def model_config(self, text_dim: int | None = None) -> AutoencoderConfig:
-        """``AutoencoderConfig.<preset>()`` with ``config.model`` applied."""
+        """``AutoencoderConfig.<preset>()`` (or, fine-tuning, the source's architecture) with
+        ``config.model`` applied."""
+        overrides = dict(self.config.model)
+        base = source_config(self.init, "autoencoder")
+        if base is not None:
+            return base.replace(**overrides)
         preset = getattr(AutoencoderConfig, self.config.preset, None)
         if preset is None:
             raise MotionError(f"AutoencoderConfig has no preset {self.config.preset!r}")
-        overrides = dict(self.config.model)
         if text_dim is not None:
             overrides.setdefault("text_dim", text_dim)
         return preset().replace(**overrides)
@@ -147,6 +157,16 @@ class AutoencoderTask(Task):
             # Unused without the SAE loss: frozen, so DDP does not wait for its gradients.
             model.semantic_head.requires_grad_(False)
         return {"autoencoder": model}
+
+    def initialise(self, models: Mapping[str, nn.Module], context: TaskContext) -> None:
+        """The source's weights; with ``renormalize``, remapped from the source's Mean/Std to
+        this data set's (``engine.models.autoencoder.renormalize``)."""
+        super().initialise(models, context)
+        if self.init is not None and self.config.renormalize:
+            model = models["autoencoder"]
+            old = (self.init.mean, self.init.std)
+            moved = renormalize(model, old, (context.mean, context.std))
+            model.load_state_dict(moved.state_dict())
 
     def prepare(self, models: Mapping[str, nn.Module], context: TaskContext) -> None:
         self.mean = torch.as_tensor(context.mean, dtype=torch.float32, device=context.device)

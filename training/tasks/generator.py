@@ -8,18 +8,24 @@ into the autoencoder and keeps the result in the run folder (rank 0). Subclasses
 
 from __future__ import annotations
 
+import copy
 import itertools
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from engine.config import Config
 from engine.errors import MotionError
+from engine.features import Normalizer
 from engine.generators import settings_class
+from engine.models.autoencoder import MotionAutoencoder
+from training.finetune import source_config
 from training.tasks import Task, TaskContext, freeze
 from training.tasks.latent import (
     check_same_normalizer,
@@ -32,6 +38,8 @@ from training.tasks.latent import (
     token_valid,
 )
 
+log = logging.getLogger(__name__)
+
 
 class GeneratorTask(Task):
     """Shared set-up of the generator tasks."""
@@ -42,7 +50,11 @@ class GeneratorTask(Task):
 
     def model_config(self, **derived: Any) -> Config:
         """``<Config>.<preset>()``, then values derived from the data/autoencoder (text_dim,
-        latent_dim...), then ``config.model`` (which wins)."""
+        latent_dim...), then ``config.model`` (which wins). Fine-tuning starts from the
+        source generator's architecture instead of the preset."""
+        base = source_config(self.init, self.model_name)
+        if base is not None:
+            return base.replace(**self.config.model)
         preset = getattr(self.config_class, self.config.preset, None)
         if preset is None:
             raise MotionError(f"{self.config_class.__name__} has no preset {self.config.preset!r}")
@@ -58,8 +70,33 @@ class GeneratorTask(Task):
             raise MotionError(
                 f"task {self.name} takes no options, got {sorted(self.config.options)}"
             )
-        if not self.config.autoencoder:
+        if not (self.config.autoencoder or self.config.init_from):
             raise MotionError(f"task {self.name} needs autoencoder = a trained autoencoder run")
+        if self.config.renormalize:
+            raise MotionError(
+                f"task {self.name}: renormalize is for autoencoders; a generator's data are "
+                "normalised with its autoencoder's Mean/Std"
+            )
+
+    def source_autoencoder(self) -> tuple[MotionAutoencoder, np.ndarray, np.ndarray]:
+        """The frozen autoencoder to train on and its Mean/Std: ``config.autoencoder``, else
+        (fine-tuning) the ``init_from`` source's. Loaded once."""
+        if getattr(self, "_source", None) is None:
+            if self.config.autoencoder:
+                self._source = load_autoencoder(self.config.autoencoder)
+            elif self.init is not None:
+                model = self.init.model("autoencoder")
+                self._source = (model, self.init.mean, self.init.std)
+            else:
+                raise MotionError(f"task {self.name} needs autoencoder = an autoencoder run")
+        return self._source
+
+    def data_normalizer(self) -> Normalizer:
+        """The autoencoder's own Mean/Std, whatever data set feeds it: its encoder reads
+        features normalised as in its training (a new data set's statistics would shift
+        every input). This is what lets the shipped autoencoder serve a studio's clips."""
+        _, mean, std = self.source_autoencoder()
+        return Normalizer(mean, std)
 
     def build_models(self, context: TaskContext) -> dict[str, nn.Module]:
         run_dir = Path(self.config.out_dir)
@@ -68,9 +105,10 @@ class GeneratorTask(Task):
             self.autoencoder, info = load_frozen(run_dir)
             self.latent_scale = float(info["latent_scale"])
         else:
-            model, mean, std = load_autoencoder(self.config.autoencoder)
-            check_same_normalizer(mean, std, context.mean, context.std, self.config.autoencoder)
-            self.autoencoder = model
+            model, mean, std = self.source_autoencoder()
+            where = self.config.autoencoder or self.config.init_from
+            check_same_normalizer(mean, std, context.mean, context.std, where)
+            self.autoencoder = copy.deepcopy(model)
         freeze(self.autoencoder.to(context.device))
         config = self.model_config(**self.derived_config(context))
         for key in ("text_dim", "latent_dim"):
@@ -82,11 +120,29 @@ class GeneratorTask(Task):
         if self.latent_scale is not None:  # resumed: the run folder's copy is already scaled
             return
         scale = self.config.latent_scale or self._measure(context)
+        if self.init is not None and self.model_name in self.init.models:
+            scale = self._keep_source_scale(scale)
         self.latent_scale = scale
         self.autoencoder = freeze(rescale_latents(self.autoencoder, scale))
         if context.rank == 0:
-            info = {"latent_scale": scale, "source": str(self.config.autoencoder)}
+            source = self.config.autoencoder or self.config.init_from
+            info = {"latent_scale": scale, "source": str(source)}
             save_frozen(Path(self.config.out_dir), self.autoencoder, info)
+
+    def _keep_source_scale(self, measured: float) -> float:
+        """Fine-tuning a generator: the source's autoencoder already has its latent scale
+        folded in (exported checkpoints and generator runs), so its latent space is kept
+        (scale 1) unless ``latent_scale`` is set; ``measured`` far from 1 means the
+        autoencoder is not the one the source generator learnt on."""
+        if self.config.latent_scale:
+            return self.config.latent_scale
+        if not 0.5 <= measured <= 2.0:
+            log.warning(
+                "fine-tuning %s: the autoencoder's latents have RMS %.3g on this data (the "
+                "source generator's had 1); is autoencoder the one it was trained with?",
+                self.model_name, measured,
+            )  # fmt: skip
+        return 1.0
 
     def _measure(self, context: TaskContext) -> float:
         """The latents' root mean square over the first training batches (rank 0's value is
@@ -120,4 +176,5 @@ class GeneratorTask(Task):
             "sampling": settings_class(self.model_name)().record(),
             "latent_scale": self.latent_scale,
             "max_frames": self.config.max_frames,
+            **({"init_from": self.config.init_from} if self.config.init_from else {}),
         }
