@@ -108,14 +108,19 @@ def _heading_velocity(r_rot: np.ndarray) -> np.ndarray:
     return np.arcsin(np.clip(r_vel[..., 2], -1.0, 1.0))
 
 
-def joints_to_features(joints: np.ndarray, feet_threshold: float = FEET_THRESHOLD) -> np.ndarray:
+def joints_to_features(
+    joints: np.ndarray, feet_threshold: float = FEET_THRESHOLD, *, canonical: bool = False
+) -> np.ndarray:
     """HumanML3D features (T-1, 263) float64 of joints (T, 22, 3), metres, Y up.
 
     Follows the reference's ``process_file``; the last joint frame only supplies velocities.
     A batch of clips of one length (..., T, 22, 3) gives (..., T-1, 263), each clip as if
     alone, in one pass of array operations (generated clips are cleaned in batches).
+    ``canonical=True``: the joints are already ``canonicalize_joints`` output (a data set's
+    ``new_joints``) and are used as they are; canonicalising is not idempotent (its
+    retargeting moves joints by millimetres), so doing it twice would drift.
     """
-    positions = canonicalize_joints(joints)  # (..., T, 22, 3)
+    positions = _check_joints(joints) if canonical else canonicalize_joints(joints)
     contacts = _foot_contacts(positions, feet_threshold)  # (..., T-1, 4)
     quats = chain_inverse_kinematics(positions, smooth_forward=True)  # (..., T, 22, 4)
     cont6d = quat_to_cont6d(quats)  # (..., T, 22, 6)

@@ -164,17 +164,19 @@ def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
     return replace(process_joints(clip.joints), read=how)
 
 
-def process_joints(joints: np.ndarray) -> ProcessedClip:
+def process_joints(joints: np.ndarray, canonical: bool = False) -> ProcessedClip:
     """Canonical joints and features of a (T, 22, 3) clip, and those of its mirror.
 
     The mirror is taken of the canonical joints and canonicalised again, so its bone lengths
-    are the canonical ones too (as HumanML3D re-extracted its "M" copies).
+    are the canonical ones too (as HumanML3D re-extracted its "M" copies). ``canonical``:
+    the joints are a built set's ``new_joints`` already (unpack-dataset) and are kept as
+    they are, since canonicalising twice moves them by up to centimetres.
     """
-    canonical = canonicalize_joints(joints)
-    mirrored = mirror_joints(canonical)
+    canonical_joints = joints if canonical else canonicalize_joints(joints)
+    mirrored = mirror_joints(canonical_joints)
     return ProcessedClip(
-        joints=canonical.astype(np.float32),
-        features=joints_to_features(joints).astype(np.float32),
+        joints=canonical_joints.astype(np.float32),
+        features=joints_to_features(canonical_joints, canonical=True).astype(np.float32),
         mirror_joints=canonicalize_joints(mirrored).astype(np.float32),
         mirror_features=joints_to_features(mirrored).astype(np.float32),
     )

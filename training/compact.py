@@ -1,12 +1,14 @@
 """A built data set in one small file, and back: for moving data to a training machine.
 
 A built data set is mostly derived data: features, mirrors and statistics all follow from
-the canonical joints of the original clips. ``pack_dataset`` keeps only those joints (root
-positions as float32, the other joints relative to the root in whole millimetres, delta
-coded over time and LZMA-compressed) plus the small text files; ``unpack_dataset`` derives
-the rest with the same code the builder uses. The Bandai Namco set (744 MB built) packs to
-about 12 MB. Joints come back within 0.5 mm, so the derived features differ from the
-original build by that much; a packed set unpacks to the same folder every time.
+the canonical joints of the clips. ``pack_dataset`` keeps only those joints, of the
+originals and of their mirrors (root positions as float32, the other joints relative to the
+root in whole millimetres, delta coded over time and LZMA-compressed) plus the small text
+files; ``unpack_dataset`` derives the features and statistics from them with the builder's
+code, without canonicalising again (that is not idempotent: it moved joints by up to 19 mm).
+Joints come back within 0.5 mm per coordinate, so the derived features differ from the
+original build by that much; a packed set unpacks to the same folder every time. Sizes in
+``docs/dataset.md``.
 
 The pack is an ``.npz`` of plain arrays (text as UTF-8 bytes): it loads with
 ``allow_pickle=False``.
@@ -17,13 +19,14 @@ import lzma
 import multiprocessing
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.features import Normalizer, joints_to_features
 from training.build_dataset import (
     SPLITS,
     ProcessedClip,
@@ -34,12 +37,13 @@ from training.build_dataset import (
     process_joints,
 )
 
-PACK_FORMAT = "kinetext-packed-dataset/1"
+PACK_FORMAT = "kinetext-packed-dataset/2"  # /2 adds the mirrors' joints
+OLD_FORMATS = ("kinetext-packed-dataset/1",)  # still read: mirrors derived again
 TEXT_FILES = ("labels.json", "build.json", "README.md", "LICENSE")
 
 
 def _base_ids(root: Path) -> list[str]:
-    """Ids of the original clips (mirrors are derived again on unpacking)."""
+    """Ids of the original clips (each with its mirror, "M" + id)."""
     labels = json.loads((root / "labels.json").read_text(encoding="utf-8"))
     return sorted(i for i, entry in labels.items() if entry.get("mirror_of") is None)
 
@@ -74,32 +78,91 @@ def pack_dataset(root: str | os.PathLike, out: str | os.PathLike) -> Path:
         raise MotionError(f"{root}: not a data set built by 'python -m training build-dataset'")
     ids = _base_ids(root)
     clips = [np.load(root / "new_joints" / f"{i}.npy") for i in ids]
-    blob, lengths = _encode_joints(clips)
+    mirrors = [np.load(root / "new_joints" / f"M{i}.npy") for i in ids]
+    blob, lengths = _encode_joints(clips + mirrors)
+    names = [*ids, *(f"M{i}" for i in ids)]
+    contacts = _encode_contacts([np.load(root / "new_joint_vecs" / f"{n}.npy") for n in names])
     texts = {i: (root / "texts" / f"{i}.txt").read_text(encoding="utf-8") for i in ids}
     files = {n: (root / n).read_text(encoding="utf-8") for n in TEXT_FILES if (root / n).is_file()}
     for split in SPLITS:  # a combined data set's per-source splits (training.combine)
         extra = sorted(root.glob(f"{split}_*.txt"))
         files |= {p.name: p.read_text(encoding="utf-8") for p in extra}
     splits = {s: (root / f"{s}.txt").read_text(encoding="utf-8").split() for s in SPLITS}
-    meta = {"format": PACK_FORMAT, "ids": ids, "texts": texts, "files": files, "splits": splits}
+    meta = {"format": PACK_FORMAT, "ids": ids, "texts": texts, "files": files, "splits": splits,
+            "mirrors": True}  # fmt: skip
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     with open(partial, "wb") as handle:
         np.savez(handle, joints=np.frombuffer(blob, dtype=np.uint8), lengths=lengths,
+                 contacts=np.frombuffer(contacts, dtype=np.uint8),
                  meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))  # fmt: skip
     os.replace(partial, out)
     return out
 
 
-def _read_pack(pack: Path) -> tuple[dict, list[np.ndarray]]:
+def _encode_contacts(features: list[np.ndarray]) -> bytes:
+    """The foot-contact labels (last 4 feature columns) of each clip, 4 bits a frame, LZMA:
+    labels are thresholds of foot speed, so re-deriving them from joints rounded to the
+    millimetre flipped about 1 in 1,000."""
+    bits = np.concatenate([f[:, -4:] > 0.5 for f in features]) @ np.array([1, 2, 4, 8])
+    return lzma.compress(bits.astype(np.uint8).tobytes(), preset=6)
+
+
+def _decode_contacts(blob: bytes, lengths: np.ndarray) -> list[np.ndarray]:
+    """(T - 1, 4) float contact labels per clip of joint length T."""
+    bits = np.frombuffer(lzma.decompress(blob), dtype=np.uint8)
+    labels = ((bits[:, None] >> np.arange(4)) & 1).astype(np.float64)  # (sum T - 1, 4)
+    return np.split(labels, np.cumsum(lengths - 1)[:-1])
+
+
+@dataclass(frozen=True)
+class PackedClip:
+    """One original clip as a pack holds it (``mirror`` is None in a /1 pack)."""
+
+    joints: np.ndarray  # (T, 22, 3) canonical
+    mirror: np.ndarray | None = None  # (T, 22, 3) canonical
+    contacts: np.ndarray | None = None  # (T - 1, 4)
+    mirror_contacts: np.ndarray | None = None
+
+
+def _read_pack(pack: Path) -> tuple[dict, list[PackedClip]]:
     try:
         with np.load(pack, allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes().decode())
-            clips = _decode_joints(data["joints"].tobytes(), data["lengths"])
+            joints = _decode_joints(data["joints"].tobytes(), data["lengths"])
+            contacts = None
+            if "contacts" in data.files:
+                contacts = _decode_contacts(data["contacts"].tobytes(), data["lengths"])
     except (OSError, ValueError, KeyError, lzma.LZMAError) as error:
         raise MotionError(f"{pack}: not a readable packed data set ({error})") from error
-    if meta.get("format") != PACK_FORMAT:
+    if meta.get("format") not in (PACK_FORMAT, *OLD_FORMATS):
         raise MotionError(f"{pack}: unknown pack format {meta.get('format')!r}")
+    count = len(meta["ids"])
+    if not meta.get("mirrors"):
+        return meta, [PackedClip(clip) for clip in joints]
+    if contacts is None or len(joints) != 2 * count:
+        raise MotionError(f"{pack}: not a readable packed data set (clips missing)")
+    clips = [
+        PackedClip(joints[i], joints[count + i], contacts[i], contacts[count + i])
+        for i in range(count)
+    ]
     return meta, clips
+
+
+def rebuild_clip(clip: PackedClip) -> ProcessedClip:
+    """A packed clip's joints and features as the builder wrote them: the joints are already
+    canonical, and so are the mirror's when the pack holds them (the mirror is derived
+    again for a /1 pack: its frame-0 heading and retargeting move it by millimetres)."""
+    if clip.mirror is None:
+        return process_joints(clip.joints, canonical=True)
+    features = joints_to_features(clip.joints, canonical=True)
+    mirror_features = joints_to_features(clip.mirror, canonical=True)
+    features[:, -4:], mirror_features[:, -4:] = clip.contacts, clip.mirror_contacts
+    return ProcessedClip(
+        joints=clip.joints.astype(np.float32),
+        features=features.astype(np.float32),
+        mirror_joints=clip.mirror.astype(np.float32),
+        mirror_features=mirror_features.astype(np.float32),
+    )
 
 
 def unpack_dataset(
@@ -111,7 +174,9 @@ def unpack_dataset(
     work = _prepare_out(out)
     try:
         with multiprocessing.get_context("spawn").Pool(workers or os.cpu_count()) as pool:
-            results = pool.imap(process_joints, clips, chunksize=8)
+            # The packed joints are canonical already: canonicalising again moved them by
+            # up to 19 mm (median 2.3 mm) and flipped foot contacts.
+            results = pool.imap(rebuild_clip, clips, chunksize=8)
             done = tqdm(results, total=len(clips), unit="clip", desc="unpack-dataset", disable=None)
             train = _write_all(work, meta, done)
         Normalizer.fit(train).save(work)
@@ -156,3 +221,19 @@ def _mirror_texts(work: Path, meta: dict) -> None:
             format_text_line(mirror_caption(t.caption), t.start, t.end) + "\n" for t in lines
         )
         (work / "texts" / f"M{name}.txt").write_text(mirrored, encoding="utf-8")
+
+
+def round_trip_gaps(built: Path, out: Path) -> dict[str, float]:
+    """Largest joint offsets (metres, per coordinate) of originals and mirrors, and how many
+    foot-contact labels differ, between a build and its pack/unpack copy (tests and
+    ``docs/measure_pack_round_trip.py`` check the documented 0.5 mm with it)."""
+    gaps = {"joints": 0.0, "mirror_joints": 0.0, "contact_flips": 0}
+    for path in (built / "new_joints").iterdir():
+        gap = float(np.abs(np.load(out / "new_joints" / path.name) - np.load(path)).max())
+        key = "mirror_joints" if path.name.startswith("M") else "joints"
+        gaps[key] = max(gaps[key], gap)
+        a = np.load(out / "new_joint_vecs" / path.name)[:, -4:]
+        gaps["contact_flips"] += int(
+            (a != np.load(built / "new_joint_vecs" / path.name)[:, -4:]).sum()
+        )
+    return gaps

@@ -1,5 +1,8 @@
 """Packing a built data set into one small file and rebuilding it on another machine."""
 
+import tarfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_build_dataset import source  # noqa: F401  (fixture)
@@ -7,7 +10,10 @@ from test_build_dataset import source  # noqa: F401  (fixture)
 from engine.errors import MotionError
 from training.build_dataset import BuildSettings, build_dataset
 from training.cli import main
-from training.compact import pack_dataset, unpack_dataset
+from training.compact import pack_dataset, round_trip_gaps, unpack_dataset
+
+HALF_MM = 0.5e-3 + 1e-6  # the documented tolerance, plus float32 rounding of metres
+BANDAI = Path("/work/shared/data/bandai-namco-motion.tar.xz")
 
 
 @pytest.fixture
@@ -37,6 +43,41 @@ def test_pack_is_small_and_unpacks_to_the_same_data_set(built, tmp_path):
         assert a.shape == b.shape
         np.testing.assert_allclose(a[:, 4:67], b[:, 4:67], atol=5e-3)  # ric positions, metres
     np.testing.assert_allclose(np.load(out / "Mean.npy"), np.load(built / "Mean.npy"), atol=5e-3)
+
+
+def test_round_trip_keeps_joints_within_the_documented_half_millimetre(built, tmp_path):
+    """Unpacking used to canonicalise the (already canonical) joints again: up to 19 mm
+    off on the Bandai set, foot contacts flipped."""
+    out = unpack_dataset(pack_dataset(built, tmp_path / "set.npz"), tmp_path / "u", workers=1)
+    gaps = round_trip_gaps(built, out)
+    assert gaps["joints"] <= HALF_MM, gaps
+    assert gaps["mirror_joints"] <= HALF_MM and gaps["contact_flips"] == 0, gaps
+
+
+def first_bandai_clips(count: int, folder: Path) -> Path:
+    """The first ``count`` BVH files (and their label JSONs) of the real Bandai archive."""
+    names = set()
+    with tarfile.open(BANDAI) as archive:
+        for member in archive:
+            stem = member.name.rsplit(".", 1)[0]
+            if member.name.endswith(".bvh") and len(names) < count:
+                names.add(stem)
+            if stem in names and member.isfile():
+                archive.extract(member, folder, filter="data")
+            elif len(names) >= count and member.name.endswith(".bvh"):
+                break
+    return folder
+
+
+@pytest.mark.skipif(not BANDAI.is_file(), reason="Bandai Namco archive not present")
+def test_round_trip_on_real_bandai_clips(tmp_path):
+    clips = first_bandai_clips(12, tmp_path / "bandai")
+    built = tmp_path / "built"
+    build_dataset(clips, built, BuildSettings(format="bandai", workers=1), progress=False)
+    out = unpack_dataset(pack_dataset(built, tmp_path / "set.npz"), tmp_path / "u", workers=1)
+    gaps = round_trip_gaps(built, out)
+    assert gaps["joints"] <= HALF_MM, gaps
+    assert gaps["mirror_joints"] <= HALF_MM and gaps["contact_flips"] == 0, gaps
 
 
 def test_unpacking_twice_gives_identical_files(built, tmp_path):
