@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,52 @@ def micro_batch(config: TrainConfig, info: DistInfo) -> int:
             f"batch_size / accum_steps = {micro} must divide by the {info.world_size} ranks"
         )
     return micro
+
+
+def fit_batch_to_data(config: TrainConfig, items: int, info: DistInfo) -> TrainConfig:
+    """``config`` with ``batch_size`` cut to the training items when they cannot fill one
+    batch (a studio's 30 clips against the default 256), said on rank 0; the run folder
+    records the batch it trained with. The batch stays a multiple of ranks x accum_steps."""
+    if items >= config.batch_size:
+        return config
+    unit = info.world_size * config.accum_steps
+    size = items // unit * unit
+    if size < 1:
+        raise MotionError(
+            f"{items} training items cannot fill one batch of {unit} (ranks x accum_steps); "
+            "add clips, lower accum_steps or use fewer ranks"
+        )
+    if info.is_main:
+        print(
+            f"batch_size {config.batch_size} is more than the {items} training items: "
+            f"training with batch_size={size} (set batch_size to choose another)",
+            flush=True,
+        )
+    return config.replace(batch_size=size)
+
+
+def set_cpu_threads(info: DistInfo) -> None:
+    """Torch threads of a CPU rank: torch's own default (the physical cores) shared among
+    this host's ranks, unless OMP_NUM_THREADS says otherwise. torch alone gives every rank
+    all the cores, so N gloo ranks on one host oversubscribed them N times; a single process
+    keeps torch's default, which measured fastest (docs/benchmarks.md)."""
+    if info.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return
+    local = _env_count("LOCAL_WORLD_SIZE", info.world_size)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), usable_cores() // local)))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, as a container or taskset sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
 
 
 def resume_config(given: TrainConfig, overrides: list[str]) -> TrainConfig:

@@ -36,10 +36,12 @@ from training.logs import RunLogger
 from training.optim import EMA, build_optimizer, lr_at, set_lr
 from training.run_setup import (
     check_run_folder,
+    fit_batch_to_data,
     make_dataset,
     micro_batch,
     restore_state,
     resume_config,
+    set_cpu_threads,
     setup_task,
     write_run_folder,
 )
@@ -118,13 +120,16 @@ def train(
     info = init_distributed(config.device)
     out = Path(config.out_dir)
     saved = check_run_folder(out, config, resume)
-    micro = micro_batch(config, info)
+    micro_batch(config, info)  # checked before the models load
+    set_cpu_threads(info)
     if info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     text = text_encoder or load_text_encoder(config.text_encoder, info.device)
     task, models, context = setup_task(config, info, text, dataset, resuming=saved is not None)
     dataset = context.dataset
+    config = task.config = context.config = fit_batch_to_data(config, len(dataset), info)
+    micro = micro_batch(config, info)
     if info.is_main and saved is None:
         write_run_folder(out, config, context, dataset)
     optimizer = build_optimizer(

@@ -157,3 +157,39 @@ def test_resume_reads_the_runs_own_settings_back(tmp_path, data):
     changed = resume_config(plain, [f"out_dir={out}", "lr=1.0"])
     with pytest.raises(MotionError, match="differ.*lr"):
         train(changed, resume=True, text_encoder=fake_text_encoder())
+
+
+def test_a_batch_larger_than_the_data_is_cut_to_it_and_said(data, tmp_path, capsys):
+    """34 studio clips used to stop with "fewer than one global batch of 256"."""
+    out = tmp_path / "small"
+    config = load_train_config(
+        CONFIGS / "vae.toml", tiny_overrides(out, data, batch_size=256, max_steps=2)
+    )
+    result = train(config, text_encoder=fake_text_encoder())
+    assert result.step == 2
+    said = capsys.readouterr().out
+    assert "batch_size 256 is more than the 4 training items: training with batch_size=4" in said
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 4
+    config = load_train_config(
+        None, tiny_overrides(tmp_path / "odd", data, batch_size=256, accum_steps=8)
+    )
+    with pytest.raises(MotionError, match="4 training items cannot fill one batch of 8"):
+        train(config, text_encoder=fake_text_encoder())
+
+
+def test_cpu_ranks_share_the_cores(monkeypatch):
+    from training.distributed import DistInfo
+    from training.run_setup import set_cpu_threads, usable_cores
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        set_cpu_threads(DistInfo(0, 2, 0, torch.device("cpu"), "gloo"))
+        assert torch.get_num_threads() == max(1, min(before, usable_cores() // 2))
+        torch.set_num_threads(before)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's setting wins
+        set_cpu_threads(DistInfo(0, 2, 0, torch.device("cpu"), "gloo"))
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
