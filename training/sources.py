@@ -7,19 +7,24 @@ needs one adapter and nothing else.
 
 Folder format (``--format folder``): every ``*.bvh`` under the folder, at any depth. A clip's
 captions are gathered, in this order and without repeats, from
-1. ``NAME.txt`` beside ``NAME.bvh``: one caption per line (a HumanML3D line
-   ``caption#tokens#start#end`` is accepted and only its caption is kept);
+1. ``NAME.txt`` beside ``NAME.bvh``: one caption per line, or a HumanML3D line
+   ``caption#tokens#start#end`` (or ``caption#start#end``);
 2. ``captions.csv`` at the folder root: columns ``file`` (the BVH path relative to the root,
-   or its bare file name) and ``caption``, one row per caption; any further column is a label
-   (e.g. ``content``, ``style``);
+   or its bare file name) and ``caption``, one row per caption, optional ``start`` and
+   ``end`` (seconds); any further column is a label (e.g. ``content``, ``style``);
 3. ``labels.json`` at the folder root: ``{"walks/clip.bvh": {"captions": [...],
-   "labels": {"content": "walk"}}}``, or just a list of captions per file.
+   "labels": {"content": "walk"}}}``, or just a list of captions per file; a caption is a
+   string or ``{"caption": ..., "start": s, "end": e}``.
+A span (start, end in seconds from the clip's first frame) is kept in ``texts/ID.txt`` as
+HumanML3D keeps it: training makes that part of the clip an item of its own with that
+caption (``training.data.humanml3d``); 0, 0 (or no span) describes the whole clip.
 A clip without any caption is left out and reported.
 """
 
 import csv
 import io
 import json
+import math
 import shutil
 import tarfile
 from dataclasses import dataclass, field
@@ -110,17 +115,49 @@ def read_text_file(path: Path) -> str:
         ) from err
 
 
-def _sidecar_captions(bvh: Path) -> list[str]:
+Caption = tuple[str, float, float]  # text, start and end seconds ((0, 0): the whole clip)
+SPAN_COLUMNS = ("start", "end")
+
+
+def _span(start, end, where: str) -> tuple[float, float]:
+    """Seconds of a caption's span; blanks are 0 (whole clip). ``MotionError`` when they do
+    not read as 0 <= start < end (or both 0)."""
+    try:
+        values = tuple(float(v) if str(v).strip() else 0.0 for v in (start, end))
+    except (TypeError, ValueError) as err:
+        raise MotionError(f"{where}: span start/end must be seconds: {start!r}, {end!r}") from err
+    first, last = values
+    if values != (0.0, 0.0) and not (0.0 <= first < last and math.isfinite(last)):
+        raise MotionError(f"{where}: span {first:g}-{last:g} s must have 0 <= start < end")
+    return first, last
+
+
+def _sidecar_line(line: str, where: str) -> Caption | None:
+    """One ``NAME.txt`` line: a caption, or a HumanML3D line ``caption#tokens#start#end``
+    whose span is kept (``caption#start#end`` too)."""
+    fields = [f.strip() for f in line.split("#")]
+    if not fields[0]:
+        return None
+    if len(fields) == 4:
+        return (fields[0], *_span(fields[2], fields[3], where))
+    if len(fields) == 3:
+        return (fields[0], *_span(fields[1], fields[2], where))
+    return (fields[0], 0.0, 0.0)
+
+
+def _sidecar_captions(bvh: Path) -> list[Caption]:
     sidecar = bvh.with_suffix(".txt")
     if not sidecar.is_file():
         return []
     lines = read_text_file(sidecar).splitlines()
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    found = (_sidecar_line(line, f"{sidecar} line {n}") for n, line in enumerate(lines, 1))
+    return [caption for caption in found if caption is not None]
 
 
-def _read_captions_csv(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """``captions.csv`` -> {file key: (captions, labels)}."""
-    table: dict[str, tuple[list[str], dict[str, str]]] = {}
+def _read_captions_csv(path: Path) -> dict[str, tuple[list[Caption], dict[str, str]]]:
+    """``captions.csv`` -> {file key: (captions, labels)}; optional ``start`` and ``end``
+    columns give a caption's span in seconds."""
+    table: dict[str, tuple[list[Caption], dict[str, str]]] = {}
     with io.StringIO(read_text_file(path), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"file", "caption"} <= set(reader.fieldnames):
@@ -128,14 +165,25 @@ def _read_captions_csv(path: Path) -> dict[str, tuple[list[str], dict[str, str]]
         for row in reader:
             captions, labels = table.setdefault(row["file"].strip(), ([], {}))
             if (row.get("caption") or "").strip():
-                captions.append(row["caption"].strip())
+                where = f"{path} line {reader.line_num}"
+                span = _span(row.get("start") or "", row.get("end") or "", where)
+                captions.append((row["caption"].strip(), *span))
             for key, value in row.items():
-                if key not in ("file", "caption") and key and (value or "").strip():
+                skip = ("file", "caption", *SPAN_COLUMNS)
+                if key not in skip and key and (value or "").strip():
                     labels.setdefault(key, value.strip())
     return table
 
 
-def _read_labels_json(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _json_caption(entry, where: str) -> Caption:
+    """A caption of ``labels.json``: a string, or ``{"caption", "start", "end"}``."""
+    if isinstance(entry, dict):
+        span = _span(entry.get("start", ""), entry.get("end", ""), where)
+        return (str(entry.get("caption", "")).strip(), *span)
+    return (str(entry).strip(), 0.0, 0.0)
+
+
+def _read_labels_json(path: Path) -> dict[str, tuple[list[Caption], dict[str, str]]]:
     """``labels.json`` -> {file key: (captions, labels)}."""
     try:
         data = json.loads(read_text_file(path))
@@ -150,7 +198,8 @@ def _read_labels_json(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]
         if not isinstance(entry, dict) or not isinstance(entry.get("captions", []), list):
             raise MotionError(f"{path}: entry {key!r} must be a list of captions or an object")
         labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
-        table[key] = ([str(c).strip() for c in entry.get("captions", [])], labels)
+        where = f"{path} entry {key!r}"
+        table[key] = ([_json_caption(c, where) for c in entry.get("captions", [])], labels)
     return table
 
 
@@ -178,16 +227,19 @@ def discover_folder(root: Path) -> Discovery:
             more, more_labels = _lookup(table, name)
             captions += more
             labels = {**more_labels, **labels}
-        captions = list(dict.fromkeys(" ".join(c.split()) for c in captions if c.strip()))
+        captions = list(dict.fromkeys((" ".join(c.split()), s, e) for c, s, e in captions))
+        captions = [c for c in captions if c[0]]
         if not captions:
             reason = "no caption: add NAME.txt beside it, or a row in captions.csv or labels.json"
             skipped.append(Skipped(name, reason))
             continue
-        if any("#" in c for c in captions):
+        if any("#" in c for c, _, _ in captions):
             skipped.append(Skipped(name, "a caption holds '#', the HumanML3D field separator"))
             continue
         group = labels.get("content", "")
-        clips.append(ClipSource(path, name, tuple(captions), labels, group))
+        whole = tuple(c for c, s, e in captions if (s, e) == (0.0, 0.0))
+        parts = tuple(c for c in captions if (c[1], c[2]) != (0.0, 0.0))
+        clips.append(ClipSource(path, name, whole, labels, group, spans=parts))
     licence = next((root / n for n in ("LICENSE", "LICENSE.txt", "LICENSE.md")
                     if (root / n).is_file()), None)  # fmt: skip
     return Discovery(clips, skipped, license_file=licence)

@@ -351,3 +351,50 @@ def test_captions_saved_by_excel_and_a_latin1_sidecar(source, tmp_path):
     assert "not UTF-8" in report.skipped[0].reason and "b_wave.txt" in report.skipped[0].reason
     walk = (out / "texts" / "000000.txt").read_text()
     assert "a person walks calmly" in walk and "a person walks forward" in walk
+
+
+def test_caption_spans_are_kept_as_humanml3d_keeps_them(tmp_path):
+    """A caption for part of a clip (sidecar ``#start#end``, captions.csv ``start``/``end``,
+    labels.json objects) is written with its span and trained on as an item of its own."""
+    from training.data import MotionDataset
+
+    folder = tmp_path / "mocap"
+    write_clip(folder, "long", ["a person walks forward", "a person waves#1.0#3.0"], frames=150)
+    write_clip(folder, "other", ["someone strolls"], frames=150)
+    (folder / "captions.csv").write_text(
+        "file,caption,start,end\nother.bvh,a person turns around,0.5,2.5\n"
+        "other.bvh,a person keeps walking,,\n"
+    )
+    (folder / "labels.json").write_text(
+        json.dumps({"long.bvh": [{"caption": "a person stops", "start": 3, "end": 4.5}]})
+    )
+    out = tmp_path / "ds"
+    build_dataset(folder, out, folder_settings(split=(1.0, 0.0, 0.0)), progress=False)
+    texts = {}
+    for path in sorted((out / "texts").iterdir()):
+        lines = [parse_text_line(line) for line in path.read_text().splitlines()]
+        texts[path.stem] = {(t.caption, t.start, t.end) for t in lines}
+    assert texts["000000"] == {
+        ("a person walks forward", 0.0, 0.0),
+        ("a person waves", 1.0, 3.0),
+        ("a person stops", 3.0, 4.5),
+    }
+    assert texts["000001"] == {
+        ("someone strolls", 0.0, 0.0),
+        ("a person turns around", 0.5, 2.5),
+        ("a person keeps walking", 0.0, 0.0),
+    }
+    assert ("a person waves", 1.0, 3.0) in texts["M000000"]  # mirrors keep the span
+    data = MotionDataset(out, "train", min_frames=20, max_frames=196)
+    items = {data.captions(i): data.crop_length(i) for i in range(len(data))}
+    assert items[("a person waves",)] == 40  # its own item: 1.0-3.0 s at 20 fps
+    assert items[("a person stops",)] == 28  # 3.0-4.5 s: 30 frames, whole latent steps
+
+
+def test_a_bad_caption_span_skips_its_clip_with_the_reason(tmp_path):
+    folder = tmp_path / "mocap"
+    write_clip(folder, "good", ["a person walks"])
+    write_clip(folder, "bad", ["a person waves#3.0#1.0"])
+    found = discover_folder(folder)
+    assert [c.name for c in found.clips] == ["good.bvh"]
+    assert "0 <= start < end" in found.skipped[0].reason
