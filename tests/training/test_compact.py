@@ -8,7 +8,7 @@ import pytest
 from test_build_dataset import source  # noqa: F401  (fixture)
 
 from engine.errors import MotionError
-from training.build_dataset import BuildSettings, build_dataset
+from training.build_dataset import SPLITS, BuildSettings, build_dataset
 from training.cli import main
 from training.compact import pack_dataset, round_trip_gaps, unpack_dataset
 
@@ -78,6 +78,25 @@ def test_round_trip_on_real_bandai_clips(tmp_path):
     gaps = round_trip_gaps(built, out)
     assert gaps["joints"] <= HALF_MM, gaps
     assert gaps["mirror_joints"] <= HALF_MM and gaps["contact_flips"] == 0, gaps
+
+
+def test_a_pack_of_format_1_still_unpacks(built, tmp_path):
+    """Packs written before the mirrors and contacts were stored: mirrors derived again."""
+    import json
+
+    from training.compact import _base_ids, _encode_joints
+
+    ids = _base_ids(built)
+    blob, lengths = _encode_joints([np.load(built / "new_joints" / f"{i}.npy") for i in ids])
+    meta = {"format": "kinetext-packed-dataset/1", "ids": ids, "files": {},
+            "texts": {i: (built / "texts" / f"{i}.txt").read_text() for i in ids},
+            "splits": {s: (built / f"{s}.txt").read_text().split() for s in SPLITS}}  # fmt: skip
+    old = tmp_path / "old.npz"
+    np.savez(old, joints=np.frombuffer(blob, dtype=np.uint8), lengths=lengths,
+             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))  # fmt: skip
+    out = unpack_dataset(old, tmp_path / "old", workers=1)
+    gaps = round_trip_gaps(built, out)
+    assert gaps["joints"] <= HALF_MM and gaps["mirror_joints"] < 0.02, gaps
 
 
 def test_unpacking_twice_gives_identical_files(built, tmp_path):
