@@ -170,3 +170,17 @@ def test_dropped_prompts_get_the_null_encoding(text):
     torch.testing.assert_close(cond.pooled[1], null.pooled[0])
     torch.testing.assert_close(cond.pooled[0], text.encode(["a person walks"]).pooled[0])
     assert cond.mask[1].sum() == null.mask.sum()
+
+
+def test_init_from_a_run_starts_from_its_ema_weights(tmp_path, data, text, autoencoder_run):
+    from training.export import load_run_models
+
+    overrides = tiny_overrides(tmp_path / "ft", data, init_from=str(autoencoder_run))
+    task, models, context = setup_task(load_train_config(None, overrides), CPU, text)
+    source = load_run_models(autoencoder_run).models["autoencoder"].state_dict()
+    mine = models["autoencoder"].state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in source.items())
+    overrides = tiny_overrides(tmp_path / "wide", data, init_from=str(autoencoder_run),
+                               **{"model.width": 48})  # fmt: skip
+    with pytest.raises(MotionError, match="other shapes"):
+        setup_task(load_train_config(None, overrides), CPU, text)
