@@ -114,15 +114,27 @@ def fit_batch_to_data(config: TrainConfig, items: int, info: DistInfo) -> TrainC
     return config.replace(batch_size=size)
 
 
-def set_cpu_threads(info: DistInfo) -> None:
-    """Torch threads of a CPU rank: torch's own default (the physical cores) shared among
-    this host's ranks, unless OMP_NUM_THREADS says otherwise. torch alone gives every rank
-    all the cores, so N gloo ranks on one host oversubscribed them N times; a single process
-    keeps torch's default, which measured fastest (docs/benchmarks.md)."""
+def set_cpu_threads(info: DistInfo) -> int | None:
+    """Torch threads of a CPU rank, unless OMP_NUM_THREADS says otherwise: torch's default
+    (the physical cores) shared among this host's ranks, and no more than the cores other
+    work leaves idle (load average). Threads on busy cores wait on each other: one SAE step
+    took 24.2 s with 2 threads and 3.5 s with 1 on this 2-core machine at load 6 to 8,
+    while on idle cores all threads were fastest (docs/benchmarks.md). Returns the count
+    set, or None where nothing was changed."""
     if info.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
-        return
+        return None
     local = _env_count("LOCAL_WORLD_SIZE", info.world_size)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), usable_cores() // local)))
+    cores = usable_cores()
+    idle = cores - round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else cores
+    threads = max(1, min(torch.get_num_threads(), cores // local, idle // local))
+    if threads < torch.get_num_threads() and info.is_main:
+        print(
+            f"CPU: {threads} torch thread(s) per rank ({cores} cores, {local} rank(s), load "
+            f"{os.getloadavg()[0]:.1f}); set OMP_NUM_THREADS to choose",
+            flush=True,
+        )
+    torch.set_num_threads(threads)
+    return threads
 
 
 def usable_cores() -> int:

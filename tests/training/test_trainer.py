@@ -177,19 +177,37 @@ def test_a_batch_larger_than_the_data_is_cut_to_it_and_said(data, tmp_path, caps
         train(config, text_encoder=fake_text_encoder())
 
 
-def test_cpu_ranks_share_the_cores(monkeypatch):
+def test_cpu_threads_share_the_idle_cores(monkeypatch, capsys):
+    """Torch threads on busy cores wait on each other (one SAE step: 24 s with 2 threads,
+    3.5 s with 1 on 2 shared cores), so a CPU rank takes the idle cores, shared by ranks."""
+    import os
+
+    from training import run_setup
     from training.distributed import DistInfo
-    from training.run_setup import set_cpu_threads, usable_cores
 
     before = torch.get_num_threads()
+    one, two = (
+        DistInfo(0, 1, 0, torch.device("cpu"), None),
+        DistInfo(0, 2, 0, torch.device("cpu"), "gloo"),
+    )
+
+    def threads(info: DistInfo, load: float, ranks: int = 1) -> int | None:
+        torch.set_num_threads(4)  # torch's default on a 4-core host
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
+        return run_setup.set_cpu_threads(info)
+
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-        set_cpu_threads(DistInfo(0, 2, 0, torch.device("cpu"), "gloo"))
-        assert torch.get_num_threads() == max(1, min(before, usable_cores() // 2))
-        torch.set_num_threads(before)
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's setting wins
-        set_cpu_threads(DistInfo(0, 2, 0, torch.device("cpu"), "gloo"))
-        assert torch.get_num_threads() == before
+        monkeypatch.setattr(run_setup, "usable_cores", lambda: 4)
+        assert threads(one, 0.2) == 4 and torch.get_num_threads() == 4  # idle: all cores
+        assert threads(two, 0.2, ranks=2) == 2  # two ranks share them
+        assert threads(one, 2.6) == 1 and torch.get_num_threads() == 1  # 3 cores busy
+        assert "CPU: 1 torch thread(s) per rank (4 cores, 1 rank(s), load 2.6)" in (
+            capsys.readouterr().out
+        )
+        assert threads(one, 9.0) == 1  # never fewer than one
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's setting wins
+        assert threads(one, 9.0) is None and torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
