@@ -160,6 +160,9 @@ def export_runs(
             f"{where}) and its config name none; give "
             + " and ".join(f"--{name}" for name in missing)
         )
+    terms = with_inherited_terms(
+        terms, [t for run in loaded for t in run.data.get("inherited", [])]
+    )
     knowledge = _describe(first) if describe else None
     folder = save_checkpoint(
         out, merged, text_encoder=first.config.text_encoder, normalizer_mean=first.mean,
@@ -187,6 +190,24 @@ def _describe(run: RunModels) -> Knowledge | None:
     return describe_data(
         [root], run.config.text_encoder, split=run.config.train_split, device=device
     )
+
+
+def with_inherited_terms(terms: dict[str, str], inherited: list[dict[str, str]]) -> dict[str, str]:
+    """The data's terms joined with those of the weights a run started from (a fine-tune of
+    the shipped checkpoint still derives from the Bandai Namco data): "own; weights derived
+    from SOURCE: theirs" for each other licence/attribution, in the order met."""
+    from training.finetune import unique_terms
+
+    out = dict(terms)
+    own = (terms["license"], terms["attribution"])
+    for entry in unique_terms(inherited):
+        if (entry.get("license", ""), entry.get("attribution", "")) == own:
+            continue
+        source = entry.get("source", "?")
+        for key in ("license", "attribution"):
+            if entry.get(key) and entry[key] not in out[key]:
+                out[key] += f"; weights derived from {source}: {entry[key]}"
+    return out
 
 
 def _generator_metadata(generators: list[dict[str, Any]]) -> dict[str, Any]:

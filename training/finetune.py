@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from engine.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint
+from engine.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint, read_checkpoint_config
 from engine.errors import MotionError
 from engine.text_encoder import TextEncoderConfig
 
@@ -132,3 +132,37 @@ def load_init_weights(models: Mapping[str, nn.Module], init: InitSource) -> None
 def source_config(init: InitSource | None, name: str):
     """The architecture (model config) of the source's model ``name``, or None."""
     return None if init is None else getattr(init.model(name), "config", None)
+
+
+def source_terms(source: str | Path) -> list[dict[str, str]]:
+    """The licences and attributions weights from ``source`` carry: an engine checkpoint's
+    own, or a run's data terms (``data.json``) plus what that run inherited in turn. A model
+    fine-tuned from the shipped checkpoint derives from the Bandai Namco data (CC BY-NC), so
+    its export must say so whatever the new data's terms are."""
+    folder = Path(source)
+    if str(source) == SHIPPED and not folder.is_dir():
+        from engine.pipeline import DEFAULT_CHECKPOINT
+
+        folder = DEFAULT_CHECKPOINT
+    if is_engine_checkpoint(folder):
+        header = read_checkpoint_config(folder)
+        return [{"source": str(source), "license": header.license,
+                 "attribution": header.attribution}]  # fmt: skip
+    record_path = folder / "data.json"
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    own = {"source": str(source), "license": record.get("license", ""),
+           "attribution": record.get("attribution", "")}  # fmt: skip
+    return unique_terms([own, *record.get("inherited", [])])
+
+
+def unique_terms(terms: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``terms`` without empty entries and without repeats of one licence and attribution."""
+    seen, out = set(), []
+    for entry in terms:
+        key = (entry.get("license", ""), entry.get("attribution", ""))
+        if any(key) and key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out

@@ -28,7 +28,7 @@ from training.checkpointing import (
 )
 from training.config import TrainConfig, load_train_config, save_train_config
 from training.distributed import DistInfo
-from training.finetune import check_text_encoder, load_init_source
+from training.finetune import check_text_encoder, load_init_source, source_terms, unique_terms
 from training.tasks import LATENT_UNIT, Task, TaskContext, get_task
 from training.tasks.latent import check_same_normalizer
 
@@ -234,6 +234,15 @@ def data_terms(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def inherited_terms(config: TrainConfig) -> list[dict[str, str]]:
+    """Terms the run's starting weights carry: ``init_from``'s and, for a generator, its
+    autoencoder's (``training.finetune.source_terms``); export joins them to the data's."""
+    sources = [config.init_from]
+    if config.task in ("molingo", "mlagen"):
+        sources.append(config.autoencoder)
+    return unique_terms([t for s in sources if s for t in source_terms(s)])
+
+
 def write_run_folder(out: Path, config: TrainConfig, context: TaskContext, dataset: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_train_config(config, out / "config.json")
@@ -241,6 +250,9 @@ def write_run_folder(out: Path, config: TrainConfig, context: TaskContext, datas
     np.save(out / "Std.npy", context.std)
     record = {"fps": context.fps, "data_root": config.data_root, "items": len(dataset),
               **data_terms(config)}  # fmt: skip
+    inherited = inherited_terms(config)
+    if inherited:
+        record["inherited"] = inherited
     (out / "data.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_fixtures import write_dataset
+from training_fixtures import ATTRIBUTION, LICENCE, write_dataset
 
 from engine.checkpoint import load_checkpoint
 from engine.cli import main as engine_main
@@ -114,7 +114,11 @@ def test_shipped_generators_fine_tune_on_the_fine_tuned_autoencoder_and_export_g
     assert main(["export", *runs, str(checkpoint)]) == 0
     ckpt = load_checkpoint(checkpoint)
     assert set(ckpt.models) == {"autoencoder", "mlagen", "molingo"}
-    np.testing.assert_array_equal(ckpt.mean, load_checkpoint(DEFAULT_CHECKPOINT).mean)
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    np.testing.assert_array_equal(ckpt.mean, shipped.mean)
+    # the weights still derive from the shipped checkpoint's data: both terms travel
+    assert ckpt.attribution.startswith(ATTRIBUTION) and shipped.attribution in ckpt.attribution
+    assert ckpt.license.startswith(LICENCE) and shipped.license in ckpt.license
     for name in ("mlagen", "molingo"):
         clip = tmp_path / f"{name}.npy"
         argv = ["generate", "a person walks forward", "--checkpoint", str(checkpoint),

@@ -71,7 +71,8 @@ def test_dotted_override_into_a_scalar_is_rejected():
 def test_example_configs_load(path):
     config = load_train_config(path)
     assert config.task in {"autoencoder", "molingo", "mlagen", "evaluator"}
-    assert config.preset == "small"
+    # the papers' setups are the papers' sizes; every other example trains the shipped size
+    assert config.preset == "small" or path.stem.startswith("paper-")
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine():
