@@ -14,9 +14,9 @@ Steps, in order (each an option of ``Cleanup``):
 3. grounding: a vertical offset per frame that puts the lowest joint of the planted feet on
    y = 0 (interpolated through steps where no foot is planted, smoothed), then lifts any
    frame whose lowest joint is under the floor;
-4. foot pinning: each planted ankle and toe held where the foot stood for its whole run,
-   the correction fading out over a few frames either side, the knee re-solved by two-bone
-   IK (``foot_cleanup.pin_feet``), bone lengths kept; with
+4. foot pinning: each planted ankle and toe held where the foot stood during its run (eased
+   in and out inside the run; ``pin_hold`` holds the whole run), the knee re-solved by
+   two-bone IK (``foot_cleanup.pin_feet``), bone lengths kept; with
    ``floor_feet`` each planted foot's lowest joint is also put on the floor. That last step
    is off by default: it made feet touch the floor exactly but cost the most FID of any
    step (val, one replication: 0.026 with it, 0.020 without, 0.015 raw), and the grounding
@@ -50,9 +50,11 @@ CANONICAL_LEGS = (
 class Cleanup:
     """How ``clean_joints`` turns network output into a body. The defaults are the settings
     measured best on val (docs/results.md, "Clean motion"): rigid canonical bones, grounding
-    and foot pins on; smoothing and ``floor_feet`` off (each cost FID there). Pins hold each
-    planted run whole (``pin_hold``): easing them in inside the run left planted toes sliding
-    on 4.7% of contact steps against 0.2% held (0.6% in real clips), for 0.002 FID on val."""
+    and foot pins on; smoothing and ``floor_feet`` off (each cost FID there). Pins ease in
+    inside each planted run; ``pin_hold`` holds the whole run instead: planted toes then slide
+    on 0.2% of low toe steps against 4.7% eased (0.6% in real clips), but its fades snap feet
+    where the contacts disagree with the motion (peak acceleration at timeline joins 1.52x
+    that inside segments, against 1.06x eased) and it costs 0.002 FID on val."""
 
     lengths: Literal["canonical", "median"] = "canonical"
     smoothing: float = 0.0  # Gaussian sigma in frames; 0 = none (see docs/results.md)
@@ -60,7 +62,7 @@ class Cleanup:
     pin_feet: bool = True
     ground_smoothing: float = 3.0  # sigma (frames) of the per-frame vertical offset
     pin_blend: int = 4  # frames a pinned foot eases in and out over
-    pin_hold: bool = True  # hold whole runs, fade the correction outside (False: ease inside)
+    pin_hold: bool = False  # hold whole runs, fade the correction outside them
     floor_feet: bool = False  # also put each planted foot's lowest joint on y = 0 (FID cost)
 
     def __post_init__(self) -> None:

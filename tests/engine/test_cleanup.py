@@ -91,13 +91,13 @@ def test_a_planted_foot_stops_sliding(walk):
     assert slide_raw > 0.03 and slide_clean < 0.002
 
 
-def test_pins_hold_the_whole_run_still_and_the_foot_continuous(walk):
+def test_held_pins_keep_the_whole_run_still_and_the_foot_continuous(walk):
     """pin_hold: no planted frame slides (the eased pins let it slide while the weight rose),
     and the correction carried outside the run fades instead of jumping."""
     joints, contacts = walk
     raw = broken_walk(walk)
-    eased = clean_joints(raw, contacts, Cleanup(pin_hold=False))
-    held = clean_joints(raw, contacts)  # the default holds
+    eased = clean_joints(raw, contacts)  # the default eases
+    held = clean_joints(raw, contacts, Cleanup(pin_hold=True))
     planted = np.flatnonzero(contacts[:, 0] > 0.5)
     runs = [r for r in np.split(planted, np.flatnonzero(np.diff(planted) > 1) + 1) if len(r) > 2]
     leg = BONE_LENGTHS[4] + BONE_LENGTHS[7]  # a pin the straight leg cannot reach is not held

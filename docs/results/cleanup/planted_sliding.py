@@ -54,8 +54,8 @@ def main() -> None:
                       device="cpu", clean=False)  # fmt: skip
     contacts = motion.features[..., FOOT_CONTACT]
     joints = motion.joints[:, : contacts.shape[1]]
-    rows = {"raw": joints, "eased pins": clean_joints(joints, contacts, Cleanup(pin_hold=False)),
-            "held pins (default)": clean_joints(joints, contacts)}  # fmt: skip
+    rows = {"raw": joints, "eased pins (default)": clean_joints(joints, contacts),
+            "held pins": clean_joints(joints, contacts, Cleanup(pin_hold=True))}  # fmt: skip
     for name, clips in rows.items():
         planted, swing = split_skating(clips, contacts, motion.fps)
         print(f"{args.generator} {name:20s} skating {planted + swing:.3f} = "
