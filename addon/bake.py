@@ -159,8 +159,6 @@ def check_bakeable(armature: bpy.types.Object) -> None:
         raise MotionError(f"'{armature.name}' is linked from another file: make it local first")
 
 
-
-
 def user_map_names() -> list[str]:
     """Names of the bone maps the user saved (for the preset menu beside the presets)."""
     return presets.user_map_names(user_map_folder())

@@ -74,8 +74,12 @@ class MOTION_OT_get_molingo(bpy.types.Operator):
         name="Representation",
         items=[
             ("263", "HumanML3D 263", "The 263-dim HumanML3D model (20 fps, up to 9.8 s)"),
-            ("272", "HumanML3D 272", "MotionStreamer's 272-dim representation (30 fps, up "
-             "to 10 s; needs HumanML3D_272's Mean/Std), which the authors' demo uses"),
+            (
+                "272",
+                "HumanML3D 272",
+                "MotionStreamer's 272-dim representation (30 fps, up "
+                "to 10 s; needs HumanML3D_272's Mean/Std), which the authors' demo uses",
+            ),
         ],
     )
     mirror: bpy.props.StringProperty(options={"HIDDEN", "SKIP_SAVE"})

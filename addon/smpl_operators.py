@@ -271,9 +271,7 @@ class KINETEXT_PT_smpl_body(bpy.types.Panel):
         if status.problem is not None:
             box = layout.box()
             draw_wrapped(box, status.problem, "ERROR", True, chars_per_line(context))
-            box.operator(
-                "preferences.addon_show", text="Open Preferences"
-            ).module = ADDON_ID
+            box.operator("preferences.addon_show", text="Open Preferences").module = ADDON_ID
         else:
             model = "SMPL-X" if status.model_type == "smplx" else "SMPL"
             layout.label(text=f"{model}, {status.gender}: {status.model_file.name}",

@@ -61,6 +61,8 @@ CHECKPOINT_FILES = (
 # A text encoder named "./FOLDER" lives inside the checkpoint (a converted MoLingo release
 # carries its T5 there); loading resolves it against the checkpoint's folder.
 LOCAL_ENCODER_PREFIX = "./"
+
+
 @dataclasses.dataclass
 class SkeletonInfo(Config):
     """The skeleton the features describe (SMPL's 22 joints for HumanML3D)."""

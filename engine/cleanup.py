@@ -82,7 +82,9 @@ class Cleanup:
 
 
 def clean_joints(
-    joints: np.ndarray, contacts: np.ndarray | None, options: Cleanup | None = None,
+    joints: np.ndarray,
+    contacts: np.ndarray | None,
+    options: Cleanup | None = None,
     fps: float = FPS,
 ) -> np.ndarray:
     """Clips (N, T, 22, 3) or one clip (T, 22, 3), metres, Y up -> cleaned, same shape.

@@ -632,12 +632,20 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(run=_cmd_download_molingo)
 
     info = sub.add_parser("info", help="what a checkpoint was trained on, its sizes and terms")
-    info.add_argument("checkpoint", nargs="?", default=None,
-                      help="folder or Hugging Face id (default: the embedded checkpoint)")
+    info.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=None,
+        help="folder or Hugging Face id (default: the embedded checkpoint)",
+    )
     info.add_argument("--revision", default=None, help="Hub revision of a Hub checkpoint")
-    info.add_argument("--prompt", action="append", default=[], metavar="TEXT",
-                      help="also say how close this prompt is to the training captions "
-                      "(repeat for several)")
+    info.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="also say how close this prompt is to the training captions (repeat for several)",
+    )
     info.add_argument("--json", action="store_true", help="print it all as JSON")
     info.set_defaults(run=_cmd_info)
 

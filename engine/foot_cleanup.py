@@ -130,7 +130,10 @@ def _above(points: np.ndarray, floor: float | None) -> np.ndarray:
 
 
 def floor_feet(
-    positions: np.ndarray, contacts: np.ndarray, legs: Sequence[LegChain], blend: int = 3,
+    positions: np.ndarray,
+    contacts: np.ndarray,
+    legs: Sequence[LegChain],
+    blend: int = 3,
     floor: float = 0.0,
 ) -> np.ndarray:
     """Put each planted foot's lowest joint (ankle or toe) on ``floor``; the leg follows.

@@ -65,14 +65,18 @@ def checkpoint_info(checkpoint: str | Path | None = None, revision: str | None =
         "checkpoint": str(folder),
         "source": source.record(),
         "models": {
-            name: {"class": entry["class"], "parameters": params.get(name, 0),
-                   "dtype": sorted(dtypes.get(name, ()))}
+            name: {
+                "class": entry["class"],
+                "parameters": params.get(name, 0),
+                "dtype": sorted(dtypes.get(name, ())),
+            }
             for name, entry in header.models.items()
         },  # fmt: skip
         "weights_bytes": sum((folder / f).stat().st_size for f in weight_files),
         "weight_files": len(weight_files),
         "knowledge_bytes": sum(
-            (folder / f).stat().st_size for f in (KNOWLEDGE_JSON, KNOWLEDGE_WEIGHTS)
+            (folder / f).stat().st_size
+            for f in (KNOWLEDGE_JSON, KNOWLEDGE_WEIGHTS)
             if (folder / f).is_file()
         ),  # fmt: skip
         "text_encoder": header.text_encoder.to_dict(),

@@ -327,8 +327,10 @@ def load_joint_map(path: str | os.PathLike) -> JointMap:
     for joint, source in data["bones"].items():
         if isinstance(source, str) and source.strip():
             sources[joint] = source.strip()
-        elif isinstance(source, dict) and source and all(
-            isinstance(k, str) and isinstance(w, int | float) for k, w in source.items()
+        elif (
+            isinstance(source, dict)
+            and source
+            and all(isinstance(k, str) and isinstance(w, int | float) for k, w in source.items())
         ):
             sources[joint] = tuple((k, float(w)) for k, w in source.items())
             if abs(sum(source.values()) - 1.0) > 1e-6:
@@ -456,9 +458,7 @@ def up_turn(bvh: BVH, joint_map: JointMap, positions: np.ndarray) -> tuple[str, 
     return _standing_axis(body) or _standing_axis(np.median(positions, axis=0), final=True)
 
 
-def _standing_axis(
-    body: np.ndarray, final: bool = False
-) -> tuple[str, np.ndarray] | None:
+def _standing_axis(body: np.ndarray, final: bool = False) -> tuple[str, np.ndarray] | None:
     """("Y" | "Z", turn) for one pose (22, 3) whose head is clearly above its ankles along
     +Y or +-Z; None (or, when ``final``, a MotionError) otherwise."""
     up = body[HEAD] - body[list(ANKLES)].mean(axis=0)

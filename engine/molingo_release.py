@@ -58,6 +58,8 @@ T5_TOKENIZER_REPO = "google-t5/t5-large"
 T5_TOKENIZER_REVISION = "main"
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "config.json")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Representation:
     """What a release's dataset_name means: feature size, fps, clip cap, sampling defaults."""

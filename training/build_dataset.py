@@ -155,8 +155,9 @@ def process_clip(path: Path, read: ReadOptions) -> ProcessedClip:
     if read.reader == "deepmimic":
         motion = read_deepmimic(path)
         return replace(process_joints(motion.joints), read=motion.read)
-    clip = read_canonical(path, read.joint_map, units=read.units, maps=read.maps or None,
-                          drop_added_first_frame=True)  # (T, 22, 3) m, Y up, 20 fps; fmt: skip
+    clip = read_canonical(
+        path, read.joint_map, units=read.units, maps=read.maps or None, drop_added_first_frame=True
+    )  # (T, 22, 3) m, Y up, 20 fps; fmt: skip
     how = {"map": clip.joint_map.name, "units": clip.units.describe(),
            "source_fps": round(clip.source_fps, 4), "up": clip.up}  # fmt: skip
     if clip.dropped_first_frame:
@@ -490,9 +491,7 @@ class _Collected:
         _write_clip(self.work, clip_id, data.joints, data.features, clip.captions, clip.spans)
         mirrored = [mirror_caption(c) for c in clip.captions]
         spans = [(mirror_caption(c), start, end) for c, start, end in clip.spans]
-        _write_clip(
-            self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored, spans
-        )
+        _write_clip(self.work, mirror_id, data.mirror_joints, data.mirror_features, mirrored, spans)
         self.labels[clip_id] = {"source": clip.name, "frames": len(data.joints),
                                 "labels": clip.labels, "mirror_of": None}  # fmt: skip
         if data.read:

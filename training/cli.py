@@ -182,8 +182,11 @@ DELEGATED = {
     "evaluate": ("training.evaluation.run", "main_evaluate", "score a checkpoint"),
     "export": ("training.export", "main_export", "training runs -> an engine checkpoint"),
     "push": ("training.push", "main_push", "upload a checkpoint to the Hugging Face Hub"),
-    "describe": ("training.describe", "main_describe",
-                 "add what a checkpoint was trained on to its folder"),
+    "describe": (
+        "training.describe",
+        "main_describe",
+        "add what a checkpoint was trained on to its folder",
+    ),
 }
 
 

@@ -160,13 +160,26 @@ def main_describe(argv: Sequence[str] | None = None) -> int:
         "(knowledge.json + knowledge.safetensors: vocabulary, data sets, caption vectors).",
     )
     parser.add_argument("checkpoint", help="checkpoint folder (config.json + weights)")
-    parser.add_argument("--data", action="append", required=True, metavar="DATASET",
-                        help="built data set it was trained on (repeat for several)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DATASET",
+        help="built data set it was trained on (repeat for several)",
+    )
     parser.add_argument("--split", default="train", help="the split it was trained on")
-    parser.add_argument("--max-captions", type=int, default=MAX_CAPTIONS,
-                        help=f"captions kept (default {MAX_CAPTIONS})")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"similarity below which a prompt is flagged ({DEFAULT_THRESHOLD})")
+    parser.add_argument(
+        "--max-captions",
+        type=int,
+        default=MAX_CAPTIONS,
+        help=f"captions kept (default {MAX_CAPTIONS})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"similarity below which a prompt is flagged ({DEFAULT_THRESHOLD})",
+    )
     args = parser.parse_args(argv)
     knowledge = describe_checkpoint(
         args.checkpoint, args.data, split=args.split, max_captions=args.max_captions,
@@ -178,4 +191,3 @@ def main_describe(argv: Sequence[str] | None = None) -> int:
           f"{len(knowledge.captions)} of {knowledge.total_captions} captions kept "
           f"(coverage {knowledge.coverage:.2f}), {size / 1024:.0f} KiB")  # fmt: skip
     return 0
-

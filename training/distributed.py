@@ -104,4 +104,3 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
-

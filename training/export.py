@@ -239,8 +239,14 @@ def _write_card(
     ]  # fmt: skip
     if knowledge is not None:
         actions = ", ".join(f"{a} ({n})" for a, n in knowledge.vocabulary.items())
-        lines += ["## What it learned", "", f"Actions (training clips): {actions}.", "",
-                  "`python -m engine info` lists it all; prompts unlike these are flagged.", ""]
+        lines += [
+            "## What it learned",
+            "",
+            f"Actions (training clips): {actions}.",
+            "",
+            "`python -m engine info` lists it all; prompts unlike these are flagged.",
+            "",
+        ]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
     licence_file = Path(first.data.get("data_root", "")) / "LICENSE"
     if first.data.get("data_root") and licence_file.is_file():
@@ -258,8 +264,11 @@ def main_export(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bf16", action="store_true", help="store weights in bfloat16")
     parser.add_argument("--license", default=None, help="data licence when it has no build.json")
     parser.add_argument("--attribution", default=None, help="data attribution likewise")
-    parser.add_argument("--no-describe", action="store_true",
-                        help="leave out the description of the training data (knowledge.*)")
+    parser.add_argument(
+        "--no-describe",
+        action="store_true",
+        help="leave out the description of the training data (knowledge.*)",
+    )
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least one RUN and the OUT folder")

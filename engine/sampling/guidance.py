@@ -28,8 +28,7 @@ class Guide(Protocol):
 
     def reset(self) -> None: ...
 
-    def __call__(self, v_cond: Tensor, v_uncond: Tensor, sink: Tensor | None = None) -> Tensor:
-        ...
+    def __call__(self, v_cond: Tensor, v_uncond: Tensor, sink: Tensor | None = None) -> Tensor: ...
 
 
 def classifier_free_guidance(v_cond: Tensor, v_uncond: Tensor, scale: float) -> Tensor:

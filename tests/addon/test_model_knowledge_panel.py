@@ -73,21 +73,15 @@ def test_what_this_model_knows_lists_the_vocabulary_and_data(embedded):
 
 
 def test_generating_a_prompt_it_never_learned_warns_in_the_status(embedded):
-    assert bpy.ops.motion.generate(prompt=FAR, seconds=1.0, steps=1, variations=1) == {
-        "FINISHED"
-    }
+    assert bpy.ops.motion.generate(prompt=FAR, seconds=1.0, steps=1, variations=1) == {"FINISHED"}
     status = bpy.context.window_manager.kinetext
     assert status.status_level == "WARNING"
     assert f"This checkpoint was not trained on anything like '{FAR}'" in status.status
-    assert bpy.ops.motion.generate(prompt=NEAR, seconds=1.0, steps=1, variations=1) == {
-        "FINISHED"
-    }
+    assert bpy.ops.motion.generate(prompt=NEAR, seconds=1.0, steps=1, variations=1) == {"FINISHED"}
     assert status.status_level == "INFO" and "not trained" not in status.status
 
 
-def test_a_checkpoint_that_does_not_describe_its_data_says_unknown_and_never_warns(
-    addon, tmp_path
-):
+def test_a_checkpoint_that_does_not_describe_its_data_says_unknown_and_never_warns(addon, tmp_path):
     from kinetext.addon import knowledge, panel
 
     use_checkpoint(save_tiny_checkpoint(tmp_path / "tiny"))
@@ -97,12 +91,11 @@ def test_a_checkpoint_that_does_not_describe_its_data_says_unknown_and_never_war
     assert "not trained on" not in draw(panel.KINETEXT_PT_generate).texts()
     draw(panel.KINETEXT_PT_knowledge)
     assert knowledge.wait(WAIT)
-    assert "Unknown: this checkpoint does not say what it was trained on" in draw(
-        panel.KINETEXT_PT_knowledge
-    ).texts()
-    assert bpy.ops.motion.generate(prompt=FAR, seconds=1.0, steps=1, variations=1) == {
-        "FINISHED"
-    }
+    assert (
+        "Unknown: this checkpoint does not say what it was trained on"
+        in draw(panel.KINETEXT_PT_knowledge).texts()
+    )
+    assert bpy.ops.motion.generate(prompt=FAR, seconds=1.0, steps=1, variations=1) == {"FINISHED"}
     assert "not trained" not in bpy.context.window_manager.kinetext.status
 
 

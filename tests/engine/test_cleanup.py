@@ -117,6 +117,7 @@ def test_held_pins_keep_the_whole_run_still_and_the_foot_continuous(walk):
 def test_smoothing_keeps_the_timing(walk):
     joints, contacts = walk
     clean = clean_joints(joints, contacts, Cleanup(smoothing=1.0, pin_feet=False, ground=False))
+
     # the left ankle's height peaks (mid swing) at the same frames
     def peaks(y: np.ndarray) -> list[int]:  # frames highest within 5 either side, mid swing
         return [t for t in range(len(y)) if y[t] > 0.05 and y[t] == y[max(t - 5, 0) : t + 6].max()]

@@ -66,8 +66,7 @@ def test_info_lists_what_the_shipped_checkpoint_knows(capsys):
                      "molingo: guidance 5.5, steps 32, ar_steps 4", "M parameters",
                      "description of the training data"):  # fmt: skip
         assert expected in out, expected
-    size = sum((DEFAULT_CHECKPOINT / n).stat().st_size for n in (KNOWLEDGE_JSON,
-                                                                 KNOWLEDGE_WEIGHTS))
+    size = sum((DEFAULT_CHECKPOINT / n).stat().st_size for n in (KNOWLEDGE_JSON, KNOWLEDGE_WEIGHTS))
     assert size < 300 * 1024  # compact: a few hundred KB at most
 
 

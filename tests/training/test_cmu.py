@@ -222,7 +222,7 @@ def test_real_clips_read_as_rigid_standing_bodies_with_feet_on_the_floor(
     joints = data.joints  # canonical: floor at y = 0, metres
     head, pelvis = joints[:, 15, 1], joints[:, 0, 1]
     ankles = joints[:, [7, 8], 1].min(axis=1)
-    assert (np.median(head) > np.median(pelvis) > np.median(ankles))  # standing upright
+    assert np.median(head) > np.median(pelvis) > np.median(ankles)  # standing upright
     assert (1.3 if on_floor else 0.9) < np.median(head - ankles) < 1.8  # climbs crouch
     steps = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
     assert steps.max() < 0.5  # no jump of half a metre in 1/20 s (no added T-pose frame)

@@ -505,8 +505,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fuse MLA-Gen's trunk with torch.compile (CUDA, needs Triton)",
     )
-    parser.add_argument("--raw", action="store_true",
-                        help="score the network's raw joints instead of the cleaned body")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="score the network's raw joints instead of the cleaned body",
+    )
     parser.add_argument(
         "--cleanup", action="append", default=[], metavar="KEY=VALUE",
         help="a setting of engine.cleanup.Cleanup for the generated clips (repeatable), e.g. "
