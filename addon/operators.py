@@ -136,20 +136,11 @@ def collect(context: bpy.types.Context, job: jobs.Job, report) -> set[str]:
         end_job(context, job)
 
 
-class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
-    """Generate motion from the prompt; Blender stays usable while it runs (Esc cancels)"""
+class SamplingArguments:
+    """The sampling arguments every generating operator takes (Generate, the Timeline's);
+    unset ones take the panel's values (SKIP_SAVE: never remembered between calls)."""
 
-    bl_idname = "motion.generate"
-    bl_label = "Generate"
-    bl_options = set()  # not REGISTER/UNDO: no redo re-running it; collect pushes the undo
-
-    # Unset arguments take the panel's values (SKIP_SAVE: never remembered between calls).
-    prompt: bpy.props.StringProperty(name="Prompt", description=_PANEL, options=_ARG)
-    seconds: bpy.props.FloatProperty(name="Seconds", default=4.0, description=_PANEL, options=_ARG)
     seed: bpy.props.IntProperty(name="Seed", min=0, description=_PANEL, options=_ARG)
-    variations: bpy.props.IntProperty(
-        name="Variations", default=1, min=1, description=_PANEL, options=_ARG
-    )
     guidance: bpy.props.FloatProperty(
         name="Guidance", min=0.0, description=_PANEL + "; 0: the checkpoint's", options=_ARG
     )
@@ -162,6 +153,21 @@ class MOTION_OT_generate(BackgroundJobOperator, bpy.types.Operator):
     )  # fmt: skip
     clean_motion: bpy.props.BoolProperty(
         name="Clean body", default=True, description=_PANEL, options=_ARG
+    )
+
+
+class MOTION_OT_generate(SamplingArguments, BackgroundJobOperator, bpy.types.Operator):
+    """Generate motion from the prompt; Blender stays usable while it runs (Esc cancels)"""
+
+    bl_idname = "motion.generate"
+    bl_label = "Generate"
+    bl_options = set()  # not REGISTER/UNDO: no redo re-running it; collect pushes the undo
+
+    # Unset arguments take the panel's values (SKIP_SAVE: never remembered between calls).
+    prompt: bpy.props.StringProperty(name="Prompt", description=_PANEL, options=_ARG)
+    seconds: bpy.props.FloatProperty(name="Seconds", default=4.0, description=_PANEL, options=_ARG)
+    variations: bpy.props.IntProperty(
+        name="Variations", default=1, min=1, description=_PANEL, options=_ARG
     )
 
     def _begin(self, context: bpy.types.Context) -> jobs.Job | None:

@@ -25,6 +25,7 @@ from .operators import (
     _ARG,
     _PANEL,
     PREVIEW_NAME,
+    SamplingArguments,
     add_variations,
     bake_clip,
     push_undo,
@@ -172,23 +173,9 @@ def segment_markers(context: bpy.types.Context, diagnostics: dict, fps: int, sta
     ]
 
 
-class _SamplingArguments:
-    """Unset arguments take the panel's values (SKIP_SAVE: never remembered between calls)."""
+class _SamplingArguments(SamplingArguments):
+    """Generate's sampling arguments and the rig to bake on."""
 
-    seed: bpy.props.IntProperty(name="Seed", min=0, description=_PANEL, options=_ARG)
-    guidance: bpy.props.FloatProperty(
-        name="Guidance", min=0.0, description=_PANEL + "; 0: the checkpoint's", options=_ARG
-    )
-    steps: bpy.props.IntProperty(
-        name="Steps", min=0, description=_PANEL + "; 0: the checkpoint's", options=_ARG
-    )
-    generator: bpy.props.EnumProperty(
-        name="Generator", items=[(k, k.title(), "") for k in GENERATOR_NAMES], default="AUTO",
-        description=_PANEL, options=_ARG,
-    )  # fmt: skip
-    clean_motion: bpy.props.BoolProperty(
-        name="Clean body", default=True, description=_PANEL, options=_ARG
-    )
     armature: bpy.props.StringProperty(
         name="Armature", description="The rig to bake on (empty: the panel's choice)",
         options=_ARG,
