@@ -52,3 +52,31 @@ def empty_scene():
     bpy = pytest.importorskip("bpy")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     return bpy.context
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, request):
+    """A tiny random checkpoint (both generators) of this test module's own."""
+    from addon_helpers import save_tiny_checkpoint
+
+    folder = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    return save_tiny_checkpoint(folder / "tiny")
+
+
+@pytest.fixture(scope="module")
+def addon(addon_pkg, checkpoint):
+    """The add-on registered with ``checkpoint`` as its checkpoint, for this module's tests."""
+    from addon_helpers import enabled
+
+    with enabled(addon_pkg, checkpoint):
+        yield addon_pkg
+
+
+@pytest.fixture
+def scene(addon, checkpoint):
+    """A cleared scene with the add-on on ``checkpoint`` (again: another module's factory
+    reset may have dropped it); returns the context."""
+    from addon_helpers import clear_scene, use_checkpoint
+
+    use_checkpoint(checkpoint)
+    return clear_scene()

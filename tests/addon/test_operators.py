@@ -12,34 +12,13 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from addon_helpers import (  # noqa: E402
-    clear_scene,
-    enabled,
     mixamo_rig,
-    save_tiny_checkpoint,
-    use_checkpoint,
 )
 
 from engine.bvh import read_bvh  # noqa: E402
 from engine.skeleton import JOINT_NAMES  # noqa: E402
 
 PROMPT = "a person walks forward"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("addon") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def addon(addon_pkg, checkpoint):
-    with enabled(addon_pkg, checkpoint):
-        yield addon_pkg
-
-
-@pytest.fixture
-def scene(addon, checkpoint):
-    use_checkpoint(checkpoint)  # again: another module's factory reset may have dropped it
-    return clear_scene()
 
 
 def generate(**options):

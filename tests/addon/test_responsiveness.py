@@ -17,29 +17,11 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from addon_helpers import clear_scene, enabled, save_tiny_checkpoint, use_checkpoint  # noqa: E402
 from main_thread import describe, drive, stand_in, start  # noqa: E402
 
 STALL = 0.05  # seconds: the longest the interface may wait, at any frame
 ESCAPE = 0.2  # seconds from Esc to the operator's end and to its worker's end
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("responsive") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def addon(addon_pkg, checkpoint):
-    with enabled(addon_pkg, checkpoint):
-        yield addon_pkg
-
-
-@pytest.fixture
-def scene(addon, checkpoint):
-    use_checkpoint(checkpoint)
-    return clear_scene()
 
 
 def engine():

@@ -13,24 +13,11 @@ bpy = pytest.importorskip("bpy")
 
 from addon_helpers import (  # noqa: E402
     clear_scene,
-    enabled,
     mixamo_rig,
-    save_tiny_checkpoint,
     use_checkpoint,
 )
 
 SEGMENTS = [("a person walks forward", 2.0), ("a person waves", 1.2), ("a person jumps", 1.6)]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("timeline") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def addon(addon_pkg, checkpoint):
-    with enabled(addon_pkg, checkpoint):
-        yield addon_pkg
 
 
 @pytest.fixture
