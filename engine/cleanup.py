@@ -35,7 +35,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .errors import MotionError
 from .features import FOOT_CONTACT, joints_to_features, recover_from_ric
-from .foot_cleanup import PLANTED, LegChain, floor_feet, pin_feet
+from .foot_cleanup import PLANTED, LegChain, clear_moving_feet, floor_feet, pin_feet
 from .kinematics import bone_lengths
 from .skeleton import BONE_LENGTHS, FOOT_LEFT, FOOT_RIGHT, FPS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
@@ -64,6 +64,7 @@ class Cleanup:
     pin_blend: int = 4  # frames a pinned foot eases in and out over
     pin_hold: bool = False  # hold whole runs, fade the correction outside them
     floor_feet: bool = False  # also put each planted foot's lowest joint on y = 0 (FID cost)
+    clearance: float = 0.0  # metres a moving foot clears the floor by (0: off)
 
     def __post_init__(self) -> None:
         if self.lengths not in ("canonical", "median"):
@@ -75,6 +76,10 @@ class Cleanup:
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (number and 0 <= value <= 20):
                 raise MotionError(f"Cleanup.{name} must be between 0 and 20 frames, got {value!r}")
+        if isinstance(self.clearance, bool) or not (
+            isinstance(self.clearance, (int, float)) and 0 <= self.clearance <= 0.2
+        ):
+            raise MotionError(f"Cleanup.clearance must be 0 to 0.2 metres, got {self.clearance!r}")
         if isinstance(self.pin_blend, bool) or not (
             isinstance(self.pin_blend, int) and 0 <= self.pin_blend <= 20
         ):
@@ -120,6 +125,9 @@ def clean_joints(
                 arr[i] = floor_feet(arr[i], contacts[i], CANONICAL_LEGS, blend=blend)
         arr = rigid_skeleton(arr, lengths)  # the pinned toe may sit off its foot bone
         arr = lift_above_floor(arr)
+    if options.clearance > 0:  # only raises feet (and folds knees): nothing goes below y = 0
+        for i in range(len(arr)):
+            arr[i] = clear_moving_feet(arr[i], CANONICAL_LEGS, fps, options.clearance)
     return arr[0] if single else arr
 
 

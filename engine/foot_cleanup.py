@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 PLANTED = 0.5
 """Contact feature value above which a foot joint counts as planted."""
@@ -127,6 +128,65 @@ def _above(points: np.ndarray, floor: float | None) -> np.ndarray:
     out = points.copy()
     out[:, 1] = np.maximum(out[:, 1], floor)
     return out
+
+
+CLEARANCE_SPEEDS = (0.25, 1.0)
+"""m/s: a toe moving over the floor slower than the first needs no clearance (it is planted
+or creeping), from the second on it needs all of it (``clear_moving_feet``)."""
+
+
+def clear_moving_feet(
+    positions: np.ndarray,
+    legs: Sequence[LegChain],
+    fps: float,
+    clearance: float,
+    sigma: float = 1.5,
+    floor: float = 0.0,
+) -> np.ndarray:
+    """Lift each foot whose toe moves along the floor, so that a moving foot clears it;
+    positions (T, J, 3), Y up. The leg follows by two-bone IK (hip fixed, bone lengths kept),
+    the toe with its ankle: the foot is carried up, not bent.
+
+    Why: a generated foot often travels at walking speed with its toe a centimetre over the
+    floor (a drag or a shuffle), and skids into and out of its planted runs, where a real
+    foot is still or in the air. The clearance a toe needs grows with its horizontal speed,
+    from none below CLEARANCE_SPEEDS[0] to ``clearance`` metres above the floor for its
+    foot's lowest joint from CLEARANCE_SPEEDS[1] on; the lift (what is missing) is spread
+    over neighbouring frames (a running maximum, then a Gaussian of ``sigma`` frames) so it
+    rises and falls smoothly, and it is zero on frames where the toe stands still (a pinned
+    foot is not moved), vanishing as the foot slows to touch down or starts to lift off.
+    A foot already high enough is not touched."""
+    out = np.array(positions, dtype=np.float64)
+    if clearance <= 0 or len(out) < 2:
+        return out
+    slow, fast = CLEARANCE_SPEEDS
+    for leg in legs:
+        if leg.toe is None:
+            continue
+        toe, ankle = out[:, leg.toe], out[:, leg.ankle].copy()
+        step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=-1) * fps  # (T-1,) m/s
+        before, after = np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]])
+        moving = np.minimum(before, after)  # (T,) 0 on the frames a foot leaves or lands
+        needed = clearance * _smoothstep((moving - slow) / (fast - slow))
+        lowest = np.minimum(toe[:, 1], ankle[:, 1]) - floor  # (T,) the foot's lowest joint
+        missing = np.maximum(needed - lowest, 0.0)
+        if not missing.any():
+            continue
+        reach = 2 * int(np.ceil(sigma)) + 1
+        lift = gaussian_filter1d(maximum_filter1d(missing, reach), sigma) if sigma > 0 else missing
+        lift *= _smoothstep(moving / slow)  # 0 where the toe is still
+        up = lift > 0  # the knee bends in its own plane (no hint): it is only folded more
+        target = ankle[up] + lift[up, None] * np.array([0.0, 1.0, 0.0])
+        knee, reached = two_bone_ik(out[up, leg.hip], out[up, leg.knee], ankle[up], target)
+        out[up, leg.toe] += reached - ankle[up]
+        out[up, leg.knee], out[up, leg.ankle] = knee, reached
+    return out
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, 3x^2 - 2x^3 between (no corner at either end)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def floor_feet(

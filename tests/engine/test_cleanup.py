@@ -10,12 +10,15 @@ from engine.cleanup import Cleanup, clean_joints, clean_motion, rigid_skeleton
 from engine.demo_clip import walk_cycle
 from engine.errors import MotionError
 from engine.features import FOOT_CONTACT, joints_to_features, recover_from_ric
+from engine.foot_cleanup import two_bone_ik
 from engine.kinematics import bone_lengths
 from engine.quaternion import euler_to_quat
 from engine.rig_pose import forward_kinematics
-from engine.skeleton import BONE_LENGTHS, PARENTS
+from engine.skeleton import BONE_LENGTHS, FPS, PARENTS
+from training.evaluation.physical import CONTACT_HEIGHT, skating_counts
 
 LEFT_TOE, LEFT_ANKLE = 10, 7
+LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))  # hip, knee, ankle, toe
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +117,71 @@ def test_held_pins_keep_the_whole_run_still_and_the_foot_continuous(walk):
     np.testing.assert_allclose(bone_lengths(held), bone_lengths(eased), atol=1e-9)
 
 
+def raise_feet(joints: np.ndarray, rise) -> np.ndarray:
+    """Both feet moved up by ``rise(toe, ankle)`` metres (T,) a frame, the knees re-bent by
+    two-bone IK: every bone keeps its length and the feet their horizontal paths."""
+    out = joints.copy()
+    for hip, knee, ankle, toe in LEGS:
+        up = rise(out[:, toe], out[:, ankle])[:, None] * np.array([0.0, 1.0, 0.0])
+        foot = out[:, toe] - out[:, ankle]
+        out[:, knee], out[:, ankle] = two_bone_ik(out[:, hip], out[:, knee], out[:, ankle],
+                                                  out[:, ankle] + up, foot)  # fmt: skip
+        out[:, toe] = out[:, ankle] + foot
+    return out
+
+
+def toe_speed(path: np.ndarray) -> np.ndarray:
+    """(T,) m/s of a toe's path (T, 3): the slower horizontal step into or out of a frame."""
+    step = np.linalg.norm(np.diff(path[:, ::2], axis=0), axis=-1) * FPS
+    return np.minimum(np.concatenate([step[:1], step]), np.concatenate([step, step[-1:]]))
+
+
+def test_a_dragging_foot_is_lifted_clear_and_nothing_else_moves(walk):
+    """Swing feet lowered to a drag (toes 0.3 to 2.5 cm over the floor at walking speed):
+    ``clearance`` carries each moving foot up by its leg, so the toes stop skidding along the
+    floor, while the planted frames, the feet's horizontal paths and every bone stay."""
+    joints, contacts = walk
+    drag = raise_feet(joints, lambda toe, ankle: -0.8 * np.minimum(toe[:, 1], ankle[:, 1]))
+    base = clean_joints(drag, contacts)
+    lifted = clean_joints(drag, contacts, Cleanup(clearance=0.06))
+    assert skating_counts(base, FPS)[0] > 40  # the drag skids: 61 of 158 low toe steps
+    assert skating_counts(lifted, FPS)[0] <= skating_counts(joints, FPS)[0]  # the walk's own
+    for _, knee, ankle, toe in LEGS:
+        moving = toe_speed(base[:, toe]) > 1.0
+        assert moving.sum() >= 10
+        lowest = np.minimum(lifted[:, toe, 1], lifted[:, ankle, 1])
+        assert lowest[moving].min() > 0.045 and np.median(lowest[moving]) > CONTACT_HEIGHT
+        still = toe_speed(base[:, toe]) < 1e-6
+        assert still.sum() >= 12
+        np.testing.assert_allclose(lifted[still][:, [knee, ankle, toe]],
+                                   base[still][:, [knee, ankle, toe]], atol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(lifted[:, [ankle, toe], ::2], base[:, [ankle, toe], ::2],
+                                   atol=1e-9)  # fmt: skip
+        # the lift comes and goes no faster than the walk's own foot accelerates
+        lift = lifted[:, toe, 1] - base[:, toe, 1]
+        foot = np.linalg.norm(np.diff(joints[:, toe], 2, axis=0), axis=-1)
+        assert np.abs(np.diff(lift, 2)).max() < foot.max()
+    np.testing.assert_allclose(bone_lengths(lifted), np.broadcast_to(BONE_LENGTHS, (len(drag), 22)),
+                               atol=1e-9)  # fmt: skip
+    assert lifted[..., 1].min() >= -1e-9
+    np.testing.assert_array_equal(lifted[:, [0, 3, 6, 9, 12, 15]], base[:, [0, 3, 6, 9, 12, 15]])
+
+
+def test_a_foot_that_clears_the_floor_is_left_alone(walk):
+    """A high step (a foot 8 cm up whenever it moves) comes out as it does without
+    ``clearance``: the step only adds what is missing."""
+    joints, contacts = walk
+
+    def high_step(toe: np.ndarray, ankle: np.ndarray) -> np.ndarray:
+        lowest = np.minimum(toe[:, 1], ankle[:, 1])
+        return np.where(toe_speed(toe) > 0.01, np.maximum(0.08 - lowest, 0.0), 0.0)
+
+    high = raise_feet(joints, high_step)
+    base = clean_joints(high, contacts)
+    assert skating_counts(base, FPS)[0] == 0
+    np.testing.assert_array_equal(clean_joints(high, contacts, Cleanup(clearance=0.05)), base)
+
+
 def test_smoothing_keeps_the_timing(walk):
     joints, contacts = walk
     clean = clean_joints(joints, contacts, Cleanup(smoothing=1.0, pin_feet=False, ground=False))
@@ -185,6 +253,8 @@ def test_rigid_skeleton_keeps_directions():
         ({"smoothing": -1.0}, "between 0 and 20"),
         ({"ground_smoothing": float("nan")}, "between 0 and 20"),
         ({"pin_blend": -2}, "pin_blend"),
+        ({"clearance": 0.5}, "clearance must be 0 to 0.2 metres"),
+        ({"clearance": True}, "clearance"),
     ],
 )
 def test_bad_options(options, message):

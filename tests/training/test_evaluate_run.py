@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from engine.checkpoint import save_checkpoint
+from engine.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.features import Normalizer
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
@@ -29,7 +30,7 @@ from training.evaluation.evaluator import (
     save_evaluator,
 )
 from training.evaluation.generation import parse_sampling
-from training.evaluation.run import Protocol, evaluate, main_evaluate
+from training.evaluation.run import Protocol, evaluate, main_evaluate, parse_cleanup
 
 TEXT_DIM = 384  # the bundled MiniLM
 CLIPS = 8  # per split: two batches of 4
@@ -300,3 +301,15 @@ def test_sampling_overrides(data_root, checkpoint, evaluator_path, tmp_path, cap
     # --sampling steps=2 reaches the sampler as --steps 2 does (else: the default 100 steps).
     via_sampling = numbers("--sampling", "steps=2", "--sampling", "method=euler")
     assert via_sampling == numbers("--steps", "2")
+
+
+def test_cleanup_settings_from_the_command_line():
+    """``--cleanup KEY=VALUE`` reads every on/off setting as a switch ("false" is off, not a
+    true string) and numbers as numbers."""
+    chosen = parse_cleanup(["pin_hold=false", "clearance=0.05", "ground=off", "pin_blend=2"])
+    assert chosen == Cleanup(pin_hold=False, clearance=0.05, ground=False, pin_blend=2)
+    assert parse_cleanup(["pin_hold=true"]).pin_hold is True
+    with pytest.raises(MotionError, match="pin_hold must be true or false"):
+        parse_cleanup(["pin_hold=maybe"])
+    with pytest.raises(MotionError, match="clearance must be 0 to 0.2 metres"):
+        parse_cleanup(["clearance=5"])

@@ -439,9 +439,9 @@ def parse_cleanup(pairs: Sequence[str]) -> Cleanup:
     if unknown:
         raise MotionError(f"unknown --cleanup setting {unknown[0]!r}: allowed are "
                           + ", ".join(sorted(fields)))  # fmt: skip
-    for key in ("ground", "pin_feet", "floor_feet"):
-        if key in values:
-            values[key] = _parse_switch(key, values[key])
+    for field in dataclasses.fields(Cleanup):  # every on/off setting (pin_hold too)
+        if isinstance(field.default, bool) and field.name in values:
+            values[field.name] = _parse_switch(field.name, values[field.name])
     return Cleanup(**values)
 
 
