@@ -138,8 +138,9 @@ def toe_speed(path: np.ndarray) -> np.ndarray:
 
 def test_a_dragging_foot_is_lifted_clear_and_nothing_else_moves(walk):
     """Swing feet lowered to a drag (toes 0.3 to 2.5 cm over the floor at walking speed):
-    ``clearance`` carries each moving foot up by its leg, so the toes stop skidding along the
-    floor, while the planted frames, the feet's horizontal paths and every bone stay."""
+    ``clearance`` turns each moving foot up at its ankle (and lifts it by its leg where that
+    is not enough), so the toes stop skidding along the floor, while the planted frames, the
+    ankles' paths over the floor, the feet's headings and every bone stay."""
     joints, contacts = walk
     drag = raise_feet(joints, lambda toe, ankle: -0.8 * np.minimum(toe[:, 1], ankle[:, 1]))
     base = clean_joints(drag, contacts)
@@ -155,8 +156,16 @@ def test_a_dragging_foot_is_lifted_clear_and_nothing_else_moves(walk):
         assert still.sum() >= 12
         np.testing.assert_allclose(lifted[still][:, [knee, ankle, toe]],
                                    base[still][:, [knee, ankle, toe]], atol=1e-9)  # fmt: skip
-        np.testing.assert_allclose(lifted[:, [ankle, toe], ::2], base[:, [ankle, toe], ::2],
-                                   atol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(lifted[:, ankle, ::2], base[:, ankle, ::2], atol=1e-9)
+        # the foot turned up on its own heading (a flexed ankle), not aside
+        was, now = (j[:, toe, ::2] - j[:, ankle, ::2] for j in (base, lifted))
+        np.testing.assert_allclose(was[:, 0] * now[:, 1] - was[:, 1] * now[:, 0], 0, atol=1e-9)
+        assert ((was * now).sum(-1) > 0).all()
+        turned = (
+            lifted[:, toe, 1] - lifted[:, ankle, 1] > base[:, toe, 1] - base[:, ankle, 1] + 0.01
+        )
+        assert turned[moving].sum() >= 5  # and no further than level
+        assert (lifted[turned, toe, 1] <= lifted[turned, ankle, 1] + 1e-9).all()
         # the lift comes and goes no faster than the walk's own foot accelerates
         lift = lifted[:, toe, 1] - base[:, toe, 1]
         foot = np.linalg.norm(np.diff(joints[:, toe], 2, axis=0), axis=-1)
