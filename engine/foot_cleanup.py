@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 PLANTED = 0.5
 """Contact feature value above which a foot joint counts as planted."""
@@ -164,6 +163,10 @@ def clear_moving_feet(
     own plane (the toe moves with the ankle). Turning the foot first cost no FID on val
     where carrying the whole foot up by the leg did (docs/results.md, "Swing clearance").
     """
+    # scipy here, not at the top: the add-on imports this module (retarget) to register,
+    # in a Blender that may not have scipy installed yet
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
     out = np.array(positions, dtype=np.float64)
     if clearance <= 0 or len(out) < 2:
         return out
@@ -215,7 +218,7 @@ def _pitch_up(foot: np.ndarray, rise: np.ndarray) -> np.ndarray:
     return np.where(turnable[:, None], out, foot)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def _smoothstep(x: np.ndarray | float) -> np.ndarray:
     """0 below 0, 1 above 1, 3x^2 - 2x^3 between (no corner at either end)."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -262,8 +265,7 @@ def eased_weight(planted: np.ndarray, blend: int) -> np.ndarray:
     edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
     for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
         k = np.arange(b - a)
-        x = np.clip(np.minimum(k + 1, b - a - k) / (blend + 1), 0.0, 1.0)
-        weight[a:b] = x * x * (3.0 - 2.0 * x)
+        weight[a:b] = _smoothstep(np.minimum(k + 1, b - a - k) / (blend + 1))
     return weight
 
 
@@ -303,8 +305,7 @@ def _held_pins(
     edges = np.flatnonzero(np.diff(np.concatenate([[0], planted.astype(int), [0]])))
     for a, b in zip(edges[::2], edges[1::2], strict=True):  # planted frames a..b-1
         for k in range(1, blend + 1):
-            x = 1.0 - k / (blend + 1)
-            x = x * x * (3.0 - 2.0 * x)
+            x = _smoothstep(1.0 - k / (blend + 1))
             for t, edge in ((a - k, a), (b - 1 + k, b - 1)):
                 if 0 <= t < len(path) and not planted[t]:
                     carried = x * offset[edge]
