@@ -4,7 +4,8 @@ training/evaluation/physical.py's skating counts toe steps under 5 cm that move 
 0.5 m/s. That mixes two things: a planted foot that slides (toe contact > 0.5 on both frames,
 what an animator calls skating) and a free toe passing low over the floor (low clearance).
 This script generates the issue's 32 clips (four prompts x 8 variations, 6 s, seed 1) raw on
-the CPU and prints both parts for the raw output, the eased pins and the held pins.
+the CPU and prints both parts for the raw output, the eased pins and the held pins (swing
+clearance off), and the default (eased pins and a 5 cm swing clearance).
 
 Usage: python docs/results/cleanup/planted_sliding.py [--generator mlagen|molingo]
 """
@@ -54,11 +55,13 @@ def main() -> None:
                       device="cpu", clean=False)  # fmt: skip
     contacts = motion.features[..., FOOT_CONTACT]
     joints = motion.joints[:, : contacts.shape[1]]
-    rows = {"raw": joints, "eased pins (default)": clean_joints(joints, contacts),
-            "held pins": clean_joints(joints, contacts, Cleanup(pin_hold=True))}  # fmt: skip
+    rows = {"raw": joints,
+            "eased pins": clean_joints(joints, contacts, Cleanup(clearance=0.0)),
+            "held pins": clean_joints(joints, contacts, Cleanup(pin_hold=True, clearance=0.0)),
+            "eased + clearance (default)": clean_joints(joints, contacts)}  # fmt: skip
     for name, clips in rows.items():
         planted, swing = split_skating(clips, contacts, motion.fps)
-        print(f"{args.generator} {name:20s} skating {planted + swing:.3f} = "
+        print(f"{args.generator} {name:27s} skating {planted + swing:.3f} = "
               f"planted {planted:.3f} + swing {swing:.3f}")  # fmt: skip
 
 
