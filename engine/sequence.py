@@ -31,6 +31,7 @@ ends join exactly. Every frame outside the range is copied from the input.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
 from .cleanup import Cleanup, clean_joints, clean_motion, rigid_skeleton
@@ -64,7 +66,7 @@ from .pipeline import (
 from .sampling.flow import guidance_for, guided_velocity
 from .sampling.mar import sample_mar
 from .sampling.ode import solve_ode
-from .skeleton import NUM_JOINTS
+from .skeleton import FPS, NUM_JOINTS
 from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
 from .timeline import DEFAULT_METHOD, METHODS, Segment, check_segments
 
@@ -73,6 +75,10 @@ OVERLAP_SECONDS = 2.0  # "blend": the handshake two neighbouring windows share
 PROGRESS_UNITS = 1000  # each segment's share of the progress total
 RELEASE_T = 0.3  # MLA-Gen holds given latents on their path until t falls to this
 TRANSITION_TOKENS = 2  # "inpaint": the previous window's last 0.4 s are made again
+HANDSHAKE_SHARE = 0.5  # "blend": a handshake is at most half the shorter chunk it joins
+JOIN_SECONDS = 0.5  # a join's stretch each side, checked (and smoothed) against its segments
+# (Gaussian sigma in frames, share of the smoothed copy) tried at a rough join, gentlest first
+JOIN_STEPS = ((1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0))
 CROSSFADE_FRAMES = 8  # inbetween: frames at each end eased from the clip into the new motion
 
 
@@ -279,23 +285,35 @@ def _sequence_blend(
 def _handshake_windows(
     chunks: list[Chunk], overlap: int, total: int
 ) -> tuple[list[tuple[int, int]], list[Tensor]]:
-    """Each chunk's window (its tokens plus half the overlap into each neighbour) and its
-    blending weights: linear ramps across each overlap, so two neighbours' sum to 1."""
-    left_half, right_half = overlap // 2, overlap - overlap // 2
+    """Each chunk's window (its tokens plus half of each handshake with a neighbour) and its
+    blending weights: smoothstep ramps across each handshake, so two neighbours' sum to 1
+    and neither's share jumps where the other's window starts (a linear ramp has a kink
+    there, which the velocities, and so the motion's jerk, inherited). A handshake is
+    ``overlap`` tokens, at most ``HANDSHAKE_SHARE`` of the shorter of the two chunks, so a
+    short segment keeps most of its tokens to its own prompt."""
+    joins = [0] + [handshake_tokens(overlap, a, b) for a, b in itertools.pairwise(chunks)]
+    joins.append(0)
     spans, weights = [], []
     for k, chunk in enumerate(chunks):
-        a = chunk.start - left_half if k > 0 else chunk.start
-        b = chunk.stop + right_half if k < len(chunks) - 1 else chunk.stop
-        a, b = max(0, a), min(total, b)
-        position = torch.arange(a, b, dtype=torch.float32) + 0.5
-        w = torch.ones(b - a)
-        if k > 0 and overlap:
-            w = torch.minimum(w, (position - (chunk.start - left_half)) / overlap)
-        if k < len(chunks) - 1 and overlap:
-            w = torch.minimum(w, ((chunk.stop + right_half) - position) / overlap)
+        before, after = joins[k], joins[k + 1]
+        first, last = chunk.start - before // 2, chunk.stop + after - after // 2
+        position = torch.arange(first, last, dtype=torch.float32) + 0.5
+        w = torch.ones(last - first)
+        if before:
+            w = torch.minimum(w, (position - first) / before)
+        if after:
+            w = torch.minimum(w, (last - position) / after)
+        a, b = max(0, first), min(total, last)
         spans.append((a, b))
-        weights.append(w.clamp(1e-3, 1.0))
+        weights.append(_smoothstep(w[a - first : b - first]).clamp(1e-3, 1.0))
     return spans, weights
+
+
+def handshake_tokens(overlap: int, left: Chunk, right: Chunk) -> int:
+    """Tokens two neighbouring chunks share: ``overlap``, cut to ``HANDSHAKE_SHARE`` of the
+    shorter chunk (at least 2, one each side)."""
+    shorter = min(left.stop - left.start, right.stop - right.start)
+    return min(overlap, max(2, round(HANDSHAKE_SHARE * shorter)))
 
 
 def _window_groups(
@@ -390,6 +408,11 @@ def generate_sequence(
         joints, features = _clean(joints, features, cleanup, loaded.ckpt.fps)
         times["clean"] = time.perf_counter() - clock
     starts = np.cumsum([0, *tokens]) * loaded.down
+    widths: list[list[float]] = []
+    if cleanup is not None:
+        clock = time.perf_counter()
+        joints, features, widths = _smooth_joins(joints, features, starts, cleanup, loaded.ckpt.fps)
+        times["smooth_joins"] = time.perf_counter() - clock
     table = [
         {"prompt": s.prompt, "start_frame": int(a), "frames": int(b - a),
          "requested_seconds": s.seconds}
@@ -407,11 +430,100 @@ def generate_sequence(
         **loaded.settings.record(),
         "device": str(loaded.device),
         "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
+        "join_smoothing": widths,  # (sigma frames, share) used at each join; [0, 0]: none
         "sources": _sources(loaded),
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
     return Motion(joints=joints, features=features, fps=loaded.ckpt.fps,
                   prompts=[" / ".join(prompts)], diagnostics=diagnostics)  # fmt: skip
+
+
+def _smooth_joins(
+    joints: np.ndarray, features: np.ndarray, starts: np.ndarray, cleanup: Cleanup, fps: int
+) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+    """The cleaned clip (1, T, 22, 3) with each join smoothed as ``smooth_joins`` does, its
+    bones made rigid again and its features taken again (the clean-up's own steps, with
+    nothing else of it repeated). A clip that needed no smoothing is returned as it was."""
+    smoothed, widths = smooth_joins(joints[0].astype(np.float64), starts, fps)
+    if not any(share for _, share in widths):
+        return joints, features, widths
+    rigid = dataclasses.replace(cleanup, smoothing=0.0, ground=False, pin_feet=False)
+    joints, features = _clean(smoothed[None], features, rigid, fps)
+    return joints, features, widths
+
+
+def peak_motion(joints: np.ndarray, frames: np.ndarray, fps: float = FPS) -> tuple[float, float]:
+    """(peak acceleration m/s^2, peak jerk m/s^3) over the joints at ``frames`` of a clip
+    (T, 22, 3): the largest second and third differences whose stencils centre there."""
+    acc = np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1).max(-1) * fps**2  # (T-2,)
+    jerk = np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1).max(-1) * fps**3  # (T-3,)
+    frames = np.asarray(frames)
+    a = acc[np.clip(frames - 1, 0, len(acc) - 1)]
+    j = jerk[np.clip(frames - 2, 0, len(jerk) - 1)]
+    return float(a.max()), float(j.max())
+
+
+def window_peaks(joints: np.ndarray, centre: int, half: int, fps: float = FPS) -> np.ndarray:
+    """``peak_motion`` over the frames within ``half`` of ``centre`` (inside the clip)."""
+    frames = np.arange(max(2, centre - half), min(len(joints) - 2, centre + half))
+    return np.array(peak_motion(joints, frames, fps))
+
+
+def smooth_joins(
+    joints: np.ndarray, starts: Sequence[int], fps: float
+) -> tuple[np.ndarray, list[list[float]]]:
+    """Joints (T, 22, 3) with each join between segments no rougher than the segments.
+
+    ``starts``: each segment's first frame, then the clip's length. A join's roughness is
+    the peak joint acceleration and jerk within ``JOIN_SECONDS`` of it; its reference, the
+    mean of the same peaks at the middles of the two segments it joins. Where a join is
+    rougher, the clip around it is blended with a Gaussian-smoothed copy of itself, by the
+    gentlest of ``JOIN_STEPS`` that brings both peaks down to the reference (else the
+    strongest): the full share within ``JOIN_SECONDS`` of the join, fading out with a
+    smoothstep over as much again. Frames further away are returned exactly. The network's velocity blend
+    leaves joins close to this already; the clean-up's pins and grounding, which snap where
+    contacts change, are what most often push a join over (docs/timeline.md).
+    Returns the joints and the (sigma, share) used at each join ([0, 0]: as it was)."""
+    out = np.asarray(joints, dtype=np.float64).copy()
+    half = max(2, round(JOIN_SECONDS * fps))
+    widths = []
+    for k in range(1, len(starts) - 1):
+        join = int(starts[k])
+        middles = [(starts[k - 1] + starts[k]) // 2, (starts[k] + starts[k + 1]) // 2]
+        reference = np.mean([window_peaks(joints, int(m), half, fps) for m in middles], axis=0)
+        out, width = _smooth_join(out, join, half, fps, reference)
+        widths.append(width)
+    return out, widths
+
+
+def _smooth_join(
+    joints: np.ndarray, join: int, half: int, fps: float, reference: np.ndarray
+) -> tuple[np.ndarray, list[float]]:
+    """``joints`` smoothed at one join by the gentlest of ``JOIN_STEPS`` that meets
+    ``reference`` (else the strongest), and the (sigma, share) used ([0, 0]: none)."""
+    if (window_peaks(joints, join, half, fps) <= reference).all():
+        return joints, [0.0, 0.0]
+    for sigma, share in JOIN_STEPS:
+        trial = _smoothed_at(joints, join, half, sigma, share)
+        if (window_peaks(trial, join, half, fps) <= reference).all():
+            break
+    return trial, [sigma, share]
+
+
+def _smoothed_at(
+    joints: np.ndarray, join: int, half: int, sigma: float, share: float
+) -> np.ndarray:
+    """``joints`` blended with a Gaussian (``sigma`` frames) smoothed copy of itself: ``share``
+    of the copy within ``half`` frames of the join (between frames ``join - 1`` and
+    ``join``), easing to none at ``2 * half``; only that stretch is touched."""
+    margin = 2 * half + math.ceil(4 * sigma) + 1
+    a, b = max(0, join - margin), min(len(joints), join + margin)
+    smoothed = gaussian_filter1d(joints[a:b], sigma, axis=0, mode="nearest")
+    distance = np.abs(np.arange(a, b) + 0.5 - join)
+    weight = share * _smoothstep(np.clip(2.0 - distance / half, 0.0, 1.0))[:, None, None]
+    out = joints.copy()
+    out[a:b] = joints[a:b] + weight * (smoothed - joints[a:b])
+    return out
 
 
 def _choose_method(method: str | None, generator: str) -> str:

@@ -5,6 +5,7 @@ import numpy as np
 from engine.demo_clip import walk_cycle
 from training.evaluation.timeline import (
     Caption,
+    both_ratios,
     boundary_mask,
     peak_motion,
     plan_sequences,
@@ -25,6 +26,15 @@ def test_a_steady_walk_has_no_transition_and_a_jolt_shows():
     jolted[60:] += [0.0, 0.0, 0.3]  # a 30 cm jump at the boundary
     acc, jerk = transition_ratio(jolted, [60], [20, 100])
     assert acc > 2 and jerk > 2
+
+
+def test_the_wide_window_sees_roughness_pushed_aside_from_a_boundary():
+    walk = _walk()
+    jolted = walk.copy()
+    jolted[75:] += [0.0, 0.0, 0.3]  # 15 frames after the boundary: outside the narrow window
+    narrow_acc, narrow_jerk, wide_acc, wide_jerk = both_ratios(jolted, [60], [20, 100])
+    assert 0.8 < narrow_acc < 1.25 and 0.8 < narrow_jerk < 1.25
+    assert wide_acc > 2 and wide_jerk > 2
 
 
 def test_peak_motion_reads_only_the_given_frames():
