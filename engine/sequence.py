@@ -16,9 +16,16 @@ which is the default and why, with measurements):
   the network finish them with the rest, and the context eases from the old latents into
   the new window's; MoLingo's masked autoregressive loop starts with them revealed.
 - ``"blend"`` (MLA-Gen only): all windows at once, each over its own tokens plus half of a
-  ``OVERLAP_SECONDS`` handshake with each neighbour; at every solver step the windows'
-  velocities are averaged over the overlaps with linear weights (DoubleTake's handshake,
-  MultiDiffusion's averaging), so the whole sequence is one ODE state.
+  handshake with each neighbour (``OVERLAP_SECONDS``, at most ``HANDSHAKE_SHARE`` of the
+  shorter chunk); at every solver step the windows' velocities are averaged over the
+  overlaps with smoothstep weights (DoubleTake's handshake, MultiDiffusion's averaging),
+  so the whole sequence is one ODE state.
+
+Either way the decoded clip is cleaned as one body (``cleanup``), then ``smooth_joins``
+holds each join to its segments: where the peak acceleration or jerk within
+``JOIN_SECONDS`` of a join exceeds the mean of the same peaks at the middles of the two
+segments, the stretch around it is eased toward a Gaussian-smoothed copy, no more than it
+takes. ``clean=False`` gives the network's joints back, joins included.
 
 ``inbetween`` regenerates frames ``[start, end)`` of a clip under a prompt: the clip is
 encoded, the tokens covering the range are generated with the others given (as
@@ -378,7 +385,8 @@ def generate_sequence(
     always "inpaint"). ``progress(step, total)``: ``total`` is ``PROGRESS_UNITS`` per
     segment, the steps of segment ``i`` run from ``i`` to ``i + 1`` of those. The other
     arguments are ``pipeline.generate``'s. ``diagnostics["segments"]`` gives each segment's
-    prompt, first frame and frame count.
+    prompt, first frame and frame count; ``diagnostics["join_smoothing"]`` the (sigma,
+    share) ``smooth_joins`` used at each join of a cleaned clip.
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -480,9 +488,9 @@ def smooth_joins(
     rougher, the clip around it is blended with a Gaussian-smoothed copy of itself, by the
     gentlest of ``JOIN_STEPS`` that brings both peaks down to the reference (else the
     strongest): the full share within ``JOIN_SECONDS`` of the join, fading out with a
-    smoothstep over as much again. Frames further away are returned exactly. The network's velocity blend
-    leaves joins close to this already; the clean-up's pins and grounding, which snap where
-    contacts change, are what most often push a join over (docs/timeline.md).
+    smoothstep over as much again. Frames further away are returned exactly. The velocity
+    blend leaves joins close to this already; the clean-up's pins and grounding, which snap
+    where contacts change, are what most often push a join over (docs/timeline.md).
     Returns the joints and the (sigma, share) used at each join ([0, 0]: as it was)."""
     out = np.asarray(joints, dtype=np.float64).copy()
     half = max(2, round(JOIN_SECONDS * fps))
@@ -500,8 +508,9 @@ def _smooth_join(
     joints: np.ndarray, join: int, half: int, fps: float, reference: np.ndarray
 ) -> tuple[np.ndarray, list[float]]:
     """``joints`` smoothed at one join by the gentlest of ``JOIN_STEPS`` that meets
-    ``reference`` (else the strongest), and the (sigma, share) used ([0, 0]: none)."""
-    if (window_peaks(joints, join, half, fps) <= reference).all():
+    ``reference`` (else the strongest), and the (sigma, share) used ([0, 0]: none; also
+    when ``JOIN_STEPS`` is empty, which turns the smoothing off for measurements)."""
+    if not JOIN_STEPS or (window_peaks(joints, join, half, fps) <= reference).all():
         return joints, [0.0, 0.0]
     for sigma, share in JOIN_STEPS:
         trial = _smoothed_at(joints, join, half, sigma, share)

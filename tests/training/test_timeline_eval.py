@@ -1,6 +1,7 @@
 """The timeline measurements' own definitions (training/evaluation/timeline.py)."""
 
 import numpy as np
+import pytest
 
 from engine.demo_clip import walk_cycle
 from training.evaluation.timeline import (
@@ -60,3 +61,15 @@ def test_sequences_take_three_to_six_distinct_captions():
     plans = plan_sequences(captions, 20, np.random.default_rng(0))
     assert len(plans) == 20 and all(3 <= len(p) <= 6 for p in plans)
     assert all(len({c.clip for c in p}) == len(p) for p in plans)
+
+
+def test_engine_settings_for_measurements_set_only_known_constants(monkeypatch):
+    from engine import sequence
+    from training.evaluation.timeline import apply_engine_settings
+
+    for name in ("HANDSHAKE_SHARE", "JOIN_STEPS"):  # restored after the test
+        monkeypatch.setattr(sequence, name, getattr(sequence, name))
+    apply_engine_settings(["HANDSHAKE_SHARE=0.25", "JOIN_STEPS=none"])
+    assert sequence.HANDSHAKE_SHARE == 0.25 and sequence.JOIN_STEPS == ()
+    with pytest.raises(SystemExit, match="'RELEASE_T' is not one of"):
+        apply_engine_settings(["RELEASE_T=0.5"])

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine import sequence
 from engine.errors import MotionError
 from engine.pipeline import generate
 from engine.sequence import generate_sequence, inbetween, peak_motion, window_peaks
@@ -49,6 +50,7 @@ WINDOW = 10  # frames (0.5 s at 20 fps) each side of a boundary
 WIDE_WINDOW = 20
 BATCH = 32  # segments per R-precision batch (the protocol's)
 LONGEST = 196  # frames: a segment as long as one generator window at most
+ENGINE_SETTINGS = ("OVERLAP_SECONDS", "HANDSHAKE_SHARE", "JOIN_SECONDS", "JOIN_STEPS")
 
 
 # ---- measures on joints --------------------------------------------------------------------
@@ -196,16 +198,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"sequence {k + 1}/{len(plans)}: {len(plan)} segments, {motion.seconds:.1f} s",
               file=sys.stderr, flush=True)  # fmt: skip
     sequence_time = time.perf_counter() - seconds
-    alone_joints = []
-    for i, (text, feats) in enumerate(zip(seg_captions, seg_features, strict=True)):
-        clip = generate(text, frames=len(feats), seed=args.seed + i, **common)
-        alone_features.append(clip.features[0])
-        alone_joints.append(clip.joints[0])
     report = {
         "settings": {**vars(args), "segments": len(seg_captions), "window_frames": WINDOW},
         "segments_in_sequence": r_precision(embedder, seg_captions, seg_features),
         "segment_cores_in_sequence": r_precision(embedder, seg_captions, core_features),
-        "segments_alone": r_precision(embedder, seg_captions, alone_features),
         "real": r_precision(embedder, seg_captions, real_features),
         "transition_ratio": _mean_ratio(ratios),
         "real_transition_ratio": _mean_ratio(real_ratios),
@@ -214,11 +210,34 @@ def run(args: argparse.Namespace) -> dict:
             "transitions": skating[0] / max(skating[1], 1),
             "inside": skating[2] / max(skating[3], 1),
         },  # fmt: skip
-        "inbetween": _inbetween(alone_joints, seg_captions, common, args.seed),
         "sequence_seconds_total": round(sequence_time, 1),
-        "sixty_seconds": _sixty(common, args.seed),
     }
+    if args.sequences_only:
+        return report
+    alone_joints = []
+    for i, (text, feats) in enumerate(zip(seg_captions, seg_features, strict=True)):
+        clip = generate(text, frames=len(feats), seed=args.seed + i, **common)
+        alone_features.append(clip.features[0])
+        alone_joints.append(clip.joints[0])
+    report["segments_alone"] = r_precision(embedder, seg_captions, alone_features)
+    report["inbetween"] = _inbetween(alone_joints, seg_captions, common, args.seed)
+    report["sixty_seconds"] = _sixty(common, args.seed)
     return report
+
+
+def apply_engine_settings(settings: list[str]) -> None:
+    """Set ``engine.sequence`` constants from ``NAME=VALUE`` (a number; ``JOIN_STEPS=none``
+    turns the join smoothing off), to measure the choices behind them on val."""
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in ENGINE_SETTINGS:
+            raise SystemExit(f"--engine-setting: {name!r} is not one of {ENGINE_SETTINGS}")
+        if name == "JOIN_STEPS":
+            if value != "none":
+                raise SystemExit("--engine-setting: JOIN_STEPS takes only 'none'")
+            sequence.JOIN_STEPS = ()
+        else:
+            setattr(sequence, name, float(value))
 
 
 def _mean_ratio(ratios: list[tuple[float, ...]]) -> dict[str, float]:
@@ -291,8 +310,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time one 60 s sequence (a fresh process: its own peak memory)",
     )
+    parser.add_argument(
+        "--sequences-only",
+        action="store_true",
+        help="only the sequences' figures (no clips alone, in-betweening or 60 s timing)",
+    )
+    parser.add_argument(
+        "--engine-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"set an engine.sequence constant first, one of {ENGINE_SETTINGS} "
+        "(JOIN_STEPS=none: no join smoothing)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    apply_engine_settings(args.engine_setting)
     common = {"checkpoint": args.checkpoint, "device": args.device, "generator": args.generator}
     report = {"sixty_seconds": _sixty(common, args.seed)} if args.sixty_only else run(args)
     text = json.dumps(report, indent=1, default=float)
