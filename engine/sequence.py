@@ -416,10 +416,11 @@ def generate_sequence(
         joints, features = _clean(joints, features, cleanup, loaded.ckpt.fps)
         times["clean"] = time.perf_counter() - clock
     starts = np.cumsum([0, *tokens]) * loaded.down
-    widths: list[list[float]] = []
+    smoothing: list[list[float]] = []
     if cleanup is not None:
         clock = time.perf_counter()
-        joints, features, widths = _smooth_joins(joints, features, starts, cleanup, loaded.ckpt.fps)
+        fps = loaded.ckpt.fps
+        joints, features, smoothing = _smooth_joins(joints, features, starts, cleanup, fps)
         times["smooth_joins"] = time.perf_counter() - clock
     table = [
         {"prompt": s.prompt, "start_frame": int(a), "frames": int(b - a),
@@ -438,7 +439,7 @@ def generate_sequence(
         **loaded.settings.record(),
         "device": str(loaded.device),
         "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
-        "join_smoothing": widths,  # (sigma frames, share) used at each join; [0, 0]: none
+        "join_smoothing": smoothing,  # (sigma frames, share) used at each join; [0, 0]: none
         "sources": _sources(loaded),
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
@@ -452,12 +453,12 @@ def _smooth_joins(
     """The cleaned clip (1, T, 22, 3) with each join smoothed as ``smooth_joins`` does, its
     bones made rigid again and its features taken again (the clean-up's own steps, with
     nothing else of it repeated). A clip that needed no smoothing is returned as it was."""
-    smoothed, widths = smooth_joins(joints[0].astype(np.float64), starts, fps)
-    if not any(share for _, share in widths):
-        return joints, features, widths
+    smoothed, smoothing = smooth_joins(joints[0].astype(np.float64), starts, fps)
+    if not any(share for _, share in smoothing):
+        return joints, features, smoothing
     rigid = dataclasses.replace(cleanup, smoothing=0.0, ground=False, pin_feet=False)
     joints, features = _clean(smoothed[None], features, rigid, fps)
-    return joints, features, widths
+    return joints, features, smoothing
 
 
 def peak_motion(joints: np.ndarray, frames: np.ndarray, fps: float = FPS) -> tuple[float, float]:
@@ -494,14 +495,14 @@ def smooth_joins(
     Returns the joints and the (sigma, share) used at each join ([0, 0]: as it was)."""
     out = np.asarray(joints, dtype=np.float64).copy()
     half = max(2, round(JOIN_SECONDS * fps))
-    widths = []
+    smoothing = []
     for k in range(1, len(starts) - 1):
         join = int(starts[k])
         middles = [(starts[k - 1] + starts[k]) // 2, (starts[k] + starts[k + 1]) // 2]
         reference = np.mean([window_peaks(joints, int(m), half, fps) for m in middles], axis=0)
-        out, width = _smooth_join(out, join, half, fps, reference)
-        widths.append(width)
-    return out, widths
+        out, used = _smooth_join(out, join, half, fps, reference)
+        smoothing.append(used)
+    return out, smoothing
 
 
 def _smooth_join(
