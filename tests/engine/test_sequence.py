@@ -109,6 +109,8 @@ def test_a_rough_join_is_smoothed_down_to_its_segments_and_nothing_far_moves():
     np.testing.assert_array_equal(out[:40], clip[:40])
     np.testing.assert_array_equal(out[80:], clip[80:])
     assert np.abs(out - clip).max() < 0.2  # eased across the jolt, nothing thrown further
+    # the bones' directions are smoothed, not the joints: every bone keeps its length
+    np.testing.assert_allclose(bone_lengths(out), bone_lengths(clip), atol=1e-9)
 
 
 def test_a_join_as_smooth_as_its_segments_is_left_alone():

@@ -50,7 +50,13 @@ WINDOW = 10  # frames (0.5 s at 20 fps) each side of a boundary
 WIDE_WINDOW = 20
 BATCH = 32  # segments per R-precision batch (the protocol's)
 LONGEST = 196  # frames: a segment as long as one generator window at most
-ENGINE_SETTINGS = ("OVERLAP_SECONDS", "HANDSHAKE_SHARE", "JOIN_SECONDS", "JOIN_STEPS")
+ENGINE_SETTINGS = (
+    "OVERLAP_SECONDS",
+    "HANDSHAKE_SHARE",
+    "JOIN_SECONDS",
+    "JOIN_ROUNDS",
+    "JOIN_STEPS",
+)
 
 
 # ---- measures on joints --------------------------------------------------------------------
@@ -237,7 +243,7 @@ def apply_engine_settings(settings: list[str]) -> None:
                 raise SystemExit("--engine-setting: JOIN_STEPS takes only 'none'")
             sequence.JOIN_STEPS = ()
         else:
-            setattr(sequence, name, float(value))
+            setattr(sequence, name, type(getattr(sequence, name))(float(value)))
 
 
 def _mean_ratio(ratios: list[tuple[float, ...]]) -> dict[str, float]:
