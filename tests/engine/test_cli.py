@@ -248,11 +248,11 @@ def test_a_timeline_joins_no_rougher_than_its_segments(tmp_path):
     assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "shot.npy")]) == 0
     clip = np.load(tmp_path / "shot.npy").astype(np.float64)
     # peak acceleration and jerk within 0.5 s of each join against the segments' middles
-    # (the shipped weights leave both joins of this seed rougher: both are smoothed); the
-    # margin covers the rigid pass and the features' round trip after the smoothing
+    # (the shipped weights left both joins of this seed rougher: both were smoothed); 1%
+    # covers the features' round trip after the smoothing
     for join, middles in ((60, (30, 90)), (120, (90, 150))):
         reference = np.mean([window_peaks(clip, m, 10) for m in middles], axis=0)
-        assert (window_peaks(clip, join, 10) <= 1.05 * reference).all()
+        assert (window_peaks(clip, join, 10) <= 1.01 * reference).all()
 
 
 @pytest.mark.parametrize(

@@ -151,13 +151,14 @@ def test_each_join_is_no_rougher_than_the_segments_it_joins(checkpoint, generato
     motion = _sequence(checkpoint, segments, generator=generator, method=method)
     joints = motion.joints[0].astype(np.float64)
     starts = [s["start_frame"] for s in motion.diagnostics["segments"]] + [len(joints)]
-    assert len(motion.diagnostics["join_smoothing"]) == 3
+    used = motion.diagnostics["join_smoothing"]
+    assert len(used) == 3 and any(share for _, share in used)  # this seed has rough joins
     for k in range(1, 4):
         middles = [(starts[k - 1] + starts[k]) // 2, (starts[k] + starts[k + 1]) // 2]
         reference = np.mean([window_peaks(joints, m, 10) for m in middles], axis=0)
-        # a 1.2 s segment's middle lies within the stretch its joins smooth, so its peaks here
-        # are after smoothing (the engine's reference is before): hence the margin
-        assert (window_peaks(joints, starts[k], 10) <= 1.1 * reference).all()
+        # the joins are checked again after smoothing (a 1.2 s segment's middle lies inside
+        # its joins' stretches); 1% covers the features' round trip after the smoothing
+        assert (window_peaks(joints, starts[k], 10) <= 1.01 * reference).all()
 
 
 def test_a_minute_long_timeline_is_one_continuous_clip(checkpoint):
