@@ -49,7 +49,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from .cleanup import Cleanup, clean_joints, clean_motion, rigid_skeleton
+from .cleanup import Cleanup, clean_joints, clean_motion, lift_above_floor, rigid_skeleton
 from .clip_edit import body_frames
 from .errors import MotionError
 from .features import FOOT_CONTACT, joints_to_features
@@ -87,6 +87,8 @@ JOIN_SECONDS = 0.5  # a join's stretch each side, checked (and smoothed) against
 # (Gaussian sigma in frames, share of the smoothed copy) tried at a rough join, gentlest first
 JOIN_STEPS = ((1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0))
 JOIN_ROUNDS = 3  # passes over the joins, each against the clip the last one left
+# after smoothing the joins: bones rigid at the clip's own lengths (they are), features again
+_FEATURES_ONLY = Cleanup(lengths="median", ground=False, pin_feet=False)
 CROSSFADE_FRAMES = 8  # inbetween: frames at each end eased from the clip into the new motion
 
 
@@ -421,7 +423,7 @@ def generate_sequence(
     if cleanup is not None:
         clock = time.perf_counter()
         fps = loaded.ckpt.fps
-        joints, features, smoothing = _smooth_joins(joints, features, starts, cleanup, fps)
+        joints, features, smoothing = _smooth_joins(joints, features, starts, fps)
         times["smooth_joins"] = time.perf_counter() - clock
     table = [
         {"prompt": s.prompt, "start_frame": int(a), "frames": int(b - a),
@@ -449,16 +451,18 @@ def generate_sequence(
 
 
 def _smooth_joins(
-    joints: np.ndarray, features: np.ndarray, starts: np.ndarray, cleanup: Cleanup, fps: int
+    joints: np.ndarray, features: np.ndarray, starts: np.ndarray, fps: int
 ) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
-    """The cleaned clip (1, T, 22, 3) with each join smoothed as ``smooth_joins`` does, its
-    bones made rigid again and its features taken again (the clean-up's own steps, with
-    nothing else of it repeated). A clip that needed no smoothing is returned as it was."""
+    """The cleaned clip (1, T, 22, 3) with each join smoothed as ``smooth_joins`` does,
+    lifted wherever that took a joint under the floor, and its features taken again. The
+    smoothing keeps every bone's length, so none of the clean-up is repeated (its options
+    do not apply: a rigid pass at the clip's own lengths only carries the features step). A
+    clip that needed no smoothing is returned as it was."""
     smoothed, smoothing = smooth_joins(joints[0].astype(np.float64), starts, fps)
     if not any(share for _, share in smoothing):
         return joints, features, smoothing
-    rigid = dataclasses.replace(cleanup, smoothing=0.0, ground=False, pin_feet=False)
-    joints, features = _clean(smoothed[None], features, rigid, fps)
+    smoothed = lift_above_floor(smoothed[None])
+    joints, features = _clean(smoothed, features, _FEATURES_ONLY, fps)
     return joints, features, smoothing
 
 
