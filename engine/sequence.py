@@ -540,9 +540,10 @@ def _smoothed_at(
     and ``join``), easing to none at ``2 * half``; only frames there are touched.
 
     The root's path and every bone's direction are smoothed, then each bone takes its own
-    length again and the body is rebuilt from the root out: smoothing joint positions
-    instead shortens a fast-swinging limb (a forearm to a third of its length at sigma 3),
-    and making the bones rigid again afterwards threw the hand up to 22 cm."""
+    length again and the body is rebuilt from the root out, so what is checked is the body
+    that comes out: smoothed joint positions shorten a fast-swinging limb (a forearm to a
+    third of its length at sigma 3), a shortened limb moves less, and a join checked that
+    way passed and then measured rougher once the bones were made rigid again."""
     margin = 2 * half + math.ceil(4 * sigma) + 1
     a, b = max(0, join - margin), min(len(joints), join + margin)
     piece = joints[a:b]
