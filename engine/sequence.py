@@ -16,9 +16,16 @@ which is the default and why, with measurements):
   the network finish them with the rest, and the context eases from the old latents into
   the new window's; MoLingo's masked autoregressive loop starts with them revealed.
 - ``"blend"`` (MLA-Gen only): all windows at once, each over its own tokens plus half of a
-  ``OVERLAP_SECONDS`` handshake with each neighbour; at every solver step the windows'
-  velocities are averaged over the overlaps with linear weights (DoubleTake's handshake,
-  MultiDiffusion's averaging), so the whole sequence is one ODE state.
+  handshake with each neighbour (``OVERLAP_SECONDS``, at most ``HANDSHAKE_SHARE`` of the
+  shorter chunk); at every solver step the windows' velocities are averaged over the
+  overlaps with smoothstep weights (DoubleTake's handshake, MultiDiffusion's averaging),
+  so the whole sequence is one ODE state.
+
+Either way the decoded clip is cleaned as one body (``cleanup``), then ``smooth_joins``
+holds each join to its segments: where the peak acceleration or jerk within
+``JOIN_SECONDS`` of a join exceeds the mean of the same peaks at the middles of the two
+segments, the stretch around it is eased toward a Gaussian-smoothed copy, no more than it
+takes. ``clean=False`` gives the network's joints back, joins included.
 
 ``inbetween`` regenerates frames ``[start, end)`` of a clip under a prompt: the clip is
 encoded, the tokens covering the range are generated with the others given (as
@@ -31,6 +38,7 @@ ends join exactly. Every frame outside the range is copied from the input.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +46,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from .cleanup import Cleanup, clean_joints, clean_motion, rigid_skeleton
+from .cleanup import Cleanup, clean_joints, clean_motion, lift_above_floor, rigid_skeleton
 from .clip_edit import body_frames
 from .errors import MotionError
 from .features import FOOT_CONTACT, joints_to_features
@@ -64,7 +73,7 @@ from .pipeline import (
 from .sampling.flow import guidance_for, guided_velocity
 from .sampling.mar import sample_mar
 from .sampling.ode import solve_ode
-from .skeleton import NUM_JOINTS
+from .skeleton import FPS, NUM_JOINTS, PARENTS
 from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
 from .timeline import DEFAULT_METHOD, METHODS, Segment, check_segments
 
@@ -73,6 +82,13 @@ OVERLAP_SECONDS = 2.0  # "blend": the handshake two neighbouring windows share
 PROGRESS_UNITS = 1000  # each segment's share of the progress total
 RELEASE_T = 0.3  # MLA-Gen holds given latents on their path until t falls to this
 TRANSITION_TOKENS = 2  # "inpaint": the previous window's last 0.4 s are made again
+HANDSHAKE_SHARE = 0.5  # "blend": a handshake is at most half the shorter chunk it joins
+JOIN_SECONDS = 0.5  # a join's stretch each side, checked (and smoothed) against its segments
+# (Gaussian sigma in frames, share of the smoothed copy) tried at a rough join, gentlest first
+JOIN_STEPS = ((1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0))
+JOIN_ROUNDS = 3  # passes over the joins, each against the clip the last one left
+# after smoothing the joins: bones rigid at the clip's own lengths (they are), features again
+_FEATURES_ONLY = Cleanup(lengths="median", ground=False, pin_feet=False)
 CROSSFADE_FRAMES = 8  # inbetween: frames at each end eased from the clip into the new motion
 
 
@@ -279,23 +295,35 @@ def _sequence_blend(
 def _handshake_windows(
     chunks: list[Chunk], overlap: int, total: int
 ) -> tuple[list[tuple[int, int]], list[Tensor]]:
-    """Each chunk's window (its tokens plus half the overlap into each neighbour) and its
-    blending weights: linear ramps across each overlap, so two neighbours' sum to 1."""
-    left_half, right_half = overlap // 2, overlap - overlap // 2
+    """Each chunk's window (its tokens plus half of each handshake with a neighbour) and its
+    blending weights: smoothstep ramps across each handshake, so two neighbours' sum to 1
+    and neither's share jumps where the other's window starts (a linear ramp has a kink
+    there, which the velocities, and so the motion's jerk, inherited). A handshake is
+    ``overlap`` tokens, at most ``HANDSHAKE_SHARE`` of the shorter of the two chunks, so a
+    short segment keeps most of its tokens to its own prompt."""
+    joins = [0] + [handshake_tokens(overlap, a, b) for a, b in itertools.pairwise(chunks)]
+    joins.append(0)
     spans, weights = [], []
     for k, chunk in enumerate(chunks):
-        a = chunk.start - left_half if k > 0 else chunk.start
-        b = chunk.stop + right_half if k < len(chunks) - 1 else chunk.stop
-        a, b = max(0, a), min(total, b)
-        position = torch.arange(a, b, dtype=torch.float32) + 0.5
-        w = torch.ones(b - a)
-        if k > 0 and overlap:
-            w = torch.minimum(w, (position - (chunk.start - left_half)) / overlap)
-        if k < len(chunks) - 1 and overlap:
-            w = torch.minimum(w, ((chunk.stop + right_half) - position) / overlap)
+        before, after = joins[k], joins[k + 1]
+        first, last = chunk.start - before // 2, chunk.stop + after - after // 2
+        position = torch.arange(first, last, dtype=torch.float32) + 0.5
+        w = torch.ones(last - first)
+        if before:
+            w = torch.minimum(w, (position - first) / before)
+        if after:
+            w = torch.minimum(w, (last - position) / after)
+        a, b = max(0, first), min(total, last)
         spans.append((a, b))
-        weights.append(w.clamp(1e-3, 1.0))
+        weights.append(_smoothstep(w[a - first : b - first]).clamp(1e-3, 1.0))
     return spans, weights
+
+
+def handshake_tokens(overlap: int, left: Chunk, right: Chunk) -> int:
+    """Tokens two neighbouring chunks share: ``overlap``, cut to ``HANDSHAKE_SHARE`` of the
+    shorter chunk (at least 2, one each side)."""
+    shorter = min(left.stop - left.start, right.stop - right.start)
+    return min(overlap, max(2, round(HANDSHAKE_SHARE * shorter)))
 
 
 def _window_groups(
@@ -360,7 +388,8 @@ def generate_sequence(
     always "inpaint"). ``progress(step, total)``: ``total`` is ``PROGRESS_UNITS`` per
     segment, the steps of segment ``i`` run from ``i`` to ``i + 1`` of those. The other
     arguments are ``pipeline.generate``'s. ``diagnostics["segments"]`` gives each segment's
-    prompt, first frame and frame count.
+    prompt, first frame and frame count; ``diagnostics["join_smoothing"]`` the (sigma,
+    share) ``smooth_joins`` used at each join of a cleaned clip.
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -390,6 +419,12 @@ def generate_sequence(
         joints, features = _clean(joints, features, cleanup, loaded.ckpt.fps)
         times["clean"] = time.perf_counter() - clock
     starts = np.cumsum([0, *tokens]) * loaded.down
+    smoothing: list[list[float]] = []
+    if cleanup is not None:
+        clock = time.perf_counter()
+        fps = loaded.ckpt.fps
+        joints, features, smoothing = _smooth_joins(joints, features, starts, fps)
+        times["smooth_joins"] = time.perf_counter() - clock
     table = [
         {"prompt": s.prompt, "start_frame": int(a), "frames": int(b - a),
          "requested_seconds": s.seconds}
@@ -407,11 +442,133 @@ def generate_sequence(
         **loaded.settings.record(),
         "device": str(loaded.device),
         "cleanup": "raw" if cleanup is None else dataclasses.asdict(cleanup),
+        "join_smoothing": smoothing,  # (sigma frames, share) used at each join; [0, 0]: none
         "sources": _sources(loaded),
         "timings": {k: round(v, 4) for k, v in times.items()},
     }
     return Motion(joints=joints, features=features, fps=loaded.ckpt.fps,
                   prompts=[" / ".join(prompts)], diagnostics=diagnostics)  # fmt: skip
+
+
+def _smooth_joins(
+    joints: np.ndarray, features: np.ndarray, starts: np.ndarray, fps: int
+) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+    """The cleaned clip (1, T, 22, 3) with each join smoothed as ``smooth_joins`` does,
+    lifted wherever that took a joint under the floor, and its features taken again. The
+    smoothing keeps every bone's length, so none of the clean-up is repeated (its options
+    do not apply: a rigid pass at the clip's own lengths only carries the features step). A
+    clip that needed no smoothing is returned as it was."""
+    smoothed, smoothing = smooth_joins(joints[0].astype(np.float64), starts, fps)
+    if not any(share for _, share in smoothing):
+        return joints, features, smoothing
+    smoothed = lift_above_floor(smoothed[None])
+    joints, features = _clean(smoothed, features, _FEATURES_ONLY, fps)
+    return joints, features, smoothing
+
+
+def peak_motion(joints: np.ndarray, frames: np.ndarray, fps: float = FPS) -> tuple[float, float]:
+    """(peak acceleration m/s^2, peak jerk m/s^3) over the joints at ``frames`` of a clip
+    (T, 22, 3): the largest second and third differences whose stencils centre there."""
+    acc = np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1).max(-1) * fps**2  # (T-2,)
+    jerk = np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1).max(-1) * fps**3  # (T-3,)
+    frames = np.asarray(frames)
+    a = acc[np.clip(frames - 1, 0, len(acc) - 1)]
+    j = jerk[np.clip(frames - 2, 0, len(jerk) - 1)]
+    return float(a.max()), float(j.max())
+
+
+def window_peaks(joints: np.ndarray, centre: int, half: int, fps: float = FPS) -> np.ndarray:
+    """``peak_motion`` over the frames within ``half`` of ``centre`` (inside the clip)."""
+    frames = np.arange(max(2, centre - half), min(len(joints) - 2, centre + half))
+    return np.array(peak_motion(joints, frames, fps))
+
+
+def smooth_joins(
+    joints: np.ndarray, starts: Sequence[int], fps: float
+) -> tuple[np.ndarray, list[list[float]]]:
+    """Joints (T, 22, 3) with each join between segments no rougher than the segments.
+
+    ``starts``: each segment's first frame, then the clip's length. A join's roughness is
+    the peak joint acceleration and jerk within ``JOIN_SECONDS`` of it; its reference, the
+    mean of the same peaks at the middles of the two segments it joins. Where a join is
+    rougher, the clip around it is blended with a Gaussian-smoothed copy of itself, by the
+    gentlest of ``JOIN_STEPS`` that brings both peaks down to the reference (else the
+    strongest): the full share within ``JOIN_SECONDS`` of the join, fading out with a
+    smoothstep over as much again. Frames further away are returned exactly. The middle of
+    a segment under 2 s lies inside its joins' stretches, so smoothing one join can lower
+    the reference of the next: the joins are checked again against the smoothed clip, up
+    to ``JOIN_ROUNDS`` times. The velocity
+    blend leaves joins close to this already; the clean-up's pins and grounding, which snap
+    where contacts change, are what most often push a join over (docs/timeline.md).
+    Returns the joints and the last (sigma, share) used at each join ([0, 0]: none)."""
+    out = np.asarray(joints, dtype=np.float64).copy()
+    half = max(2, round(JOIN_SECONDS * fps))
+    smoothing = [[0.0, 0.0] for _ in range(len(starts) - 2)]
+    for _ in range(JOIN_ROUNDS):
+        changed = False
+        for k in range(1, len(starts) - 1):
+            middles = [(starts[k - 1] + starts[k]) // 2, (starts[k] + starts[k + 1]) // 2]
+            reference = np.mean([window_peaks(out, int(m), half, fps) for m in middles], axis=0)
+            out, used = _smooth_join(out, int(starts[k]), half, fps, reference)
+            if used[1] > 0:
+                smoothing[k - 1], changed = used, True
+        if not changed:
+            break
+    return out, smoothing
+
+
+def _smooth_join(
+    joints: np.ndarray, join: int, half: int, fps: float, reference: np.ndarray
+) -> tuple[np.ndarray, list[float]]:
+    """``joints`` smoothed at one join by the gentlest of ``JOIN_STEPS`` that meets
+    ``reference`` (else the strongest), and the (sigma, share) used ([0, 0]: none; also
+    when ``JOIN_STEPS`` is empty, which turns the smoothing off for measurements)."""
+    if not JOIN_STEPS or (window_peaks(joints, join, half, fps) <= reference).all():
+        return joints, [0.0, 0.0]
+    for sigma, share in JOIN_STEPS:
+        trial = _smoothed_at(joints, join, half, sigma, share)
+        if (window_peaks(trial, join, half, fps) <= reference).all():
+            break
+    return trial, [sigma, share]
+
+
+def _smoothed_at(
+    joints: np.ndarray, join: int, half: int, sigma: float, share: float
+) -> np.ndarray:
+    """``joints`` eased toward a Gaussian-smoothed (``sigma`` frames) copy of their motion:
+    ``share`` of the copy within ``half`` frames of the join (between frames ``join - 1``
+    and ``join``), easing to none at ``2 * half``; only frames there are touched.
+
+    The root's path and every bone's direction are smoothed, then each bone takes its own
+    length again and the body is rebuilt from the root out, so what is checked is the body
+    that comes out: smoothed joint positions shorten a fast-swinging limb (a forearm to a
+    third of its length at sigma 3), a shortened limb moves less, and a join checked that
+    way passed and then measured rougher once the bones were made rigid again."""
+    margin = 2 * half + math.ceil(4 * sigma) + 1
+    a, b = max(0, join - margin), min(len(joints), join + margin)
+    piece = joints[a:b]
+    parents = list(PARENTS[1:])
+    bones = piece[:, 1:] - piece[:, parents]  # (n, 21, 3)
+    lengths = np.linalg.norm(bones, axis=-1, keepdims=True)
+    distance = np.abs(np.arange(a, b) + 0.5 - join)
+    weight = share * _smoothstep(np.clip(2.0 - distance / half, 0.0, 1.0))
+    w = weight[:, None, None]
+    root = piece[:, 0] + weight[:, None] * (_gauss(piece[:, 0], sigma) - piece[:, 0])
+    eased = bones + w * (_gauss(bones, sigma) - bones)
+    norm = np.linalg.norm(eased, axis=-1, keepdims=True)
+    eased = np.where(norm > 1e-9, eased / np.maximum(norm, 1e-12) * lengths, bones)
+    rebuilt = np.empty_like(piece)
+    rebuilt[:, 0] = root
+    for j in range(1, NUM_JOINTS):  # parents precede children
+        rebuilt[:, j] = rebuilt[:, PARENTS[j]] + eased[:, j - 1]
+    out = joints.copy()
+    touched = weight > 0
+    out[a:b][touched] = rebuilt[touched]
+    return out
+
+
+def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    return gaussian_filter1d(x, sigma, axis=0, mode="nearest")
 
 
 def _choose_method(method: str | None, generator: str) -> str:

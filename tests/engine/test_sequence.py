@@ -6,13 +6,24 @@ import numpy as np
 import pytest
 import torch
 from pipeline_fixtures import save_tiny_checkpoint
+from scipy.ndimage import gaussian_filter1d
 
 from engine.demo_clip import walk_cycle
 from engine.errors import MotionError
 from engine.kinematics import bone_lengths
 from engine.models.molingo import MoLingo, MoLingoConfig
 from engine.sampling.mar import sample_mar
-from engine.sequence import generate_sequence, inbetween, join_range, plan_chunks
+from engine.sequence import (
+    Chunk,
+    _handshake_windows,
+    generate_sequence,
+    handshake_tokens,
+    inbetween,
+    join_range,
+    plan_chunks,
+    smooth_joins,
+    window_peaks,
+)
 from engine.text_encoder import TextEncoding
 from engine.timeline import Segment, read_timeline
 
@@ -72,6 +83,46 @@ def test_long_segments_are_cut_into_equal_windows():
     ]  # fmt: skip
 
 
+def test_handshake_weights_sum_to_one_and_ease_in_and_out():
+    first, second, short = Chunk(0, 0, 20), Chunk(1, 20, 44), Chunk(2, 44, 50)
+    assert handshake_tokens(10, first, second) == 10  # long neighbours: the whole overlap
+    assert handshake_tokens(10, second, short) == 3  # a short chunk keeps half to itself
+    spans, weights = _handshake_windows([first, second], 10, 44)
+    total = np.zeros(44)
+    for (a, b), w in zip(spans, weights, strict=True):
+        total[a:b] += w.numpy()
+    np.testing.assert_allclose(total, 1.0, atol=2e-3)  # the handshake is a partition of unity
+    ramp = weights[1].numpy()[:10]  # the second window's share across the handshake
+    steps = np.diff(ramp)
+    assert (steps > 0).all() and steps[0] < steps[4] and steps[-1] < steps[4]  # eased, no kink
+
+
+def test_a_rough_join_is_smoothed_down_to_its_segments_and_nothing_far_moves():
+    clip = walk_cycle(seconds=6.0, turn_degrees=0.0)  # (120, 22, 3), steady
+    clip[60:] += [0.0, 0.0, 0.2]  # the second segment starts 20 cm on: a rough join
+    reference = np.mean([window_peaks(clip, 30, 10), window_peaks(clip, 90, 10)], axis=0)
+    assert (window_peaks(clip, 60, 10) > 2 * reference).all()  # the jolt shows
+    out, used = smooth_joins(clip, [0, 60, 120], fps=20)
+    assert len(used) == 1 and used[0][1] > 0
+    assert (window_peaks(out, 60, 10) <= reference).all()
+    # only frames within 1 s of the join are touched, and those keep the walk's course
+    np.testing.assert_array_equal(out[:40], clip[:40])
+    np.testing.assert_array_equal(out[80:], clip[80:])
+    assert np.abs(out - clip).max() < 0.2  # eased across the jolt, nothing thrown further
+    # the bones' directions are smoothed, not the joints: every bone keeps its length
+    np.testing.assert_allclose(bone_lengths(out), bone_lengths(clip), atol=1e-9)
+
+
+def test_a_join_as_smooth_as_its_segments_is_left_alone():
+    clip = walk_cycle(seconds=6.0, turn_degrees=0.0)
+    # the join eased already: the walk blended into a heavily smoothed copy of itself there
+    ease = np.clip(1.5 - np.abs(np.arange(120) + 0.5 - 60) / 20, 0, 1)[:, None, None]
+    calm = clip + ease * (gaussian_filter1d(clip, 4.0, axis=0, mode="nearest") - clip)
+    out, used = smooth_joins(calm, [0, 60, 120], fps=20)
+    assert used == [[0.0, 0.0]]
+    np.testing.assert_array_equal(out, calm)
+
+
 # ---- generate_sequence ---------------------------------------------------------------------
 
 
@@ -92,6 +143,22 @@ def test_segments_make_one_clip_of_their_lengths(checkpoint, generator, method):
     np.testing.assert_array_equal(again.joints, motion.joints)  # same seed, same motion
     other = _sequence(checkpoint, segments, generator=generator, method=method, seed=1)
     assert not np.allclose(other.joints, motion.joints)
+
+
+@pytest.mark.parametrize(("generator", "method"), [("mlagen", "blend"), ("molingo", "inpaint")])
+def test_each_join_is_no_rougher_than_the_segments_it_joins(checkpoint, generator, method):
+    segments = [(WALK, 3.0), (WAVE, 1.2), (JUMP, 3.0), (WALK, 3.0)]
+    motion = _sequence(checkpoint, segments, generator=generator, method=method)
+    joints = motion.joints[0].astype(np.float64)
+    starts = [s["start_frame"] for s in motion.diagnostics["segments"]] + [len(joints)]
+    used = motion.diagnostics["join_smoothing"]
+    assert len(used) == 3 and any(share for _, share in used)  # this seed has rough joins
+    for k in range(1, 4):
+        middles = [(starts[k - 1] + starts[k]) // 2, (starts[k] + starts[k + 1]) // 2]
+        reference = np.mean([window_peaks(joints, m, 10) for m in middles], axis=0)
+        # the joins are checked again after smoothing (a 1.2 s segment's middle lies inside
+        # its joins' stretches); 1% covers the features' round trip after the smoothing
+        assert (window_peaks(joints, starts[k], 10) <= 1.01 * reference).all()
 
 
 def test_a_minute_long_timeline_is_one_continuous_clip(checkpoint):

@@ -1,10 +1,12 @@
 """The timeline measurements' own definitions (training/evaluation/timeline.py)."""
 
 import numpy as np
+import pytest
 
 from engine.demo_clip import walk_cycle
 from training.evaluation.timeline import (
     Caption,
+    both_ratios,
     boundary_mask,
     peak_motion,
     plan_sequences,
@@ -25,6 +27,15 @@ def test_a_steady_walk_has_no_transition_and_a_jolt_shows():
     jolted[60:] += [0.0, 0.0, 0.3]  # a 30 cm jump at the boundary
     acc, jerk = transition_ratio(jolted, [60], [20, 100])
     assert acc > 2 and jerk > 2
+
+
+def test_the_wide_window_sees_roughness_pushed_aside_from_a_boundary():
+    walk = _walk()
+    jolted = walk.copy()
+    jolted[75:] += [0.0, 0.0, 0.3]  # 15 frames after the boundary: outside the narrow window
+    narrow_acc, narrow_jerk, wide_acc, wide_jerk = both_ratios(jolted, [60], [20, 100])
+    assert 0.8 < narrow_acc < 1.25 and 0.8 < narrow_jerk < 1.25
+    assert wide_acc > 2 and wide_jerk > 2
 
 
 def test_peak_motion_reads_only_the_given_frames():
@@ -50,3 +61,15 @@ def test_sequences_take_three_to_six_distinct_captions():
     plans = plan_sequences(captions, 20, np.random.default_rng(0))
     assert len(plans) == 20 and all(3 <= len(p) <= 6 for p in plans)
     assert all(len({c.clip for c in p}) == len(p) for p in plans)
+
+
+def test_engine_settings_for_measurements_set_only_known_constants(monkeypatch):
+    from engine import sequence
+    from training.evaluation.timeline import apply_engine_settings
+
+    for name in ("HANDSHAKE_SHARE", "JOIN_STEPS"):  # restored after the test
+        monkeypatch.setattr(sequence, name, getattr(sequence, name))
+    apply_engine_settings(["HANDSHAKE_SHARE=0.25", "JOIN_STEPS=none"])
+    assert sequence.HANDSHAKE_SHARE == 0.25 and sequence.JOIN_STEPS == ()
+    with pytest.raises(SystemExit, match="'RELEASE_T' is not one of"):
+        apply_engine_settings(["RELEASE_T=0.5"])

@@ -13,7 +13,8 @@ its caption's clip, 1 to 9.8 s). Reported, per run:
   segment of 2 s or more: without the transitions);
 - transitions: the peak joint acceleration and jerk in a window of ``WINDOW`` frames around
   each boundary divided by the same peaks in windows at the segments' middles, and the same
-  ratio on real clips cut at their middle (the "boundary" of a clip that has none);
+  ratio on real clips cut at their middle (the "boundary" of a clip that has none); the
+  same with ``WIDE_WINDOW``; the share of joins ``generate_sequence`` had to smooth;
 - foot skating (``physical.skating_counts``) in the boundary windows vs the rest;
 - in-betweening: a middle range of each alone clip regenerated under another caption: the
   largest change of any kept frame (must be 0) and the peak acceleration at the two joins
@@ -35,46 +36,52 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine import sequence
 from engine.errors import MotionError
 from engine.pipeline import generate
-from engine.sequence import generate_sequence, inbetween
+from engine.sequence import generate_sequence, inbetween, peak_motion, window_peaks
 from engine.skeleton import FPS
 from training.evaluation import metrics, physical
 from training.evaluation.evaluator import load_evaluator
 
 WINDOW = 10  # frames (0.5 s at 20 fps) each side of a boundary
+# frames (1 s) each side: past the stretch generate_sequence smooths at full weight
+# (engine.sequence.JOIN_SECONDS), so roughness only pushed aside from a join shows here
+WIDE_WINDOW = 20
 BATCH = 32  # segments per R-precision batch (the protocol's)
 LONGEST = 196  # frames: a segment as long as one generator window at most
+ENGINE_SETTINGS = (
+    "OVERLAP_SECONDS",
+    "HANDSHAKE_SHARE",
+    "JOIN_SECONDS",
+    "JOIN_ROUNDS",
+    "JOIN_STEPS",
+)
 
 
 # ---- measures on joints --------------------------------------------------------------------
-
-
-def peak_motion(joints: np.ndarray, frames: np.ndarray, fps: float = FPS) -> tuple[float, float]:
-    """(peak acceleration m/s^2, peak jerk m/s^3) over the joints at ``frames`` of a clip
-    (T, 22, 3): the largest second and third differences whose stencils centre there."""
-    acc = np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1).max(-1) * fps**2  # (T-2,)
-    jerk = np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1).max(-1) * fps**3  # (T-3,)
-    frames = np.asarray(frames)
-    a = acc[np.clip(frames - 1, 0, len(acc) - 1)]
-    j = jerk[np.clip(frames - 2, 0, len(jerk) - 1)]
-    return float(a.max()), float(j.max())
 
 
 def transition_ratio(
     joints: np.ndarray, boundaries: list[int], middles: list[int], window: int = WINDOW
 ) -> tuple[float, float]:
     """(acceleration, jerk) ratios: mean peak in the windows around ``boundaries`` over the
-    mean peak in the windows around ``middles`` (the segments' insides)."""
+    mean peak in the windows around ``middles`` (the segments' insides); the peaks are
+    ``engine.sequence.window_peaks``, the ones ``generate_sequence`` holds its joins to."""
 
     def peaks(centres: list[int]) -> np.ndarray:
-        return np.array([
-            peak_motion(joints, np.arange(max(2, c - window), min(len(joints) - 2, c + window)))
-            for c in centres
-        ])  # fmt: skip
+        return np.array([window_peaks(joints, c, window) for c in centres])
 
     at, inside = peaks(boundaries).mean(0), peaks(middles).mean(0)
     return float(at[0] / inside[0]), float(at[1] / inside[1])
+
+
+def both_ratios(
+    joints: np.ndarray, boundaries: list[int], middles: list[int]
+) -> tuple[float, float, float, float]:
+    """``transition_ratio`` over ``WINDOW`` then ``WIDE_WINDOW`` frames each side."""
+    return (*transition_ratio(joints, boundaries, middles),
+            *transition_ratio(joints, boundaries, middles, WIDE_WINDOW))  # fmt: skip
 
 
 def boundary_mask(length: int, boundaries: list[int], window: int = WINDOW) -> np.ndarray:
@@ -165,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
               "clean": not args.raw}  # fmt: skip
     seg_captions, seg_features, alone_features, real_features = [], [], [], []
     core_features = []  # each segment less WINDOW frames at either end (no transition)
-    ratios, real_ratios, skating = [], [], np.zeros(4)
+    ratios, real_ratios, skating, smoothed = [], [], np.zeros(4), []
     seconds = time.perf_counter()
     for k, plan in enumerate(plans):
         segments = [(c.text, c.frames / FPS) for c in plan]
@@ -174,7 +181,8 @@ def run(args: argparse.Namespace) -> dict:
         table = motion.diagnostics["segments"]
         starts = [s["start_frame"] for s in table]
         middles = [s["start_frame"] + s["frames"] // 2 for s in table]
-        ratios.append(transition_ratio(joints, starts[1:], middles))
+        ratios.append(both_ratios(joints, starts[1:], middles))
+        smoothed += [share > 0 for _, share in motion.diagnostics.get("join_smoothing", [])]
         skating += skating_split(joints, starts[1:])
         for caption, s in zip(plan, table, strict=True):
             seg_captions.append(caption.text)
@@ -187,7 +195,7 @@ def run(args: argparse.Namespace) -> dict:
             if len(real_joints) >= 6 * WINDOW:
                 third = len(real_joints) // 3
                 real_ratios.append(
-                    transition_ratio(
+                    both_ratios(
                         real_joints,
                         [len(real_joints) // 2],
                         [third // 2, len(real_joints) - third // 2],
@@ -196,33 +204,52 @@ def run(args: argparse.Namespace) -> dict:
         print(f"sequence {k + 1}/{len(plans)}: {len(plan)} segments, {motion.seconds:.1f} s",
               file=sys.stderr, flush=True)  # fmt: skip
     sequence_time = time.perf_counter() - seconds
+    report = {
+        "settings": {**vars(args), "segments": len(seg_captions), "window_frames": WINDOW},
+        "segments_in_sequence": r_precision(embedder, seg_captions, seg_features),
+        "segment_cores_in_sequence": r_precision(embedder, seg_captions, core_features),
+        "real": r_precision(embedder, seg_captions, real_features),
+        "transition_ratio": _mean_ratio(ratios),
+        "real_transition_ratio": _mean_ratio(real_ratios),
+        "joins_smoothed": float(np.mean(smoothed)) if smoothed else 0.0,
+        "skating": {
+            "transitions": skating[0] / max(skating[1], 1),
+            "inside": skating[2] / max(skating[3], 1),
+        },  # fmt: skip
+        "sequence_seconds_total": round(sequence_time, 1),
+    }
+    if args.sequences_only:
+        return report
     alone_joints = []
     for i, (text, feats) in enumerate(zip(seg_captions, seg_features, strict=True)):
         clip = generate(text, frames=len(feats), seed=args.seed + i, **common)
         alone_features.append(clip.features[0])
         alone_joints.append(clip.joints[0])
-    report = {
-        "settings": {**vars(args), "segments": len(seg_captions), "window_frames": WINDOW},
-        "segments_in_sequence": r_precision(embedder, seg_captions, seg_features),
-        "segment_cores_in_sequence": r_precision(embedder, seg_captions, core_features),
-        "segments_alone": r_precision(embedder, seg_captions, alone_features),
-        "real": r_precision(embedder, seg_captions, real_features),
-        "transition_ratio": _mean_ratio(ratios),
-        "real_transition_ratio": _mean_ratio(real_ratios),
-        "skating": {
-            "transitions": skating[0] / max(skating[1], 1),
-            "inside": skating[2] / max(skating[3], 1),
-        },  # fmt: skip
-        "inbetween": _inbetween(alone_joints, seg_captions, common, args.seed),
-        "sequence_seconds_total": round(sequence_time, 1),
-        "sixty_seconds": _sixty(common, args.seed),
-    }
+    report["segments_alone"] = r_precision(embedder, seg_captions, alone_features)
+    report["inbetween"] = _inbetween(alone_joints, seg_captions, common, args.seed)
+    report["sixty_seconds"] = _sixty(common, args.seed)
     return report
 
 
-def _mean_ratio(ratios: list[tuple[float, float]]) -> dict[str, float]:
+def apply_engine_settings(settings: list[str]) -> None:
+    """Set ``engine.sequence`` constants from ``NAME=VALUE`` (a number; ``JOIN_STEPS=none``
+    turns the join smoothing off), to measure the choices behind them on val."""
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in ENGINE_SETTINGS:
+            raise SystemExit(f"--engine-setting: {name!r} is not one of {ENGINE_SETTINGS}")
+        if name == "JOIN_STEPS":
+            if value != "none":
+                raise SystemExit("--engine-setting: JOIN_STEPS takes only 'none'")
+            sequence.JOIN_STEPS = ()
+        else:
+            setattr(sequence, name, type(getattr(sequence, name))(float(value)))
+
+
+def _mean_ratio(ratios: list[tuple[float, ...]]) -> dict[str, float]:
     arr = np.array(ratios)
     return {"acceleration": float(arr[:, 0].mean()), "jerk": float(arr[:, 1].mean()),
+            "acceleration_wide": float(arr[:, 2].mean()), "jerk_wide": float(arr[:, 3].mean()),
             "count": len(arr)}  # fmt: skip
 
 
@@ -289,8 +316,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time one 60 s sequence (a fresh process: its own peak memory)",
     )
+    parser.add_argument(
+        "--sequences-only",
+        action="store_true",
+        help="only the sequences' figures (no clips alone, in-betweening or 60 s timing)",
+    )
+    parser.add_argument(
+        "--engine-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"set an engine.sequence constant first, one of {ENGINE_SETTINGS} "
+        "(JOIN_STEPS=none: no join smoothing)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    apply_engine_settings(args.engine_setting)
     common = {"checkpoint": args.checkpoint, "device": args.device, "generator": args.generator}
     report = {"sixty_seconds": _sixty(common, args.seed)} if args.sixty_only else run(args)
     text = json.dumps(report, indent=1, default=float)
