@@ -13,10 +13,10 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..engine.bvh import CANONICAL_END_SITES
-from ..engine.retarget import Y_UP_FROM_Z_UP
-from ..engine.rig_pose import canonical_rest_joints
-from ..engine.skeleton import JOINT_NAMES, PARENTS
+from ..engine.io.bvh import CANONICAL_END_SITES
+from ..engine.motion.rig_pose import canonical_rest_joints
+from ..engine.motion.skeleton import JOINT_NAMES, PARENTS
+from ..engine.retarget.rig import Y_UP_FROM_Z_UP
 
 CANONICAL_PROPERTY = "kinetext_canonical"
 """Armature data property marking the canonical skeleton (bakes then match joints exactly)."""

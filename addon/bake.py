@@ -1,6 +1,6 @@
 """Baking a generated clip onto an armature: one new Action, keyframes in bulk.
 
-``bake`` gathers the rig's rest pose, asks ``engine.retarget`` for per-bone tracks (all
+``bake`` gathers the rig's rest pose, asks ``engine.retarget.rig`` for per-bone tracks (all
 checks happen there, before the scene is touched), then writes one new Action through
 Blender 5's slotted actions: a slot for the armature, its channelbag, and per channel
 ``keyframe_points.add`` + ``foreach_set``. The user's keys are never edited: an Action the
@@ -24,28 +24,28 @@ import bpy
 import numpy as np
 from bpy_extras import anim_utils
 
-from ..engine import retarget_presets as presets
+from ..engine.edit.key_reduction import distance_cm, euler_degrees, quaternion_degrees, reduce_keys
 from ..engine.errors import MotionError
-from ..engine.features import FOOT_CONTACT
-from ..engine.joint_map import resample
-from ..engine.key_reduction import distance_cm, euler_degrees, quaternion_degrees, reduce_keys
-from ..engine.quaternion import (
+from ..engine.motion.features import FOOT_CONTACT
+from ..engine.motion.quaternion import (
     axis_angle_to_quat,
     matrix_to_quat,
     qfix,
     quat_to_euler,
     quat_to_matrix,
 )
-from ..engine.retarget import (
+from ..engine.motion.rig_pose import forward_kinematics
+from ..engine.motion.skeleton import CANONICAL_OFFSETS, FPS, PARENTS
+from ..engine.retarget import presets
+from ..engine.retarget.joint_map import resample
+from ..engine.retarget.presets import SMPLX
+from ..engine.retarget.rig import (
     ROOT_MOTION_MODES,
     BoneMap,
     PoseTracks,
     RestPose,
     retarget,
 )
-from ..engine.retarget_presets import SMPLX
-from ..engine.rig_pose import forward_kinematics
-from ..engine.skeleton import CANONICAL_OFFSETS, FPS, PARENTS
 from . import rig_check
 from .armature import (
     create_canonical_armature,
@@ -56,7 +56,7 @@ from .paths import user_map_folder
 from .properties import scene_fps
 
 Report = Callable[[set[str], str], None]
-# engine.representation_272.FEATURE_DIM (not imported: that module needs torch): MoLingo's
+# engine.motion.representation_272.FEATURE_DIM (not imported: that module needs torch): MoLingo's
 # 272-dim features, which have no foot-contact channel.
 FEATURE_DIM_272 = 272
 STASH_TRACK = "[Action Stash]"
@@ -136,7 +136,7 @@ def bake(
 @dataclass(frozen=True)
 class KeyTolerance:
     """How far the played pose may stray from the full bake: each bone's rotation in
-    degrees, its location in centimetres (see ``engine.key_reduction``)."""
+    degrees, its location in centimetres (see ``engine.edit.key_reduction``)."""
 
     degrees: float = 0.5
     cm: float = 0.5
@@ -177,7 +177,7 @@ def _generated_rotations(features, scene, fps: float) -> np.ndarray | None:
         return None
     import torch  # the 272 decoding is the engine's torch code; generating needed torch too
 
-    from ..engine.representation_272 import rotations_from_272
+    from ..engine.motion.representation_272 import rotations_from_272
 
     local, _ = rotations_from_272(torch.as_tensor(np.asarray(features), dtype=torch.float64))
     quats = qfix(matrix_to_quat(local.numpy()))  # (T, 22, 4), signs continuous in time

@@ -4,7 +4,7 @@ A rig that no preset fits is mapped once by hand: "Load" fills the 22 rows from 
 preset or saved map (or, with "Detect", from the closest preset), written with the rig's
 own bone names where it has them and left empty where it does not; the user picks the
 missing bones from the rig's list and saves the map under a name. Saved maps are JSON files
-in the extension's user folder (``engine.retarget.save_user_map``) and appear in the bone
+in the extension's user folder (``engine.retarget.rig.save_user_map``) and appear in the bone
 map list of the Bake panel from then on.
 """
 
@@ -13,14 +13,14 @@ from __future__ import annotations
 import bpy
 
 from ..engine.errors import MotionError
-from ..engine.retarget_presets import (
+from ..engine.motion.skeleton import JOINT_NAMES
+from ..engine.retarget.presets import (
     BoneMap,
     NameIndex,
     find_bone_map,
     save_user_map,
     suggest_bone_map,
 )
-from ..engine.skeleton import JOINT_NAMES
 from .operators import target_armature
 from .panel import KINETEXT_PT_bake
 from .properties import AUTO_PRESET, settings

@@ -303,7 +303,8 @@ REQUEST_KINDS = {kind.__name__: kind for kind in jobs.REQUEST_KINDS}
 
 
 def encode_request(request: jobs.AnyRequest) -> dict[str, Any]:
-    """JSON for ``request``; a folder checkpoint stays a folder (a ``Path``, see engine.hub)."""
+    """JSON for ``request``; a folder checkpoint stays a folder (a ``Path``, see
+    engine.store.hub)."""
     fields = dataclasses.asdict(request)
     folder = isinstance(request.checkpoint, Path)
     fields["checkpoint"] = str(request.checkpoint) if folder else request.checkpoint

@@ -51,7 +51,7 @@ class Request:
     revision: str | None  # Hub revision (branch, tag or commit) for a Hub id
     device: str  # "auto" | "cuda" | "mps" | "cpu"
     offline: bool = False  # Blender's online access is off: never download
-    clean: bool = True  # engine.cleanup's body (False: the network's raw joints)
+    clean: bool = True  # engine.edit.cleanup's body (False: the network's raw joints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,11 +218,11 @@ def generate(request: Request | SequenceRequest | InbetweenRequest, progress: An
 
 
 def knowledge(request: KnowledgeRequest) -> dict[str, Any]:
-    """``engine.info.knowledge_report`` for ``request``; a Hub checkpoint is only read from
+    """``engine.store.info.knowledge_report`` for ``request``; a Hub checkpoint is only read from
     the local cache (a check never downloads 36 MB: the first generation does), and one not
     there yet gives ``{"summary": None, "match": None, "pending": why}``."""
     from ..engine.errors import NotDownloaded
-    from ..engine.info import knowledge_report
+    from ..engine.store.info import knowledge_report
 
     try:
         return knowledge_report(request.prompt, request.checkpoint, request.revision, offline=True)

@@ -1,7 +1,7 @@
 """Preferences > Kinetext > "Get published MoLingo model": download, convert, select.
 
 The button opens a dialog with the weights' terms; confirming starts
-``engine.molingo_download`` in the add-on's background worker (``jobs``), only when
+``engine.store.molingo_download`` in the add-on's background worker (``jobs``), only when
 Blender's online access allows it. The download shows its progress in the preferences and
 the panel, Esc or the panel's Cancel stops it (nothing is left on disk), and the finished
 checkpoint, which records the SHA-256 of every zip, becomes the add-on's checkpoint folder.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import bpy
 
-from ..engine.molingo_download import LICENSE, TERMS
+from ..engine.store.molingo_download import LICENSE, TERMS
 from . import deps, jobs
 from .job_operator import BackgroundJobOperator, end_job
 from .paths import addon_preferences, user_folder
@@ -48,7 +48,7 @@ def destination(representation: str) -> Path:
 
 def download(request: DownloadRequest, progress) -> Path:
     """The worker's job: the engine's download + conversion, progress as a fraction."""
-    from ..engine.molingo_download import RELEASES, download_molingo
+    from ..engine.store.molingo_download import RELEASES, download_molingo
 
     names = [item.filename for item in RELEASES[request.representation]]
 

@@ -358,8 +358,8 @@ class MOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..engine.bvh import canonical_bvh, write_bvh
-        from ..engine.joint_map import resample
+        from ..engine.io.bvh import canonical_bvh, write_bvh
+        from ..engine.retarget.joint_map import resample
 
         try:
             _, clip = variation(context, self.variation)
@@ -396,7 +396,7 @@ class MOTION_OT_edit_variation(bpy.types.Operator):
     )  # fmt: skip
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..engine import clip_edit
+        from ..engine.edit import clip_edit
 
         try:
             item, clip = variation(context, self.variation)

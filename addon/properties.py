@@ -58,7 +58,7 @@ def preset_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str
     Only the light preset module is imported here: the first opening of this dropdown took
     320 ms on the main thread when it imported the retargeting code (and scipy with it).
     """
-    from ..engine.retarget_presets import PRESETS, user_map_names
+    from ..engine.retarget.presets import PRESETS, user_map_names
     from .paths import user_map_folder
 
     items = [(AUTO_PRESET, "Detect", "Pick the preset whose bone names the rig has")]

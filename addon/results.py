@@ -49,7 +49,7 @@ class Clip:
     def foot_contacts(self) -> np.ndarray | None:
         """(T, 4) left ankle, left toe, right ankle, right toe contacts (1 = planted)."""
         if self.features is not None:
-            from ..engine.features import FOOT_CONTACT  # needs scipy: not at registration
+            from ..engine.motion.features import FOOT_CONTACT  # needs scipy: not at registration
 
             if self.features.shape[-1] == FOOT_CONTACT.stop:  # 263: HumanML3D's own contacts
                 return np.asarray(self.features[:, FOOT_CONTACT], np.float32)

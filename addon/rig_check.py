@@ -17,7 +17,7 @@ import re
 import bpy
 
 from ..engine.errors import MotionError
-from ..engine.retarget_presets import (
+from ..engine.retarget.presets import (
     BoneMap,
     PresetFit,
     detect_preset,

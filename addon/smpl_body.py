@@ -1,6 +1,6 @@
 """A fitted SMPL / SMPL-X body in Blender: an armature, a skinned mesh, and baked actions.
 
-The engine (``engine.smpl_body``) gives the shaped rest template and the per-frame
+The engine (``engine.body.smpl_body``) gives the shaped rest template and the per-frame
 channels; this module only writes them as Blender data:
 
 - an armature with one bone per model joint, heads on the shaped rest joints, parents from
@@ -24,15 +24,15 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..engine.errors import MotionError
-from ..engine.smpl_body import (
+from ..engine.body.smpl_body import (
     BodyTemplate,
     body_tracks,
     bone_layout,
     corrective_weights,
     local_rotations,
 )
-from ..engine.smpl_fit import SMPLFit
+from ..engine.body.smpl_fit import SMPLFit
+from ..engine.errors import MotionError
 from . import bake
 from .armature import new_armature_object, units_per_metre
 

@@ -33,7 +33,7 @@ from .ui import CATEGORY, chars_per_line, draw_wrapped
 FIT_LABEL = "body fit"
 # ---- fits kept for export ------------------------------------------------------------------
 
-_FITS: dict[str, Any] = {}  # key -> engine.smpl_fit.SMPLFit
+_FITS: dict[str, Any] = {}  # key -> engine.body.smpl_fit.SMPLFit
 
 
 def fit_key(variation_key: str, model_type: str, gender: str) -> str:
@@ -46,7 +46,7 @@ def _fit_path(key: str) -> Path:
 
 def store_fit(key: str, fit: Any) -> None:
     """Keep ``fit`` for Export AMASS: in memory, and on disk beside the variation's clip."""
-    from ..engine.amass import save_amass
+    from ..engine.io.amass import save_amass
 
     _FITS[key] = fit
     folder = _fit_path(key).parent
@@ -64,7 +64,7 @@ def has_fit(key: str) -> bool:
 def stored_fit(key: str) -> Any:
     """The kept fit under ``key``; MotionError saying what to do when there is none."""
     if key not in _FITS and _fit_path(key).is_file():
-        from ..engine.amass import load_amass
+        from ..engine.io.amass import load_amass
 
         _FITS[key] = load_amass(_fit_path(key))
     if key not in _FITS:
@@ -95,14 +95,14 @@ class FitRequest:
 
 @dataclasses.dataclass
 class FitOutcome:
-    fit: Any  # engine.smpl_fit.SMPLFit
-    template: Any  # engine.smpl_body.BodyTemplate
+    fit: Any  # engine.body.smpl_fit.SMPLFit
+    template: Any  # engine.body.smpl_body.BodyTemplate
 
 
 def run_fit(request: FitRequest, progress: Any) -> FitOutcome:
     """The worker: fit, then the shaped rest template of the fitted betas (no bpy here)."""
-    from ..engine.smpl_body import body_template
-    from ..engine.smpl_fit import FitOptions, fit_smpl
+    from ..engine.body.smpl_body import body_template
+    from ..engine.body.smpl_fit import FitOptions, fit_smpl
 
     options = FitOptions()
     if request.steps > 0:
@@ -125,7 +125,7 @@ def build_fit_request(op: bpy.types.Operator, context: bpy.types.Context) -> Fit
     if status.problem is not None:
         raise MotionError(status.problem)
     item, clip = variation(context, op.variation)
-    from ..engine.joint_map import resample
+    from ..engine.retarget.joint_map import resample
 
     fps = scene_fps(context.scene)
     joints = np.asarray(clip.joints, dtype=np.float64)
@@ -240,7 +240,7 @@ class MOTION_OT_export_amass(bpy.types.Operator, ExportHelper):
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..engine.amass import save_amass
+        from ..engine.io.amass import save_amass
 
         status = body_status(addon_preferences(context))
         try:

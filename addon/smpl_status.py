@@ -13,8 +13,8 @@ from typing import Any
 
 import bpy
 
+from ..engine.body.smpl_body import find_model_file, smplx_installed
 from ..engine.errors import MotionError
-from ..engine.smpl_body import find_model_file, smplx_installed
 from . import deps
 
 SMPLX_MISSING = (

@@ -9,7 +9,7 @@
 #   today's cleanup (the lead's foot pins changed since and cleanup is inside the timing):
 #     rm -rf .carry/engine-before && mkdir -p .carry/engine-before &&
 #     git archive 88f84af engine ':!engine/checkpoints' | tar -x -C .carry/engine-before &&
-#     cp engine/cleanup.py engine/foot_cleanup.py .carry/engine-before/engine/
+#     cp engine/edit/cleanup.py engine/edit/foot_cleanup.py .carry/engine-before/engine/
 #   device: bash docs/bench_issue16.sh        (writes everything under $OUT; ROUNDS=1 for one round)
 # Without .carry/engine-before only the code of this tree is timed.
 set -uo pipefail
@@ -35,10 +35,10 @@ python3 -c "import torch, sys; print(torch.__version__, torch.version.cuda, sys.
 # 1. CUDA tests (and the CPU ones they sit beside): fast paths against the reference loops,
 #    the sampling copy, the recorded outputs (the pipeline part is left out here: the slim
 #    text encoder is not the one that recorded it).
-python3 -m pytest -q -p no:cacheprovider tests/engine/test_fast_sampling.py \
-  tests/engine/test_sampling_model.py tests/engine/test_sampling_reference.py \
-  tests/engine/test_guidance.py tests/engine/test_path.py tests/engine/test_ode.py \
-  tests/engine/test_mar.py tests/engine/test_mlagen.py tests/engine/test_molingo.py \
+python3 -m pytest -q -p no:cacheprovider tests/engine/sampling/test_fast_sampling.py \
+  tests/engine/sampling/test_sampling_model.py tests/engine/sampling/test_sampling_reference.py \
+  tests/engine/sampling/test_guidance.py tests/engine/sampling/test_path.py tests/engine/sampling/test_ode.py \
+  tests/engine/sampling/test_mar.py tests/engine/models/test_mlagen.py tests/engine/models/test_molingo.py \
   -k "not pipeline" > "$OUT/cuda_tests.log" 2>&1
 echo "CUDA tests: $(tail -1 "$OUT/cuda_tests.log")"
 

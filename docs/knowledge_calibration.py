@@ -1,4 +1,4 @@
-"""Calibrate the "not trained on anything like this" threshold of ``engine.knowledge``.
+"""Calibrate the "not trained on anything like this" threshold of ``engine.store.knowledge``.
 
     python docs/knowledge_calibration.py [CHECKPOINT] [--data DATASET] [--out docs/knowledge.md]
 
@@ -127,8 +127,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="training data set (check)")
     parser.add_argument("--out", type=Path, default=None, help="write the report here")
     args = parser.parse_args()
-    from engine.info import checkpoint_source, prompt_matches
-    from engine.knowledge import read_knowledge
+    from engine.store.info import checkpoint_source, prompt_matches
+    from engine.store.knowledge import read_knowledge
 
     seen = training_captions(args.data)
     groups = {**{f"known: {k}": v for k, v in KNOWN.items()},

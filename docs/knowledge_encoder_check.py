@@ -29,8 +29,8 @@ def main() -> int:
     args = parser.parse_args()
     from knowledge_calibration import KNOWN, UNRELATED
 
-    from engine.info import checkpoint_source
-    from engine.knowledge import read_knowledge
+    from engine.store.info import checkpoint_source
+    from engine.store.knowledge import read_knowledge
     from engine.text_encoder import TextEncoderConfig, load_text_encoder
     from training.describe import describe_data
 

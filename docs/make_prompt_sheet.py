@@ -3,8 +3,8 @@
 Run from the repository root: ``python docs/make_prompt_sheet.py`` (CPU, about a minute).
 """
 
+from engine.io.render import render_contact_sheet
 from engine.pipeline import generate
-from engine.render import render_contact_sheet
 
 PROMPTS = [
     "someone strolls ahead in a cheerful mood", "a furious person throws a punch",

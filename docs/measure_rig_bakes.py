@@ -42,9 +42,9 @@ def main() -> None:
     from addon_helpers import MIXAMO, build_rig, rest_joints
     from kinetext.addon import bake  # the bake: the measured checkout's
 
-    from engine import features  # clips and measures: this checkout's engine
-    from engine.demo_clip import walk_cycle
-    from engine.rig_pose import canonical_rest_joints
+    from engine.motion import features  # clips and measures: this checkout's engine
+    from engine.motion.demo_clip import walk_cycle
+    from engine.motion.rig_pose import canonical_rest_joints
 
     clips = {
         "standing (rest pose held)": np.tile(canonical_rest_joints(), (40, 1, 1)),

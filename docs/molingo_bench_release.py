@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(ROOT / "tests" / "engine" / "store"))
 
 from molingo_release_fixtures import (  # noqa: E402
     LARGE,
@@ -39,7 +39,7 @@ def sizes() -> None:
 
     from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
     from engine.models.molingo_release import MoLingoRelease, MoLingoReleaseConfig
-    from engine.molingo_release import REPRESENTATIONS
+    from engine.store.molingo_release import REPRESENTATIONS
 
     def count(module: torch.nn.Module) -> int:
         return sum(t.numel() for t in [*module.parameters(), *module.buffers()])

@@ -34,7 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(ROOT / "tests" / "engine" / "store"))
 
 from molingo_release_fixtures import (  # noqa: E402
     MODEL_OPTIONS,
@@ -44,8 +44,8 @@ from molingo_release_fixtures import (  # noqa: E402
     write_tokenizer,
 )
 
-from engine.checkpoint import load_checkpoint  # noqa: E402
 from engine.sampling import mar_release  # noqa: E402
+from engine.store.checkpoint import load_checkpoint  # noqa: E402
 from engine.text_encoder import load_text_encoder  # noqa: E402
 
 PROMPTS = ["a person walks forward", "a person sits down on chair and then waves hand"]
@@ -325,7 +325,7 @@ def compare_272_decode(checkout: Path) -> dict[str, str]:
     rotations + translation (their demo's recover_from_local_rotation), float64."""
     from scipy.spatial.transform import Rotation
 
-    from engine.representation_272 import joints_from_272, rotations_from_272
+    from engine.motion.representation_272 import joints_from_272, rotations_from_272
 
     ours = official_functions(checkout, "mogen/utils/eval_utils.py", [
         "recover_from_local_position_batched", "cumulative_matprod_time",

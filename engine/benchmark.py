@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from . import pipeline
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from .models.mlagen import MLAGen, MLAGenConfig
 from .models.molingo import MoLingo, MoLingoConfig
 from .pipeline import generate, resolve_device
 from .sampling.graphs import PRECISIONS, FastOptions
+from .store.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .text_encoder import TextEncoderConfig, load_text_encoder
 
 REFERENCE = FastOptions(enabled=False, graphs=False, precision="fp32")

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bvh import FRAME_TIME_RANGE
-from .bvh_units import UNITS_HINT, UNITS_RANGE, Units, parse_units
 from .errors import MotionError
-from .files import check_output
 from .generators import DEFAULT_SECONDS, GENERATORS, MAX_SECONDS, MAX_VARIATIONS, MIN_SECONDS
+from .io.bvh import FRAME_TIME_RANGE
+from .io.bvh_units import UNITS_HINT, UNITS_RANGE, Units, parse_units
+from .io.files import check_output
 
 PREVIEWS = (".png", ".gif", ".mp4")
 BVH_FPS_RANGE = (1 / FRAME_TIME_RANGE[1], 1 / FRAME_TIME_RANGE[0])
@@ -113,7 +113,7 @@ def _joints_from(path: str, map_name: str | None = None, units: Units = "auto") 
     A unit told from the skeleton's size is said on stderr, so a wrong guess is visible.
     """
     if path.lower().endswith(".bvh"):
-        from .joint_map import available_maps, read_canonical
+        from .retarget.joint_map import available_maps, read_canonical
 
         clip = read_canonical(path, map_name, units=units, maps=available_maps())
         if clip.units.detected:
@@ -161,7 +161,7 @@ def _add_units(parser: argparse.ArgumentParser, default: Units | None, note: str
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .features import joints_to_features
+    from .motion.features import joints_to_features
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
     with _naming(args.inp):
@@ -180,7 +180,7 @@ def _naming(path: str) -> Iterator[None]:
 
 
 def _cmd_recover(args: argparse.Namespace) -> int:
-    from .features import recover_from_ric
+    from .motion.features import recover_from_ric
 
     _save_npy(args.out, recover_from_ric(_load_npy(args.inp, 2, (263,), "features")))
     return 0
@@ -188,8 +188,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 def _cmd_bvh2joints(args: argparse.Namespace) -> int:
     if args.raw:
-        from .bvh import read_bvh
-        from .bvh_units import resolve_units
+        from .io.bvh import read_bvh
+        from .io.bvh_units import resolve_units
 
         bvh = read_bvh(args.inp)
         positions = bvh.world_positions()  # (T, J, 3) file units
@@ -205,7 +205,7 @@ def _cmd_bvh2joints(args: argparse.Namespace) -> int:
 
 
 def _cmd_joints2bvh(args: argparse.Namespace) -> int:
-    from .bvh import canonical_bvh, write_bvh
+    from .io.bvh import canonical_bvh, write_bvh
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
     with _naming(args.inp):
@@ -218,7 +218,7 @@ def _write_preview(
     joints: np.ndarray, out: str, title: str | None, fps: float,
     segments: list[tuple[int, str]] | None = None,
 ) -> None:  # fmt: skip
-    from .render import render_animation, render_contact_sheet
+    from .io.render import render_animation, render_contact_sheet
 
     suffix = Path(out).suffix.lower()
     if suffix in PREVIEWS:
@@ -243,16 +243,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     Canonicalise, take the 263-dim features, decode joints back from them (what a generator's
     output goes through) and write what a user would get from a generated clip.
     """
-    from .bvh import canonical_bvh, write_bvh
-    from .features import canonicalize_joints, joints_to_features, recover_from_ric
-    from .joint_map import bvh_to_canonical
-    from .render import render_animation, render_contact_sheet
-    from .skeleton import FPS
+    from .io.bvh import canonical_bvh, write_bvh
+    from .io.render import render_animation, render_contact_sheet
+    from .motion.features import canonicalize_joints, joints_to_features, recover_from_ric
+    from .motion.skeleton import FPS
+    from .retarget.joint_map import bvh_to_canonical
 
     if args.bvh:
         source, label = _joints_from(args.bvh, args.map, args.units), Path(args.bvh).name
     else:
-        from .demo_clip import walk_cycle
+        from .motion.demo_clip import walk_cycle
 
         source, label = walk_cycle(), "procedural walk"
     joints = canonicalize_joints(source)
@@ -323,7 +323,7 @@ def _check_timeline_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .bvh import canonical_bvh, write_bvh_files
+    from .io.bvh import canonical_bvh, write_bvh_files
     from .pipeline import generate
 
     if args.timeline is not None:
@@ -366,7 +366,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_generate_timeline(args: argparse.Namespace) -> int:
     """``generate --timeline FILE``: one clip of every segment, written as a single prompt's;
     a preview marks where each segment starts."""
-    from .bvh import canonical_bvh, write_bvh
+    from .io.bvh import canonical_bvh, write_bvh
     from .sequence import generate_sequence
 
     motion = generate_sequence(
@@ -422,8 +422,8 @@ def _write_sources(out: Path, prompt: str, diagnostics: dict) -> list[str]:
 
 
 def _cmd_fit_smpl(args: argparse.Namespace) -> int:
-    from .amass import save_amass
-    from .smpl_fit import fit_smpl
+    from .body.smpl_fit import fit_smpl
+    from .io.amass import save_amass
 
     joints = _load_npy(args.inp, 3, (22, 3), "joints")
     fit = fit_smpl(joints, args.model_folder, args.model, args.gender, args.device, args.fps)
@@ -440,7 +440,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_molingo(args: argparse.Namespace) -> int:
-    from .molingo_release import import_molingo
+    from .store.molingo_release import import_molingo
 
     out = import_molingo(
         args.sae_dir, args.model_dir, args.out_dir, text_encoder=args.text_encoder,
@@ -451,7 +451,7 @@ def _cmd_import_molingo(args: argparse.Namespace) -> int:
 
 
 def _cmd_download_molingo(args: argparse.Namespace) -> int:
-    from .molingo_download import download_molingo
+    from .store.molingo_download import download_molingo
 
     shown = {"percent": -1}
 
@@ -472,8 +472,8 @@ def _cmd_download_molingo(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import checkpoint_info, format_info, prompt_matches
-    from .knowledge import UNKNOWN
+    from .store.info import checkpoint_info, format_info, prompt_matches
+    from .store.knowledge import UNKNOWN
 
     info = checkpoint_info(args.checkpoint, args.revision)
     if args.prompt:

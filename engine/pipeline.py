@@ -20,10 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .cleanup import Cleanup, clean_joints, clean_motion
+from .edit.cleanup import Cleanup, clean_joints, clean_motion
 from .errors import MotionError
-from .features import recover_from_ric
 from .generators import (
     DEFAULT_SECONDS,
     GENERATORS,
@@ -34,11 +32,13 @@ from .generators import (
     SamplingSettings,
     sampling_settings,
 )
-from .knowledge import match_prompts
 from .motion import Motion
-from .representation_272 import FEATURE_DIM as FEATURE_DIM_272
-from .representation_272 import joints_from_272
+from .motion.features import recover_from_ric
+from .motion.representation_272 import FEATURE_DIM as FEATURE_DIM_272
+from .motion.representation_272 import joints_from_272
 from .sampling.graphs import FastOptions
+from .store.checkpoint import Checkpoint, load_checkpoint
+from .store.knowledge import match_prompts
 from .text_encoder import TextEncoder, fetches_unpinned, load_text_encoder, validate_prompt
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
@@ -93,7 +93,7 @@ def generate(
         generator: "molingo" or "mlagen" when the checkpoint holds both (None: its default).
         fast: how to sample on CUDA (None: ``FAST_SAMPLING``), e.g. ``FastOptions(
             compile=True)`` for many large batches in a row.
-        clean: True (default) turns the network's joints into a body (``engine.cleanup``:
+        clean: True (default) turns the network's joints into a body (``engine.edit.cleanup``:
             rigid canonical bones, feet on the floor, planted feet held, light smoothing) and
             gives the features of those joints; a ``Cleanup`` chooses the steps; False
             returns the network's raw output.
@@ -106,7 +106,7 @@ def generate(
     ``diagnostics["sources"]`` records where the checkpoint and its text encoder came from
     (a path, or a Hub repo with the commit it resolved to); ``diagnostics["knowledge"]``,
     per prompt, its nearest training captions, similarity and whether it is ``known``
-    (``engine.knowledge``; None for a checkpoint that does not describe its training data).
+    (``engine.store.knowledge``; None for a checkpoint that does not describe its training data).
     """
     times: dict[str, float] = {}
     clock = time.perf_counter()

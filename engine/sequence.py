@@ -49,12 +49,13 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from .cleanup import Cleanup, clean_joints, clean_motion, lift_above_floor, rigid_skeleton
-from .clip_edit import body_frames
+from .edit.cleanup import Cleanup, clean_joints, clean_motion, lift_above_floor, rigid_skeleton
+from .edit.clip_edit import body_frames
 from .errors import MotionError
-from .features import FOOT_CONTACT, joints_to_features
-from .kinematics import bone_lengths
 from .motion import Motion
+from .motion.features import FOOT_CONTACT, joints_to_features
+from .motion.kinematics import bone_lengths
+from .motion.skeleton import FPS, NUM_JOINTS, PARENTS
 from .pipeline import (
     FRAME_TOLERANCE,
     Progress,
@@ -73,7 +74,6 @@ from .pipeline import (
 from .sampling.flow import guidance_for, guided_velocity
 from .sampling.mar import sample_mar
 from .sampling.ode import solve_ode
-from .skeleton import FPS, NUM_JOINTS, PARENTS
 from .text_encoder import TextEncoder, load_text_encoder, validate_prompt
 from .timeline import DEFAULT_METHOD, METHODS, Segment, check_segments
 
@@ -153,7 +153,7 @@ def _load(
     steps: int | None, revision: str | None, allow_unpinned: bool, offline: bool,
 ) -> _Loaded:  # fmt: skip
     """The checkpoint, generator, settings and text encoder ``generate`` would use."""
-    from .checkpoint import Checkpoint
+    from .store.checkpoint import Checkpoint
 
     torch_device = resolve_device(device)
     if isinstance(checkpoint, Checkpoint):

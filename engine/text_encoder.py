@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .config import Config
 from .errors import MotionError
-from .hub import Source, local_source, looks_like_repo_id, resolve_source
+from .store.hub import Source, local_source, looks_like_repo_id, resolve_source
 
 MAX_PROMPT_CHARS = 1000
 KINDS = ("auto", "bert", "t5", "clip")
@@ -299,7 +299,7 @@ class TextEncoder:
     def pooled_many(self, texts: Sequence[str], batch_size: int = 64) -> Tensor:
         """The pooled vectors (N, D) of many texts, in padded batches and uncached.
 
-        For describing a data set's thousands of captions (``engine.knowledge``): the same
+        For describing a data set's thousands of captions (``engine.store.knowledge``): the same
         pooling as ``encode``, equal up to float rounding (padding changes the last bits).
         """
         pooled = []

@@ -1,5 +1,5 @@
 """Kinetext training: data sets, trainers, evaluator and checkpoint export.
 
-Builds on ``engine`` (absolute imports, ``from engine.features import ...``); ``engine`` never
-imports from here. The command line is ``python -m training`` (``training.cli``).
+Builds on ``engine`` (absolute imports, ``from engine.motion.features import ...``); ``engine``
+never imports from here. The command line is ``python -m training`` (``training.cli``).
 """

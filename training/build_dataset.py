@@ -40,17 +40,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.bvh_units import parse_units
 from engine.errors import MotionError
-from engine.features import Normalizer, canonicalize_joints, joints_to_features, mirror_joints
-from engine.joint_map import (
+from engine.io.bvh_units import parse_units
+from engine.motion.features import (
+    Normalizer,
+    canonicalize_joints,
+    joints_to_features,
+    mirror_joints,
+)
+from engine.motion.skeleton import FPS
+from engine.retarget.joint_map import (
     JointMap,
     available_maps,
     load_joint_map,
     read_canonical,
     resolve_joint_map,
 )
-from engine.skeleton import FPS
 from training.bandai import discover_bandai, looks_like_bandai
 from training.captions import format_text_line, mirror_caption
 from training.cmu import discover_cmu, looks_like_cmu

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from engine.cli import INTERRUPTED
 from engine.errors import MotionError
-from engine.joint_map import JOINT_MAPS
+from engine.retarget.joint_map import JOINT_MAPS
 from training.build_dataset import FORMATS, BuildSettings, bare_reason, build_dataset
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.errors import MotionError
-from engine.features import Normalizer
-from engine.skeleton import FPS
+from engine.motion.features import Normalizer
+from engine.motion.skeleton import FPS
 from training.build_dataset import SPLITS, _move_into_place, _prepare_out, _write_json, _write_lines
 from training.data.humanml3d import read_split
 from training.data.mix import check_source_name, combined_id

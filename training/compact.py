@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.errors import MotionError
-from engine.features import Normalizer, joints_to_features
+from engine.motion.features import Normalizer, joints_to_features
 from training.build_dataset import (
     SPLITS,
     ProcessedClip,

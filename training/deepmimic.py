@@ -6,7 +6,7 @@ the character a quaternion (spherical), one angle about the joint's Z axis (revo
 elbows) or nothing (fixed: wrists)], ...]}``. The character (``data/characters/NAME.txt``)
 gives each joint's parent and offset; the body faces +X, its right side is +Z.
 
-The 15 joints map onto the canonical 22 (``engine.skeleton``) by position: the ones both
+The 15 joints map onto the canonical 22 (``engine.motion.skeleton``) by position: the ones both
 have are taken as they are; the three spine joints are placed on the line pelvis - chest -
 neck, the collars half way between the spine (at shoulder height) and each shoulder, the
 head at the centre of the head body, the toes at the ball of each foot's box; all of them
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import MotionError
-from engine.quaternion import qmul, qnormalize, qrot
-from engine.skeleton import FPS, JOINT_NAMES
+from engine.motion.quaternion import qmul, qnormalize, qrot
+from engine.motion.skeleton import FPS, JOINT_NAMES
 
 LOOP_SECONDS = 4.0
 """Looping clips are repeated to at least this long (DeepMimic's walk cycle is 1.3 s)."""

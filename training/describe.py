@@ -1,4 +1,4 @@
-"""Describe what a checkpoint was trained on (``engine.knowledge``) from its data set.
+"""Describe what a checkpoint was trained on (``engine.store.knowledge``) from its data set.
 
     python -m training describe CHECKPOINT --data DATASET [--data DATASET ...] [--split train]
 
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import read_checkpoint_config
 from engine.errors import MotionError
-from engine.knowledge import (
+from engine.store.checkpoint import read_checkpoint_config
+from engine.store.knowledge import (
     DEFAULT_THRESHOLD,
     MAX_CAPTIONS,
     Knowledge,

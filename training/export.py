@@ -8,7 +8,7 @@ text encoder and the data's licence and attribution come from the runs (``data.j
 the trainer filled from the data set's ``build.json``); a ``README.md`` model card states
 them, and the data set's ``LICENSE`` is copied as ``LICENSE-data``. When the runs' data set
 is on this machine, the checkpoint also gets the description of what it learned
-(``engine.knowledge``: vocabulary and caption vectors, by ``training.describe``).
+(``engine.store.knowledge``: vocabulary and caption vectors, by ``training.describe``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from engine.checkpoint import save_checkpoint
 from engine.errors import MotionError
-from engine.knowledge import Knowledge, has_knowledge
 from engine.models.registry import registered_models
+from engine.store.checkpoint import save_checkpoint
+from engine.store.knowledge import Knowledge, has_knowledge
 from training.checkpointing import latest_checkpoint, split_models
 from training.config import TrainConfig
 from training.tasks import Task, get_task, registered_tasks

@@ -33,8 +33,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from engine.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint, read_checkpoint_config
 from engine.errors import MotionError
+from engine.store.checkpoint import (
+    CONFIG_FILE,
+    FORMAT_NAME,
+    load_checkpoint,
+    read_checkpoint_config,
+)
 from engine.text_encoder import TextEncoderConfig
 
 SHIPPED = "default"

@@ -11,8 +11,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.checkpoint import CHECKPOINT_FILES, read_checkpoint_config
 from engine.errors import MotionError
+from engine.store.checkpoint import CHECKPOINT_FILES, read_checkpoint_config
 
 
 def push_checkpoint(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 from engine.text_encoder import TextEncoder
 from training.checkpointing import (
     TrainState,

@@ -309,7 +309,7 @@ def _check_paths(config: TrainConfig) -> None:
     """The data folder and the run folder, checked before the text encoder and the models
     load (seconds to minutes), so a typo in a path costs nothing."""
     from engine.errors import MotionError
-    from engine.files import check_output
+    from engine.io.files import check_output
 
     if not Path(config.data_root).is_dir():
         raise MotionError(f"data_root {config.data_root!r}: no such folder (see build-dataset)")

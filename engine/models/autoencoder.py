@@ -46,7 +46,7 @@ class AutoencoderConfig(Config):
     variational: bool = True  # VAE (mean, logvar) or plain deterministic AE
     text_dim: int = 384  # width of the text encoder the semantic head aligns to
     semantic_hidden: int = 256  # hidden width of the semantic projection head
-    # Options for the published MoLingo SAEs (engine.molingo_release); the defaults are the
+    # Options for the published MoLingo SAEs (engine.store.molingo_release); the defaults are the
     # layout every kinetext checkpoint was trained with.
     padding: str = "zero"  # left padding of every causal conv: "zero" or "replicate"
     activation: str = "silu"  # inside the residual blocks: "silu", "relu" or "gelu"

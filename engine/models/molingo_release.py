@@ -1,6 +1,6 @@
 """The published MoLingo network (He et al., CVPR 2026), laid out as its release is.
 
-``engine.molingo_release`` converts the authors' HumanML3D checkpoints into this model; it
+``engine.store.molingo_release`` converts the authors' HumanML3D checkpoints into this model; it
 runs the same maths as their code, so the converted weights give the paper's generator:
 
 - text: frozen T5 tokens (B, L, 1024) -> ``cond_proj`` (Linear to the width) -> a stack of

@@ -2,7 +2,7 @@
 
 A model class makes itself loadable with one line, ``@register_model(ItsConfig)``; this
 module imports nothing but torch's ``nn`` and the config base, so a network module can
-register itself without pulling in safetensors or the Hub code (``engine.checkpoint``
+register itself without pulling in safetensors or the Hub code (``engine.store.checkpoint``
 imports this registry, never the other way round).
 """
 

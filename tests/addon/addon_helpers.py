@@ -16,11 +16,11 @@ from types import ModuleType, SimpleNamespace
 import bpy
 import numpy as np
 import torch
-from kinetext.engine import quaternion, rig_pose, skeleton
+from kinetext.engine.motion import quaternion, rig_pose, skeleton
 
-from engine.checkpoint import save_checkpoint
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from engine.models.molingo import MoLingo, MoLingoConfig
+from engine.store.checkpoint import save_checkpoint
 from engine.text_encoder import TextEncoderConfig
 
 ADDON_ID = "kinetext"
@@ -101,7 +101,7 @@ def clear_scene() -> bpy.types.Context:
 def mixamo_rig(name: str = "Rig", drop: tuple[str, ...] = ()) -> bpy.types.Object:
     """A Mixamo-named armature (the canonical rest pose), without the bones in ``drop``."""
     from kinetext.addon.armature import create_canonical_armature
-    from kinetext.engine.retarget import PRESETS
+    from kinetext.engine.retarget.rig import PRESETS
 
     obj = create_canonical_armature(bpy.context, name)
     bpy.ops.object.mode_set(mode="EDIT")
@@ -122,7 +122,7 @@ NAMES, PARENTS = skeleton.JOINT_NAMES, skeleton.PARENTS
 
 
 def _mixamo_names() -> dict[str, str]:
-    from kinetext.engine.retarget import PRESETS
+    from kinetext.engine.retarget.rig import PRESETS
 
     return {j: "mixamorig:" + b for j, b in PRESETS["mixamo"].bones.items()}
 

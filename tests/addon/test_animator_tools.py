@@ -22,10 +22,12 @@ from addon_helpers import (  # noqa: E402
     enabled,
     rest_joints,
 )
-from kinetext.engine import clip_edit, features, joint_map, retarget_presets  # noqa: E402
-from kinetext.engine.bvh import read_bvh  # noqa: E402
-from kinetext.engine.demo_clip import walk_cycle  # noqa: E402
-from kinetext.engine.skeleton import JOINT_NAMES  # noqa: E402
+from kinetext.engine.edit import clip_edit  # noqa: E402
+from kinetext.engine.io.bvh import read_bvh  # noqa: E402
+from kinetext.engine.motion import features  # noqa: E402
+from kinetext.engine.motion.demo_clip import walk_cycle  # noqa: E402
+from kinetext.engine.motion.skeleton import JOINT_NAMES  # noqa: E402
+from kinetext.engine.retarget import joint_map, presets  # noqa: E402
 
 TOES = {"left": MIXAMO["left_foot"], "right": MIXAMO["right_foot"]}
 CM = 0.01
@@ -51,7 +53,7 @@ def walk(seconds=4.0, turn=0.0) -> tuple[np.ndarray, np.ndarray]:
 
 def standing(frames=20) -> tuple[np.ndarray, np.ndarray]:
     """The canonical rest pose held still, toes on the floor, both feet planted."""
-    from kinetext.engine.rig_pose import canonical_rest_joints
+    from kinetext.engine.motion.rig_pose import canonical_rest_joints
 
     return np.tile(canonical_rest_joints(), (frames, 1, 1)), np.ones((frames, 4))
 
@@ -129,8 +131,8 @@ def test_a_turned_and_moved_rig_walks_along_its_own_forward(scene):
 def rigify_like_rig():
     """A Rigify-like rig: FK controls (torso, thigh_fk.L ...), ORG bones copying them and DEF
     bones copying the ORG bones by Copy Transforms constraints, as Rigify generates."""
-    deform = retarget_presets.PRESETS["rigify"].bones
-    controls = retarget_presets.PRESETS["rigify_fk"].bones
+    deform = presets.PRESETS["rigify"].bones
+    controls = presets.PRESETS["rigify_fk"].bones
     joints = rest_joints()
     data = bpy.data.armatures.new("rigify")
     obj = bpy.data.objects.new("rigify", data)
@@ -162,7 +164,7 @@ def rigify_like_rig():
 
 
 def _parent(j: int) -> int:
-    from kinetext.engine.skeleton import PARENTS
+    from kinetext.engine.motion.skeleton import PARENTS
 
     return PARENTS[j]
 
@@ -200,7 +202,7 @@ def test_detect_bakes_a_rigify_rig_onto_its_fk_controls_and_the_deform_bones_fol
     assert "thigh_fk.L" in keyed and not any(b.startswith(("DEF-", "ORG-")) for b in keyed)
     limbs = [("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
              ("right_hip", "right_knee"), ("right_knee", "right_ankle")]  # fmt: skip
-    deform = retarget_presets.PRESETS["rigify"].bones
+    deform = presets.PRESETS["rigify"].bones
     names = [deform[j] for pair in limbs for j in pair]
     heads = world_heads(rig, names, range(1, len(joints) + 1)).reshape(len(joints), -1, 2, 3)
     z_up = np.stack([joints[..., 0], -joints[..., 2], joints[..., 1]], -1)
@@ -240,7 +242,7 @@ def test_a_driver_on_a_mapped_bone_is_named_before_baking(scene):
 
 def test_a_rig_with_other_spellings_is_detected_shown_and_baked(scene):
     spell = {j: "Bip01 " + b.replace("Left", "L ").replace("Right", "R ")
-             for j, b in retarget_presets.PRESETS["mixamo"].bones.items()}  # fmt: skip
+             for j, b in presets.PRESETS["mixamo"].bones.items()}  # fmt: skip
     rig = build_rig(bpy.context, spell, rest_joints(), fbx=False)
     bpy.context.scene.kinetext.target = rig
     texts = draw(_bake_panel()).texts()

@@ -12,12 +12,12 @@ import pytest
 bpy = pytest.importorskip("bpy")
 armature = importlib.import_module("kinetext.addon.armature")
 bake_mod = importlib.import_module("kinetext.addon.bake")
-bvh = importlib.import_module("kinetext.engine.bvh")
+bvh = importlib.import_module("kinetext.engine.io.bvh")
 errors = importlib.import_module("kinetext.engine.errors")
-joint_map = importlib.import_module("kinetext.engine.joint_map")
-quaternion = importlib.import_module("kinetext.engine.quaternion")
-rig_pose = importlib.import_module("kinetext.engine.rig_pose")
-skeleton = importlib.import_module("kinetext.engine.skeleton")
+joint_map = importlib.import_module("kinetext.engine.retarget.joint_map")
+quaternion = importlib.import_module("kinetext.engine.motion.quaternion")
+rig_pose = importlib.import_module("kinetext.engine.motion.rig_pose")
+skeleton = importlib.import_module("kinetext.engine.motion.skeleton")
 
 NAMES = skeleton.JOINT_NAMES
 CM = 0.01

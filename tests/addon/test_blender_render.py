@@ -140,7 +140,7 @@ def test_workbench_render_of_a_baked_frame(addon, tmp_path):
 
 def readme_picture(path: Path) -> None:
     """The README picture: frame 60 of the HumanML3D example, baked and rendered."""
-    from kinetext.engine.features import recover_from_ric
+    from kinetext.engine.motion.features import recover_from_ric
 
     features = np.load(EXAMPLE).astype(np.float32)  # (T, 263)
     joints = recover_from_ric(features)  # (T, 22, 3)

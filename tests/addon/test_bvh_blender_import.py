@@ -1,15 +1,15 @@
-"""Blender's own BVH importer poses our files where engine.bvh says the joints are.
+"""Blender's own BVH importer poses our files where engine.io.bvh says the joints are.
 
-This pins the conventions engine.bvh documents (channel order, position channels replacing
+This pins the conventions engine.io.bvh documents (channel order, position channels replacing
 the OFFSET, metres) to the importer animators will use.
 """
 
 import numpy as np
 import pytest
 
-from engine.bvh import canonical_bvh, read_bvh, write_bvh
-from engine.rig_pose import forward_kinematics
-from engine.skeleton import CANONICAL_OFFSETS, PARENTS
+from engine.io.bvh import canonical_bvh, read_bvh, write_bvh
+from engine.motion.rig_pose import forward_kinematics
+from engine.motion.skeleton import CANONICAL_OFFSETS, PARENTS
 
 bpy = pytest.importorskip("bpy")
 

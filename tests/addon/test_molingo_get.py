@@ -20,11 +20,12 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # release fixtures
+RELEASE_FIXTURES = Path(__file__).resolve().parents[1] / "engine" / "store"
+sys.path.insert(0, str(RELEASE_FIXTURES))  # molingo_release_fixtures
 from addon_helpers import clear_scene, enabled, preferences  # noqa: E402
 from molingo_release_fixtures import write_release, write_tokenizer  # noqa: E402
 
-from engine.molingo_download import RELEASES  # noqa: E402
+from engine.store.molingo_download import RELEASES  # noqa: E402
 
 SAE_ITEM, MODEL_ITEM = RELEASES["263"]
 
@@ -100,7 +101,7 @@ def test_button_downloads_converts_and_selects_the_model(online, served, tmp_pat
     prefs = preferences()
     target = tmp_path / "molingo-263"
     assert prefs.checkpoint_source == "FOLDER" and Path(prefs.checkpoint_folder) == target
-    from kinetext.engine.checkpoint import load_checkpoint
+    from kinetext.engine.store.checkpoint import load_checkpoint
 
     records = load_checkpoint(target).metadata["downloads"]
     for record, item in zip(records, (SAE_ITEM, MODEL_ITEM), strict=True):

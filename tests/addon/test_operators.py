@@ -15,8 +15,8 @@ from addon_helpers import (  # noqa: E402
     mixamo_rig,
 )
 
-from engine.bvh import read_bvh  # noqa: E402
-from engine.skeleton import JOINT_NAMES  # noqa: E402
+from engine.io.bvh import read_bvh  # noqa: E402
+from engine.motion.skeleton import JOINT_NAMES  # noqa: E402
 
 PROMPT = "a person walks forward"
 
@@ -78,7 +78,7 @@ def test_the_clean_body_switch_reaches_the_engine(scene, checkpoint):
     from kinetext.addon import results
     from kinetext.addon.operators import results_folder
     from kinetext.engine import pipeline
-    from kinetext.engine.kinematics import bone_lengths
+    from kinetext.engine.motion.kinematics import bone_lengths
 
     panel = scene.scene.kinetext
     assert panel.clean_motion

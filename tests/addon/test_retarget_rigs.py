@@ -17,10 +17,10 @@ from addon_helpers import MIXAMO, build_rig, rest_joints  # noqa: E402
 
 bake_mod = importlib.import_module("kinetext.addon.bake")
 errors = importlib.import_module("kinetext.engine.errors")
-presets = importlib.import_module("kinetext.engine.retarget_presets")
-quaternion = importlib.import_module("kinetext.engine.quaternion")
-rig_pose = importlib.import_module("kinetext.engine.rig_pose")
-skeleton = importlib.import_module("kinetext.engine.skeleton")
+presets = importlib.import_module("kinetext.engine.retarget.presets")
+quaternion = importlib.import_module("kinetext.engine.motion.quaternion")
+rig_pose = importlib.import_module("kinetext.engine.motion.rig_pose")
+skeleton = importlib.import_module("kinetext.engine.motion.skeleton")
 
 NAMES, PARENTS = skeleton.JOINT_NAMES, skeleton.PARENTS
 END_EFFECTORS = (

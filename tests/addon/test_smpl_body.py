@@ -18,7 +18,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # smpl_fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine" / "body"))  # smpl_fixtures
 from addon_helpers import clear_scene, enabled, preferences  # noqa: E402
 from smpl_fixtures import SMPL_PARENTS, known_motion, make_tiny_smpl, write_tiny_smpl_file  # noqa: E402
 
@@ -55,7 +55,7 @@ def add_variation(context, frames: int = 6, seed: int = 1) -> None:
     from kinetext.addon import results
     from kinetext.addon.operators import results_folder
 
-    from engine.smpl_fit import load_body_model
+    from engine.body.smpl_fit import load_body_model
 
     joints, *_ = known_motion(load_body_model(make_tiny_smpl(blend=BLEND)), frames, seed)
     clip = results.Clip(joints.astype(np.float32), np.zeros((frames, 263), np.float32), 20,
@@ -82,7 +82,7 @@ def smplx_output(fit, model_folder):
     """smplx's vertices and joints (T, ., 3), metres Y up, for the fitted parameters."""
     import torch
 
-    from engine.smpl_fit import load_body_model
+    from engine.body.smpl_fit import load_body_model
 
     body = load_body_model(model_folder)
     poses = torch.as_tensor(fit.poses)
@@ -216,7 +216,7 @@ def test_a_bake_that_fails_leaves_the_body_as_it_was(scene, monkeypatch):
 
 
 def test_export_writes_the_fit_and_reads_back(scene, tmp_path):
-    from kinetext.engine.amass import load_amass
+    from kinetext.engine.io.amass import load_amass
 
     add_variation(scene)
     path = tmp_path / "wave.npz"

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bvh import BVH, canonical_bvh, read_bvh, write_bvh
 from engine.errors import BVHError, MotionError
-from engine.joint_map import read_canonical
+from engine.io.bvh import BVH, canonical_bvh, read_bvh, write_bvh
+from engine.retarget.joint_map import read_canonical
 
 HOSTILE_TOKENS = (
     "nan", "-nan", "NaN", "inf", "-inf", "Infinity", "1e308", "-1e308", "1e999", "5e-324",
@@ -200,7 +200,7 @@ def mutate(rng: random.Random, text: str) -> bytes:
 
 def walk_joints(frames: int = 12) -> np.ndarray:
     """(frames, 22, 3) canonical joints: the rest pose stepping forward with a swaying body."""
-    from engine.skeleton import CANONICAL_OFFSETS, PARENTS
+    from engine.motion.skeleton import CANONICAL_OFFSETS, PARENTS
 
     rest = np.zeros((len(PARENTS), 3))
     for j, p in enumerate(PARENTS):
@@ -341,7 +341,7 @@ def header_scaling(work: Path) -> None:
 
 BOMB = """
 import resource, sys, time
-from engine.bvh import read_bvh
+from engine.io.bvh import read_bvh
 start = time.perf_counter()
 try:
     bvh = read_bvh(sys.argv[1])
@@ -356,7 +356,7 @@ print(f"{shape}; peak RSS {peak:.2f} GiB; {time.perf_counter() - start:.1f} s")
 def memory_at_limits(work: Path) -> None:
     """Peak memory (a fresh process each) of reading files at and past the joint-frame limit
     with joints that have no channels (free in the file, not in world_positions)."""
-    from engine.bvh import JOINT_FRAMES_PER_VALUE, MAX_JOINT_FRAMES
+    from engine.io.bvh import JOINT_FRAMES_PER_VALUE, MAX_JOINT_FRAMES
 
     at_limit = MAX_JOINT_FRAMES // 1000, 1000 // JOINT_FRAMES_PER_VALUE
     for joints, frames, channelled in ((1000, *at_limit), (1000, 10_000, 1), (2000, 100_000, 1)):

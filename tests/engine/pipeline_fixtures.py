@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.checkpoint import save_checkpoint
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from engine.models.mlagen import MLAGen, MLAGenConfig
 from engine.models.molingo import MoLingo, MoLingoConfig
+from engine.store.checkpoint import save_checkpoint
 from engine.text_encoder import TextEncoderConfig
 
 TEXT_DIM = 384  # the bundled MiniLM

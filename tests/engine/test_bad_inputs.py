@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from bvh_fuzz import walk_joints, zero_channel_bvh
 
-from engine.bvh import canonical_bvh, write_bvh
 from engine.cli import main
-from engine.features import joints_to_features
+from engine.io.bvh import canonical_bvh, write_bvh
+from engine.motion.features import joints_to_features
 
 Case = Callable[[Path], list[str]]
 """Builds the inputs of one case in a folder and returns the command line."""
@@ -385,25 +385,25 @@ def test_corpus_size():
 
 
 def test_ctrl_c_is_one_line_and_status_130(tmp_path, refused, monkeypatch):
-    import engine.features
+    import engine.motion.features
 
     def interrupted(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine.features, "joints_to_features", interrupted)
+    monkeypatch.setattr(engine.motion.features, "joints_to_features", interrupted)
     line = refused(main, ["features", joints_npy(tmp_path), str(tmp_path / "o.npy")], tmp_path)
     assert line.startswith("interrupted")
 
 
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, refused, monkeypatch):
-    import engine.bvh
+    import engine.io.bvh
 
-    monkeypatch.setattr(engine.bvh, "MAX_FILE_BYTES", 1000)  # the real limit is 256 MiB
+    monkeypatch.setattr(engine.io.bvh, "MAX_FILE_BYTES", 1000)  # the real limit is 256 MiB
     inp = good_bvh(tmp_path)
     line = refused(main, ["bvh2joints", inp, str(tmp_path / "o.npy")], tmp_path)
     assert (
         line == f"error: {inp}: the file is {len(GOOD_BVH):,} bytes, over the limit of 1,000 "
-        "(engine.bvh.MAX_FILE_BYTES)"
+        "(engine.io.bvh.MAX_FILE_BYTES)"
     )
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.features import canonicalize_joints, joints_to_features, recover_from_ric
-from engine.kinematics import chain_forward_kinematics
-from engine.quaternion import axis_angle_to_quat
+from engine.motion.features import canonicalize_joints, joints_to_features, recover_from_ric
+from engine.motion.kinematics import chain_forward_kinematics
+from engine.motion.quaternion import axis_angle_to_quat
+from engine.motion.skeleton import CANONICAL_OFFSETS
 from engine.sequence import window_peaks
-from engine.skeleton import CANONICAL_OFFSETS
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_render_writes_a_sheet_and_a_gif(walk, tmp_path):
 
 
 def test_mp4_without_ffmpeg_says_so(walk, tmp_path, monkeypatch, capsys):
-    import engine.render as render
+    import engine.io.render as render
 
     monkeypatch.setattr(render, "_ffmpeg_available", lambda: False)
     assert main(["render", str(walk[0]), str(tmp_path / "a.mp4")]) == 2

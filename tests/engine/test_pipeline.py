@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from pipeline_fixtures import save_tiny_checkpoint
 
-from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
-from engine.features import recover_from_ric
+from engine.motion.features import recover_from_ric
 from engine.pipeline import DEFAULT_CHECKPOINT, generate, plan_length
+from engine.store.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

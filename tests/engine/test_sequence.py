@@ -8,10 +8,10 @@ import torch
 from pipeline_fixtures import save_tiny_checkpoint
 from scipy.ndimage import gaussian_filter1d
 
-from engine.demo_clip import walk_cycle
 from engine.errors import MotionError
-from engine.kinematics import bone_lengths
 from engine.models.molingo import MoLingo, MoLingoConfig
+from engine.motion.demo_clip import walk_cycle
+from engine.motion.kinematics import bone_lengths
 from engine.sampling.mar import sample_mar
 from engine.sequence import (
     Chunk,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import FEATURE_DIM
+from engine.motion.features import FEATURE_DIM
 
 MEAN = np.linspace(-1.0, 1.0, FEATURE_DIM).astype(np.float32)
 STD = np.linspace(0.5, 2.0, FEATURE_DIM).astype(np.float32)

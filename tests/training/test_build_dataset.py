@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.bvh import canonical_bvh, write_bvh
 from engine.errors import MotionError
-from engine.features import FEATURE_DIM, FEATURE_GROUPS
-from engine.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
+from engine.io.bvh import canonical_bvh, write_bvh
+from engine.motion.features import FEATURE_DIM, FEATURE_GROUPS
+from engine.motion.skeleton import CANONICAL_OFFSETS, JOINT_NAMES, PARENTS
 from training.build_dataset import (
     SPLITS,
     BuildSettings,

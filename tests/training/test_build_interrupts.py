@@ -177,13 +177,13 @@ def test_sigkill_mid_build_leaves_old_folder_and_a_leftover_the_next_build_remov
 def test_an_interrupted_multi_clip_bvh_write_leaves_every_old_file(tmp_path, monkeypatch):
     """generate --variations 3 --out x.bvh writes x.bvh, x_2.bvh, x_3.bvh: Ctrl-C while the
     third is written leaves the three files of the previous run, and no temporary file."""
-    import engine.bvh
+    import engine.io.bvh
     from engine.cli import main
 
     out = [tmp_path / name for name in ("x.bvh", "x_2.bvh", "x_3.bvh")]
     for path in out:
         path.write_text("the previous run")
-    real_write = engine.bvh._write_text
+    real_write = engine.io.bvh._write_text
     written = []
 
     def write_text(fh, bvh, precision):
@@ -192,7 +192,7 @@ def test_an_interrupted_multi_clip_bvh_write_leaves_every_old_file(tmp_path, mon
             raise KeyboardInterrupt
         real_write(fh, bvh, precision)
 
-    monkeypatch.setattr(engine.bvh, "_write_text", write_text)
+    monkeypatch.setattr(engine.io.bvh, "_write_text", write_text)
     args = ["generate", "a person waves", "--seconds", "1", "--variations", "3",
             "--device", "cpu", "--out", str(out[0])]  # fmt: skip
     assert main(args) == 130

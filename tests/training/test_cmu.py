@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.bvh import canonical_bvh, write_bvh
-from engine.demo_clip import walk_cycle
-from engine.joint_map import bvh_to_canonical
-from engine.retarget_presets import PRESETS
-from engine.skeleton import JOINT_NAMES, PARENTS
+from engine.io.bvh import canonical_bvh, write_bvh
+from engine.motion.demo_clip import walk_cycle
+from engine.motion.skeleton import JOINT_NAMES, PARENTS
+from engine.retarget.joint_map import bvh_to_canonical
+from engine.retarget.presets import PRESETS
 from training.build_dataset import ReadOptions, process_clip
 from training.captions import parse_text_line
 from training.cli import main

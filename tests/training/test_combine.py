@@ -11,7 +11,7 @@ from test_build_dataset import write_clip
 from test_deepmimic import walk_frames, write_character, write_motion
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 from training.cli import main
 from training.compact import pack_dataset, unpack_dataset
 from training.config import load_train_config
@@ -146,8 +146,8 @@ def test_a_checkpoint_trained_on_the_combined_set_lists_each_source(combined, tm
     DeepMimic actions from their labels and the studio's from its captions' verbs."""
     import torch
 
-    from engine.checkpoint import load_checkpoint, save_checkpoint
     from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+    from engine.store.checkpoint import load_checkpoint, save_checkpoint
     from engine.text_encoder import TextEncoderConfig
 
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from data_layouts import (
 )
 
 from engine.errors import MotionError
-from engine.features import FEATURE_DIM, Normalizer, mirror_features
+from engine.motion.features import FEATURE_DIM, Normalizer, mirror_features
 from training.data import MotionDataset, load_frame_labels, make_loader, set_epoch
 from training.data.clips import read_npy_layout, read_rows, thread_map
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.errors import MotionError
-from engine.skeleton import JOINT_NAMES, PARENTS
+from engine.motion.skeleton import JOINT_NAMES, PARENTS
 from training.build_dataset import assign_splits
 from training.cli import main
 from training.deepmimic import read_character, read_deepmimic

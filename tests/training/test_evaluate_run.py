@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import save_checkpoint
-from engine.cleanup import Cleanup
+from engine.edit.cleanup import Cleanup
 from engine.errors import MotionError
-from engine.features import Normalizer
 from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
 from engine.models.mlagen import MLAGen, MLAGenConfig
 from engine.motion import Motion
+from engine.motion.features import Normalizer
 from engine.sampling.graphs import FastOptions
+from engine.store.checkpoint import save_checkpoint
 from engine.text_encoder import TextEncoderConfig
 from training.data import MotionDataset, make_loader, set_epoch
 from training.evaluation import generation, metrics

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 from engine.text_encoder import TextEncoderConfig, TextEncoding, load_text_encoder
 from training.evaluation.evaluator import (
     EvaluatorConfig,
@@ -117,8 +117,8 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_loading_a_generator_checkpoint_as_evaluator_is_refused(tmp_path):
-    from engine.checkpoint import save_checkpoint
     from engine.models.autoencoder import AutoencoderConfig, MotionAutoencoder
+    from engine.store.checkpoint import save_checkpoint
 
     folder = save_checkpoint(
         tmp_path / "ae", {"autoencoder": MotionAutoencoder(AutoencoderConfig.tiny())},

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from training_fixtures import ATTRIBUTION, LICENCE, tiny_overrides, write_dataset
 
-from engine.checkpoint import load_checkpoint
 from engine.errors import MotionError
 from engine.pipeline import generate
+from engine.store.checkpoint import load_checkpoint
 from engine.text_encoder import TextEncoderConfig, load_text_encoder
 from training.config import load_train_config
 from training.export import export_runs, main_export

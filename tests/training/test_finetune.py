@@ -14,11 +14,11 @@ import pytest
 import torch
 from training_fixtures import ATTRIBUTION, LICENCE, write_dataset
 
-from engine.checkpoint import load_checkpoint
 from engine.cli import main as engine_main
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 from engine.pipeline import DEFAULT_CHECKPOINT
+from engine.store.checkpoint import load_checkpoint
 from engine.text_encoder import TextEncoderConfig, load_text_encoder
 from training.cli import main
 from training.config import load_train_config

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.demo_clip import walk_cycle
 from engine.errors import MotionError
-from engine.skeleton import CANONICAL_OFFSETS, PARENTS
+from engine.motion.demo_clip import walk_cycle
+from engine.motion.skeleton import CANONICAL_OFFSETS, PARENTS
 from training.evaluation.physical import (
     CONTACT_HEIGHT,
     bone_length_variation,

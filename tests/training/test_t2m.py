@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 from training.evaluation.t2m import (
     POS_TAGS,
     MotionEncoderBiGRUCo,

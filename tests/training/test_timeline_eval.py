@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.demo_clip import walk_cycle
+from engine.motion.demo_clip import walk_cycle
 from training.evaluation.timeline import (
     Caption,
     both_ratios,

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.features import Normalizer, joints_to_features
-from engine.skeleton import CANONICAL_OFFSETS, PARENTS
+from engine.motion.features import Normalizer, joints_to_features
+from engine.motion.skeleton import CANONICAL_OFFSETS, PARENTS
 from engine.text_encoder import TextEncoder, TextEncoderConfig
 
 ATTRIBUTION = "Test-Motion-Set (c) Nobody, CC BY-NC 4.0"

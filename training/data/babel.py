@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from engine.errors import MotionError
-from engine.skeleton import FPS
+from engine.motion.skeleton import FPS
 from training.captions import mirror_caption
 from training.data.labels import LabelSpan
 

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from engine.features import FEATURE_DIM, Normalizer
+from engine.motion.features import FEATURE_DIM, Normalizer
 
 
 @dataclass(frozen=True)

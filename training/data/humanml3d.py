@@ -21,8 +21,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from engine.errors import MotionError
-from engine.features import FEATURE_DIM, Normalizer
-from engine.skeleton import FPS
+from engine.motion.features import FEATURE_DIM, Normalizer
+from engine.motion.skeleton import FPS
 from training.data.batches import MotionItem
 from training.data.clips import (
     ClipInfo,

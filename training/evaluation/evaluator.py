@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.config import Config
 from engine.errors import MotionError
-from engine.features import FEATURE_DIM, Normalizer
 from engine.models.registry import register_model
+from engine.motion.features import FEATURE_DIM, Normalizer
+from engine.store.checkpoint import load_checkpoint, save_checkpoint
 from engine.text_encoder import TextEncoder, TextEncoderConfig, TextEncoding, load_text_encoder
 
 MODEL_NAME = "evaluator"

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.checkpoint import Checkpoint
-from engine.cleanup import Cleanup
+from engine.edit.cleanup import Cleanup
 from engine.errors import MotionError
 from engine.generators import settings_class
 from engine.pipeline import generate
 from engine.sampling.graphs import FastOptions
+from engine.store.checkpoint import Checkpoint
 from training.evaluation.physical import ClipPhysics, clip_physics
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from engine.errors import MotionError
-from engine.skeleton import FOOT_LEFT, FOOT_RIGHT, NUM_JOINTS, PARENTS
+from engine.motion.skeleton import FOOT_LEFT, FOOT_RIGHT, NUM_JOINTS, PARENTS
 
 CONTACT_HEIGHT = 0.05
 """Metres: a foot joint this close to the floor counts as touching it (skating)."""

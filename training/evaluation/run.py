@@ -35,14 +35,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.checkpoint import load_checkpoint
-from engine.cleanup import Cleanup
+from engine.edit.cleanup import Cleanup
 from engine.errors import MotionError
-from engine.features import Normalizer, recover_from_ric
 from engine.generators import GENERATORS, GUIDANCE_MODES
+from engine.motion.features import Normalizer, recover_from_ric
+from engine.motion.skeleton import FPS
 from engine.pipeline import choose_generator, resolve_device
 from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
-from engine.skeleton import FPS
+from engine.store.checkpoint import load_checkpoint
 from engine.text_encoder import TextEncoder, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
 from training.evaluation import metrics, physical
@@ -354,7 +354,7 @@ def evaluate(
     (``engine.generators``), and ``guidance`` / ``steps`` given here win over it. ``fast`` sets
     how the clips are sampled on CUDA (precision, compiled trunk; None: the engine's
     default); it is recorded in the report. ``clean``: score the cleaned clips users get
-    (``engine.cleanup``; a ``Cleanup`` for other settings), or the raw output with False.
+    (``engine.edit.cleanup``; a ``Cleanup`` for other settings), or the raw output with False.
     ``progress`` shows each phase on stderr.
     """
     protocol = dataclasses.replace(
@@ -512,7 +512,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cleanup", action="append", default=[], metavar="KEY=VALUE",
-        help="a setting of engine.cleanup.Cleanup for the generated clips (repeatable), e.g. "
+        help="a setting of engine.edit.cleanup.Cleanup for the generated clips (repeatable), e.g. "
         "pin_blend=2, smoothing=1.5, lengths=median, pin_feet=false",
     )  # fmt: skip
     parser.add_argument("--prompts-per-call", type=int, default=Protocol.prompts_per_call,

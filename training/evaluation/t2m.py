@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from engine.errors import MotionError
-from engine.features import FEATURE_DIM, Normalizer
+from engine.motion.features import FEATURE_DIM, Normalizer
 
 WORD_DIM = 300
 MAX_TEXT_TOKENS = 20  # words kept per caption (the reference's max_text_len)

@@ -38,9 +38,9 @@ import torch
 
 from engine import sequence
 from engine.errors import MotionError
+from engine.motion.skeleton import FPS
 from engine.pipeline import generate
 from engine.sequence import generate_sequence, inbetween, peak_motion, window_peaks
-from engine.skeleton import FPS
 from training.evaluation import metrics, physical
 from training.evaluation.evaluator import load_evaluator
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.skeleton import FPS  # noqa: E402
+from engine.motion.skeleton import FPS  # noqa: E402
 from training.captions import parse_text_line  # noqa: E402
 from training.data.humanml3d import read_split  # noqa: E402
 from training.data.mix import source_of  # noqa: E402

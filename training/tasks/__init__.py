@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.errors import MotionError
-from engine.features import Normalizer
+from engine.motion.features import Normalizer
 
 if TYPE_CHECKING:
     from engine.text_encoder import TextEncoder

@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.errors import MotionError
-from engine.features import recover_from_ric
 from engine.models.autoencoder import (
     AutoencoderConfig,
     LatentDistribution,
     MotionAutoencoder,
     renormalize,
 )
+from engine.motion.features import recover_from_ric
 from engine.text_encoder import TextEncoder
 from training.finetune import source_config
 from training.tasks import LATENT_UNIT, Task, TaskContext, TaskLoss, register_task

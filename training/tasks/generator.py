@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from engine.config import Config
 from engine.errors import MotionError
-from engine.features import Normalizer
 from engine.generators import settings_class
 from engine.models.autoencoder import MotionAutoencoder
+from engine.motion.features import Normalizer
 from training.finetune import source_config
 from training.tasks import Task, TaskContext, freeze
 from training.tasks.latent import (

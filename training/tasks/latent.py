@@ -21,13 +21,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from engine.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint
 from engine.errors import MotionError
 from engine.models.autoencoder import (  # noqa: F401  (rescale_latents: re-exported)
     AutoencoderConfig,
     MotionAutoencoder,
     rescale_latents,
 )
+from engine.store.checkpoint import CONFIG_FILE, FORMAT_NAME, load_checkpoint
 from engine.text_encoder import TextEncoder, TextEncoding
 
 FROZEN_WEIGHTS = "frozen_autoencoder.safetensors"

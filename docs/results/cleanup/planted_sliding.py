@@ -16,8 +16,8 @@ import argparse
 
 import numpy as np
 
-from engine.cleanup import Cleanup, clean_joints
-from engine.features import FOOT_CONTACT
+from engine.edit.cleanup import Cleanup, clean_joints
+from engine.motion.features import FOOT_CONTACT
 from engine.pipeline import generate
 from training.evaluation.physical import CONTACT_HEIGHT, SKATE_SPEED, TOE_JOINTS
 

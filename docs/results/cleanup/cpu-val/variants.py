@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import engine.cleanup as cleanup
-from engine.foot_cleanup import pin_feet
+import engine.edit.cleanup as cleanup
+from engine.edit.foot_cleanup import pin_feet
 from training.evaluation.run import evaluate
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import training.evaluation.generation as generation
-from engine.cleanup import clean_motion
+from engine.edit.cleanup import clean_motion
 from engine.motion import Motion
 from engine.pipeline import generate
 from training.evaluation.run import evaluate, parse_cleanup
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    from engine.cleanup import Cleanup
+    from engine.edit.cleanup import Cleanup
 
     clean = False if args.raw else (parse_cleanup(args.cleanup) if args.cleanup else Cleanup())
     generation.generate = cached_generate(cache, clean)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cleanup import Cleanup, clean_motion
-from engine.features import FOOT_CONTACT, recover_from_ric
-from engine.foot_cleanup import PLANTED
-from engine.skeleton import FOOT_LEFT, FOOT_RIGHT, FPS
+from engine.edit.cleanup import Cleanup, clean_motion
+from engine.edit.foot_cleanup import PLANTED
+from engine.motion.features import FOOT_CONTACT, recover_from_ric
+from engine.motion.skeleton import FOOT_LEFT, FOOT_RIGHT, FPS
 from training.evaluation.physical import CONTACT_HEIGHT, SKATE_SPEED
 from training.evaluation.run import parse_cleanup
 
