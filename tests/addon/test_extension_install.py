@@ -64,6 +64,9 @@ def test_build_ships_addon_and_engine_only(extension_zip):
     tops = {name.split("/")[0] for name in names}
     assert tops == {"blender_manifest.toml", "LICENSE", "__init__.py", "addon", "engine"}
     assert "addon/operators.py" in names and "engine/pipeline.py" in names
+    sources = [p for pkg in ("addon", "engine") for p in (REPO_ROOT / pkg).rglob("*.py")]
+    modules = {p.relative_to(REPO_ROOT).as_posix() for p in sources}
+    assert modules - set(names) == set()  # every module, the engine's subpackages included
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     root = zipfile.ZipFile(extension_zip).read("__init__.py").decode()
     assert "from .addon import register, unregister" in root
