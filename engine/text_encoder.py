@@ -243,6 +243,31 @@ class TextEncoder:
         read_to = max(end for _, end in kept["offset_mapping"][0])  # specials are (0, 0)
         return count, prompt[read_to:].strip()
 
+    def blank_tokens(self, texts: Sequence[str]) -> list[str]:
+        """The tokens of ``texts`` whose input embedding is all zeros, sorted.
+
+        No trained encoder has such rows; a slimmed copy (training/recipes/slim_text_encoder.py,
+        made to fit a GPU machine's upload limit) has them for every token its ``--texts`` did
+        not contain, and reads a caption made of them as nearly nothing: the all-sources run of
+        session 6 trained on "a person walks like a zombie" encoded at cosine 0.60 to the real
+        encoder's vector (docs/dataset.md). Training and evaluation call this to refuse that."""
+        table = getattr(self.model, "get_input_embeddings", lambda: None)()
+        if table is None or not texts:
+            return []
+        ids: set[int] = set()
+        for start in range(0, len(texts), 1024):
+            batch = self.tokenizer(list(texts[start : start + 1024]), truncation=True,
+                                   max_length=self.config.max_tokens)  # fmt: skip
+            ids.update(i for row in batch["input_ids"] for i in row)
+        order = sorted(ids)
+        rows = table.weight.detach()[torch.tensor(order, device=table.weight.device)]
+        blank = (rows == 0).all(dim=-1).cpu().tolist()
+        return sorted(
+            str(self.tokenizer.convert_ids_to_tokens(i))
+            for i, b in zip(order, blank, strict=True)
+            if b
+        )
+
     def null(self, n: int = 1) -> TextEncoding:
         """The null prompt's encoding repeated ``n`` times (unconditional branch of CFG)."""
         return self._assemble([self.config.null_prompt]).repeat_interleave(n)
@@ -410,3 +435,18 @@ def clear_loaded_text_encoders() -> None:
     """Forget every shared encoder (frees their memory once nothing else holds them)."""
     with _LOADED_LOCK:
         _LOADED.clear()
+
+
+def check_reads(encoder: Any, texts: Sequence[str], where: str) -> None:
+    """Refuse ``texts`` that ``encoder`` has blank embeddings for (``TextEncoder.blank_tokens``):
+    a model trained or scored on them would learn or judge captions the encoder cannot read."""
+    if not isinstance(encoder, TextEncoder):
+        return
+    blank = encoder.blank_tokens(list(texts))
+    if blank:
+        shown = ", ".join(repr(t) for t in blank[:12]) + (" ..." if len(blank) > 12 else "")
+        raise MotionError(
+            f"{where}: the text encoder has no embedding for {len(blank)} token(s) of its "
+            f"captions ({shown}). It is a slimmed copy made without these captions: slim it "
+            "again with --texts of every data set (training/recipes/slim_text_encoder.py)."
+        )

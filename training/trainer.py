@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.text_encoder import TextEncoder, load_text_encoder
+from engine.text_encoder import TextEncoder, check_reads, load_text_encoder
 from training.checkpointing import TrainState, capture_rng, save_training_checkpoint
 from training.config import TrainConfig
 from training.distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
@@ -128,6 +128,8 @@ def train(
     text = text_encoder or load_text_encoder(config.text_encoder, info.device)
     task, models, context = setup_task(config, info, text, dataset, resuming=saved is not None)
     dataset = context.dataset
+    if hasattr(dataset, "all_captions"):
+        check_reads(text, dataset.all_captions(), f"training on {config.data_root}")
     config = task.config = context.config = fit_batch_to_data(config, len(dataset), info)
     micro = micro_batch(config, info)
     if info.is_main and saved is None:

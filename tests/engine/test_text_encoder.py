@@ -252,3 +252,23 @@ def test_encoding_checks_shapes():
         TextEncoding(torch.zeros(2, 3, 4), torch.ones(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="pooled must be"):
         TextEncoding(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 5))
+
+
+def test_blank_embedding_rows_are_found_and_refused(tiny_folders, tmp_path):
+    """A slimmed encoder copy (rows of unseen words zeroed) reads those words as nothing:
+    ``blank_tokens`` names them and ``check_reads`` refuses captions that hold them."""
+    from engine.text_encoder import check_reads
+
+    folder = tmp_path / "slimmed"
+    model = _tiny_model("bert")
+    with torch.no_grad():
+        model.get_input_embeddings().weight[WORDS.index("jumps")] = 0.0
+    model.save_pretrained(folder)
+    _save_tiny_tokenizer(folder)
+    slimmed = build_text_encoder(TextEncoderConfig(name=str(folder)))
+    assert slimmed.blank_tokens(["a person walks forward", "a person jumps"]) == ["jumps"]
+    check_reads(slimmed, ["a person walks back"], "here")  # every word has its row
+    with pytest.raises(MotionError, match="no embedding for 1 token.*'jumps'.*--texts"):
+        check_reads(slimmed, ["a person walks", "a person jumps back"], "training on X")
+    whole = build_text_encoder(TextEncoderConfig(name=str(tiny_folders["bert"])))
+    assert whole.blank_tokens(["a person jumps"]) == []

@@ -212,3 +212,18 @@ def test_cpu_threads_share_the_idle_cores(monkeypatch, capsys):
         assert threads(one, 9.0) is None and torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def test_training_refuses_captions_the_text_encoder_cannot_read(tmp_path, data):
+    """A slimmed text-encoder copy made from another data set's captions has blank rows for
+    these captions' words: training on it would condition on nothing, so it stops first."""
+    encoder = fake_text_encoder()
+    word = (data / "texts" / "000000.txt").read_text().split("#")[0].split()[-1]
+    with torch.no_grad():
+        encoder.model.table.weight[encoder.tokenizer.token_id(word)] = 0.0
+    out = tmp_path / "run"
+    with pytest.raises(MotionError, match="no embedding for 1 token.*slim it again"):
+        train(load_train_config(None, tiny_overrides(out, data)), text_encoder=encoder)
+    assert not (out / "checkpoints").exists()
+    train(load_train_config(None, tiny_overrides(tmp_path / "ok", data, max_steps=1)),
+          text_encoder=fake_text_encoder())  # fmt: skip

@@ -88,11 +88,19 @@ def write_dataset(
 class _Tokenizer:
     """Words -> stable ids (crc32), one sequence at a time like the engine asks."""
 
-    def __call__(self, prompts, truncation=True, max_length=16, return_tensors="pt"):
-        words = prompts[0].split()[: max_length - 1]
-        ids = [1] + [zlib.crc32(w.encode()) % 90 + 2 for w in words]
-        tensor = torch.tensor([ids])
+    def __call__(self, prompts, truncation=True, max_length=16, return_tensors=None):
+        rows = [[1] + [self.token_id(w) for w in p.split()[: max_length - 1]] for p in prompts]
+        if return_tensors is None:  # lists for a whole batch, as a transformers tokenizer gives
+            return {"input_ids": rows}
+        tensor = torch.tensor(rows[:1])
         return {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
+
+    @staticmethod
+    def token_id(word: str) -> int:
+        return zlib.crc32(word.encode()) % 90 + 2
+
+    def convert_ids_to_tokens(self, index: int) -> str:
+        return f"#{index}"
 
 
 class _Embedder(nn.Module):
@@ -102,6 +110,9 @@ class _Embedder(nn.Module):
         weights = torch.randn(92, dim, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             self.table.weight.copy_(weights)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.table
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         return SimpleNamespace(last_hidden_state=self.table(input_ids))

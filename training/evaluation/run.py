@@ -43,7 +43,7 @@ from engine.motion.skeleton import FPS
 from engine.pipeline import choose_generator, resolve_device
 from engine.sampling.graphs import PRECISIONS, FastOptions, default_options
 from engine.store.checkpoint import load_checkpoint
-from engine.text_encoder import TextEncoder, load_text_encoder
+from engine.text_encoder import TextEncoder, check_reads, load_text_encoder
 from training.data import MotionBatch, MotionDataset, collate_items, make_loader, set_epoch
 from training.evaluation import metrics, physical
 from training.evaluation.generation import (
@@ -373,12 +373,14 @@ def evaluate(
         if (Path(data_root) / "train.txt").is_file():
             train = MotionDataset(data_root, "train", normalizer=embedder.normalizer, seed=seed + 1)
         loader = make_loader(test, protocol.batch_size, shuffle=True, seed=seed, drop_last=True)
-        gen = None
+        gen, encoders = None, [getattr(embedder, "text_encoder", None)]
         if str(checkpoint) != "real":
             gen = _generation(checkpoint, torch_device, generator, guidance, steps, sampling)
             gen.fast, gen.clean = fast, clean
-            _keep_captions(load_text_encoder(gen.checkpoint.text_encoder, torch_device), test)
-        _keep_captions(getattr(embedder, "text_encoder", None), test)
+            encoders.append(load_text_encoder(gen.checkpoint.text_encoder, torch_device))
+        for encoder in encoders:
+            _keep_captions(encoder, test)
+            check_reads(encoder, test.all_captions(), f"evaluating on {data_root} ({split})")
     draws = [
         _draw(rep, embedder, loader, train, protocol, seed, watch)
         for rep in tqdm(
