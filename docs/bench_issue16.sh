@@ -32,10 +32,16 @@ python3 -m pytest -q -p no:cacheprovider tests/engine/sampling/test_fast_samplin
   -k "not pipeline" > "$OUT/cuda_tests.log" 2>&1
 echo "CUDA tests: $(tail -1 "$OUT/cuda_tests.log")"
 
-# 2. Benchmarks: the issue's three rows, before/after alternately (two rounds each).
+# 2. Benchmarks: `python -m engine benchmark` with generate(..., clean=False) in both trees: the
+#    clean-up changed after the "before" commit (swing clearance, smoothing; session 6-7), and
+#    what the issue changed is the sampling, so the rows time the network, sampler and decoder.
+RAW_BENCH='import functools, sys, engine.benchmark as b, engine.cli as c
+b.generate = functools.partial(b.generate, clean=False)
+sys.exit(c.main(["benchmark", *sys.argv[1:]]))'
+# The issue's three rows, before/after alternately (ROUNDS rounds, default 2).
 bench() {  # bench LABEL DIR ARGS...: one benchmark run from DIR's engine
   local label=$1 dir=$2; shift 2
-  (cd "$dir" && PYTHONPATH=${PYTHONPATH:-}:$dir python3 -m engine benchmark --device cuda \
+  (cd "$dir" && PYTHONPATH=${PYTHONPATH:-}:$dir python3 -c "$RAW_BENCH" --device cuda \
      --checkpoint "$ROOT/engine/checkpoints/default" --batches 1,256 --repeats 5 \
      --json "$OUT/$label.json" "$@") > "$OUT/$label.log" 2>&1
   echo "== $label"; grep -E "^\| (mlagen|molingo)" "$OUT/$label.log" || tail -5 "$OUT/$label.log"

@@ -88,7 +88,7 @@ JOIN_SECONDS = 0.5  # a join's stretch each side, checked (and smoothed) against
 JOIN_STEPS = ((1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0))
 JOIN_ROUNDS = 3  # passes over the joins, each against the clip the last one left
 # after smoothing the joins: bones rigid at the clip's own lengths (they are), features again
-_FEATURES_ONLY = Cleanup(lengths="median", ground=False, pin_feet=False)
+_FEATURES_ONLY = Cleanup(lengths="median", smoothing=0.0, ground=False, pin_feet=False)
 CROSSFADE_FRAMES = 8  # inbetween: frames at each end eased from the clip into the new motion
 
 

@@ -78,7 +78,9 @@ def test_planted_feet_touch_the_floor_and_nothing_goes_below(walk):
     floored = clean_joints(broken_walk(walk), contacts, Cleanup(floor_feet=True))
     lowest_left = floored[:, [LEFT_ANKLE, LEFT_TOE], 1].min(axis=1)
     assert np.median(lowest_left[down]) < 0.002 and floored[..., 1].min() >= -1e-9
-    assert clean_joints(broken_walk(walk), None)[..., 1].min() == pytest.approx(0.0, abs=1e-9)
+    # without contacts the clip's lowest joint goes on the floor (the swing clearance may then
+    # lift that joint by micrometres where it was a moving toe)
+    assert clean_joints(broken_walk(walk), None)[..., 1].min() == pytest.approx(0.0, abs=1e-4)
 
 
 def test_a_planted_foot_stops_sliding(walk):
@@ -108,7 +110,9 @@ def test_held_pins_keep_the_whole_run_still_and_the_foot_continuous(walk):
         reach = np.linalg.norm(held[run, LEFT_ANKLE] - held[run, 1], axis=-1) / leg
         within = run[reach < 0.999]
         assert len(within) >= len(run) - 3
-        assert np.ptp(held[within, LEFT_ANKLE], axis=0).max() < 1e-3  # lift_above_floor: < 1 mm
+        spread = np.ptp(held[within, LEFT_ANKLE], axis=0)
+        assert spread[[0, 2]].max() < 1e-3  # no slide over the floor
+        assert spread[1] < 1e-2  # lift_above_floor may raise the body (5 mm here): no slide
     step = lambda j: np.linalg.norm(np.diff(j[:, LEFT_ANKLE], axis=0), axis=-1)  # noqa: E731
     whole = np.concatenate(runs)
     assert np.ptp(eased[whole[:8], LEFT_ANKLE, 0]) > 1e-3  # the ease slid at the run's start
