@@ -68,13 +68,13 @@ CANONICAL_LEGS = (
 class Cleanup:
     """How ``clean_joints`` turns network output into a body. The defaults are the settings
     measured best on val (docs/results.md, "Clean motion"): rigid canonical bones, grounding,
-    foot pins and a light smoothing (0.6 frames) on; ``floor_feet`` off (it cost FID there). Pins ease in
-    inside each planted run; ``pin_hold`` holds the whole run instead: planted toes then slide
-    on 0.2% of low toe steps against 4.7% eased (0.6% in real clips), but its fades snap feet
-    where the contacts disagree with the motion (peak acceleration at timeline joins 1.52x
-    that inside segments, against 1.06x eased) and it costs 0.002 FID on val. ``clearance``
-    (5 cm; 0 turns it off) lifts moving feet off the floor: foot skating on test 0.085 ->
-    0.036 (real clips 0.046) at the same FID and R-precision."""
+    foot pins and a light smoothing (0.6 frames) on; ``floor_feet`` off (it cost FID there).
+    Pins ease in inside each planted run; ``pin_hold`` holds the whole run instead: planted toes
+    then slide on 0.2% of low toe steps against 4.7% eased (0.6% in real clips), but its fades
+    snap feet where the contacts disagree with the motion (peak acceleration at timeline joins
+    1.52x that inside segments, against 1.06x eased) and it costs 0.002 FID on val.
+    ``clearance`` (5 cm; 0 turns it off) lifts moving feet off the floor: foot skating on test
+    0.085 -> 0.036 (real clips 0.046) at the same FID and R-precision."""
 
     lengths: Literal["canonical", "median"] = "canonical"
     smoothing: float = 0.6  # Gaussian sigma in frames; 0 = none (see docs/results.md)
