@@ -12,12 +12,13 @@
 #          in the tree (moved aside for the call) to stay under the 64 MiB carry limit.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-C=.carry; R=runs/all6; S=runs/all-session5
+C=.carry; R=${RUN:-runs/all6}; S=runs/all-session5
+SAE=${SAE:-$S/export-sae}  # train_sae.sh leaves runs/all7/export-sae
 source training/recipes/device_text_encoder.sh
 mkdir -p $R
 T0=$(date +%s)
 W="source_weights.deepmimic=6 source_weights.cmu=5"
-G="max_steps=6000 batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$S/export-sae $W"
+G="max_steps=6000 batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$SAE $W"
 LIMIT=${LIMIT:-540}
 train() { local name=$1 config=$2; shift 2
   timeout -s INT $(( LIMIT - ($(date +%s) - T0) )) python3 -m training train $config "$@" \
@@ -39,9 +40,9 @@ done
 wait
 echo "trained after $(( $(date +%s) - T0 )) s"; tail -n 2 $R/mlagen.log $R/molingo.log
 python3 -m training export $R/molingo $R/mlagen $R/ship --bf16 > $R/export.log 2>&1 || { tail $R/export.log; exit 1; }
-python3 - <<'PY'
-import json
-p = "runs/all6/ship/config.json"; c = json.load(open(p)); m = c["metadata"]
+python3 - "$R/ship/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); m = c["metadata"]
 m["generator"] = "mlagen"
 m["sampling_defaults"] = {
     "molingo": {"guidance": 5.5, "steps": 32, "ar_steps": 4, "method": "euler"},
