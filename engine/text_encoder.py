@@ -248,9 +248,10 @@ class TextEncoder:
 
         No trained encoder has such rows; a slimmed copy (training/recipes/slim_text_encoder.py,
         made to fit a GPU machine's upload limit) has them for every token its ``--texts`` did
-        not contain, and reads a caption made of them as nearly nothing: the all-sources run of
-        session 6 trained on "a person walks like a zombie" encoded at cosine 0.60 to the real
-        encoder's vector (docs/dataset.md). Training and evaluation call this to refuse that."""
+        not contain, and reads a caption made of them as nearly nothing: the all-sources runs of
+        sessions 5-6 trained on "a person walks like a zombie" encoded at cosine 0.60 to the real
+        encoder's vector (docs/results.md, "All sources"). Training and evaluation call this to
+        refuse that."""
         table = getattr(self.model, "get_input_embeddings", lambda: None)()
         if table is None or not texts:
             return []
