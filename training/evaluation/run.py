@@ -378,7 +378,7 @@ def evaluate(
             gen = _generation(checkpoint, torch_device, generator, guidance, steps, sampling)
             gen.fast, gen.clean = fast, clean
             encoders.append(load_text_encoder(gen.checkpoint.text_encoder, torch_device))
-        for encoder in encoders:
+        for encoder in {id(e): e for e in encoders}.values():  # often one shared encoder
             _keep_captions(encoder, test)
             check_reads(encoder, test.all_captions(), f"evaluating on {data_root} ({split})")
     draws = [

@@ -47,12 +47,17 @@ def split_skating(joints: np.ndarray, contacts: np.ndarray, fps: float) -> tuple
     return planted_slides / low_steps, swing_slides / low_steps
 
 
+def issue_clips(generator: str):
+    """The issue's 32 clips, raw (``Motion``), on the CPU."""
+    return generate(PROMPTS, seconds=6, variations=8, seed=1, generator=generator,
+                    device="cpu", clean=False)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="mlagen")
     args = parser.parse_args()
-    motion = generate(PROMPTS, seconds=6, variations=8, seed=1, generator=args.generator,
-                      device="cpu", clean=False)  # fmt: skip
+    motion = issue_clips(args.generator)
     contacts = motion.features[..., FOOT_CONTACT]
     joints = motion.joints[:, : contacts.shape[1]]
     rows = {"raw": joints,
