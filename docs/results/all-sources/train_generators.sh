@@ -10,6 +10,9 @@
 #          PHASE=2 (the call right after, on the warm machine) .carry/bandai-pack.npz
 #          runs/all-session5/export-evaluator-bandai. Either call without engine/checkpoints/default
 #          in the tree (moved aside for the call) to stay under the 64 MiB carry limit.
+#   PHASE=once (session 8: a warm machine is not promised between calls): train STEPS steps
+#            (5000 fit one call with LIMIT=520), export and send back, all in one call.
+#   SCORE=0 with PHASE=2/once: finish, export and send back only (the scoring runs on a CPU).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 C=.carry; R=${RUN:-runs/all6}; S=runs/all-session5
@@ -18,12 +21,12 @@ source training/recipes/device_text_encoder.sh
 mkdir -p $R
 T0=$(date +%s)
 W="source_weights.deepmimic=6 source_weights.cmu=5"
-G="max_steps=6000 batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$SAE $W"
+G="max_steps=${STEPS:-6000} batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$SAE $W"
 LIMIT=${LIMIT:-540}
 train() { local name=$1 config=$2; shift 2
   timeout -s INT $(( LIMIT - ($(date +%s) - T0) )) python3 -m training train $config "$@" \
     >> $R/$name.log 2>&1 & }
-if [[ ${PHASE:-1} == 1 ]]; then
+if [[ ${PHASE:-1} == 1 || ${PHASE:-1} == once ]]; then
   [[ -d $R/data ]] || python3 -m training unpack-dataset $C/all-pack.npz $R/data > $R/unpack.log 2>&1 || exit 1
   echo "unpacked after $(( $(date +%s) - T0 )) s"
   train mlagen training/configs/mlagen.toml $G out_dir=$R/mlagen data_root=$R/data num_workers=3 progress=false
@@ -31,13 +34,13 @@ if [[ ${PHASE:-1} == 1 ]]; then
   wait
   echo "phase 1 stopped after $(( $(date +%s) - T0 )) s"; grep -h "step" $R/mlagen.log | tail -1; grep -h "step" $R/molingo.log | tail -1
   ls $R/mlagen $R/molingo
-  exit 0
+  [[ ${PHASE:-1} == once ]] || exit 0
+else  # PHASE 2
+  for name in mlagen molingo; do
+    train $name training/configs/$name.toml out_dir=$R/$name --resume
+  done
+  wait
 fi
-# PHASE 2
-for name in mlagen molingo; do
-  train $name training/configs/$name.toml out_dir=$R/$name --resume
-done
-wait
 echo "trained after $(( $(date +%s) - T0 )) s"; tail -n 2 $R/mlagen.log $R/molingo.log
 python3 -m training export $R/molingo $R/mlagen $R/ship --bf16 > $R/export.log 2>&1 || { tail $R/export.log; exit 1; }
 python3 - "$R/ship/config.json" <<'PY'
@@ -53,6 +56,7 @@ PY
 echo "exported after $(( $(date +%s) - T0 )) s"
 tar cf - -C $R ship | split -b 15M - $OUT/ship.tar.part-
 (cd $R && tar czf $OUT/logs.tgz *.log */config.json 2>/dev/null)
+[[ ${SCORE:-1} == 1 ]] || exit 0  # SCORE=0: score on the CPU at home instead (session 8)
 [[ -d /tmp/bandai ]] || python3 -m training unpack-dataset $C/bandai-pack.npz /tmp/bandai > $R/unpack-bandai.log 2>&1
 [[ -d /tmp/ev ]] || cp -r $S/export-evaluator-bandai /tmp/ev  # kept for the next call (cleanup/call5)
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
