@@ -11,8 +11,10 @@
 #          runs/all-session5/export-evaluator-bandai. Either call without engine/checkpoints/default
 #          in the tree (moved aside for the call) to stay under the 64 MiB carry limit.
 #   PHASE=once (session 8: a warm machine is not promised between calls): train STEPS steps
-#            (5000 fit one call with LIMIT=520), export and send back, all in one call.
-#   SCORE=0 with PHASE=2/once: finish, export and send back only (the scoring runs on a CPU).
+#            (4000 took 336 s with the unpack), export and send back, all in one call; carried:
+#            .carry/{all-pack.npz,minilm-slim} and the SAE folder (SAE=runs/all7/export-sae).
+#   SCORE=0 with PHASE=2/once: finish, export and send back only (score in a call of its own
+#            or on a CPU: session 8 ran `training evaluate` on runs/all7/ship, 10 replications).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 C=.carry; R=${RUN:-runs/all6}; S=runs/all-session5
