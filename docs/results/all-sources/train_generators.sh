@@ -22,7 +22,7 @@ SAE=${SAE:-$S/export-sae}  # train_sae.sh leaves runs/all7/export-sae
 source training/recipes/device_text_encoder.sh
 mkdir -p $R
 T0=$(date +%s)
-W="source_weights.deepmimic=6 source_weights.cmu=5"
+W=${WEIGHTS:-"source_weights.deepmimic=6 source_weights.cmu=5"}  # how often the small sources are drawn
 G="max_steps=${STEPS:-6000} batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$SAE $W"
 LIMIT=${LIMIT:-540}
 train() { local name=$1 config=$2; shift 2
@@ -58,7 +58,7 @@ PY
 echo "exported after $(( $(date +%s) - T0 )) s"
 tar cf - -C $R ship | split -b 15M - $OUT/ship.tar.part-
 (cd $R && tar czf $OUT/logs.tgz *.log */config.json 2>/dev/null)
-[[ ${SCORE:-1} == 1 ]] || exit 0  # SCORE=0: score on the CPU at home instead (session 8)
+[[ ${SCORE:-1} == 1 ]] || exit 0  # SCORE=0: scored in a call of its own (session 8)
 [[ -d /tmp/bandai ]] || python3 -m training unpack-dataset $C/bandai-pack.npz /tmp/bandai > $R/unpack-bandai.log 2>&1
 [[ -d /tmp/ev ]] || cp -r $S/export-evaluator-bandai /tmp/ev  # kept for the next call (cleanup/call5)
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
