@@ -24,11 +24,11 @@ mkdir -p $R
 T0=$(date +%s)
 W=${WEIGHTS:-"source_weights.deepmimic=6 source_weights.cmu=5"}  # how often the small sources are drawn
 G="max_steps=${STEPS:-6000} batch_size=256 warmup_steps=200 ckpt_every=500 autoencoder=$SAE $W"
-LIMIT=${LIMIT:-540}
+LIMIT=${LIMIT:-540}; PHASE=${PHASE:-1}
 train() { local name=$1 config=$2; shift 2
   timeout -s INT $(( LIMIT - ($(date +%s) - T0) )) python3 -m training train $config "$@" \
     >> $R/$name.log 2>&1 & }
-if [[ ${PHASE:-1} == 1 || ${PHASE:-1} == once ]]; then
+if [[ $PHASE == 1 || $PHASE == once ]]; then
   [[ -d $R/data ]] || python3 -m training unpack-dataset $C/all-pack.npz $R/data > $R/unpack.log 2>&1 || exit 1
   echo "unpacked after $(( $(date +%s) - T0 )) s"
   train mlagen training/configs/mlagen.toml $G out_dir=$R/mlagen data_root=$R/data num_workers=3 progress=false
@@ -36,7 +36,7 @@ if [[ ${PHASE:-1} == 1 || ${PHASE:-1} == once ]]; then
   wait
   echo "phase 1 stopped after $(( $(date +%s) - T0 )) s"; grep -h "step" $R/mlagen.log | tail -1; grep -h "step" $R/molingo.log | tail -1
   ls $R/mlagen $R/molingo
-  [[ ${PHASE:-1} == once ]] || exit 0
+  [[ $PHASE == once ]] || exit 0
 else  # PHASE 2
   for name in mlagen molingo; do
     train $name training/configs/$name.toml out_dir=$R/$name --resume
