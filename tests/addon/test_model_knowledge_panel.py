@@ -66,10 +66,12 @@ def test_what_this_model_knows_lists_the_vocabulary_and_data(embedded):
     assert knowledge.wait(WAIT)
     layout = draw(embedded.KINETEXT_PT_knowledge)
     texts = [call[2].get("text") for call in layout.calls("label")]
-    for action, clips in (("bow", "12"), ("wave right hand", "167"), ("run", "265")):
+    for action, clips in (("bow", "12"), ("wave right hand", "167"), ("run", "273"),
+                          ("cartwheel", "1"), ("zombie walk", "2")):  # fmt: skip
         position = texts.index(action)
         assert texts[position + 1] == clips
-    assert "bandai-hml: 2461 training clips of 3.9 h" in texts
+    assert "bandai: 2461 training clips of 3.9 h" in texts
+    assert "deepmimic: 46 training clips of 0.1 h" in texts
 
 
 def test_generating_a_prompt_it_never_learned_warns_in_the_status(embedded):

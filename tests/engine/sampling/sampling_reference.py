@@ -1,9 +1,12 @@
 """Every sampling variant on the CPU with fixed seeds: the outputs issue 16's refactor keeps.
 
-``python tests/engine/sampling/sampling_reference.py`` writes ``sampling_reference.npz`` beside this
-file; it was run once on the code before the refactor (commit recorded in the file) and is
-never rewritten by the tests. ``test_sampling_reference.py`` runs ``outputs()`` on the code of
-today and compares each array with the recorded one bit for bit.
+``python tests/engine/sampling/sampling_reference.py`` writes ``sampling_reference.npz``
+beside this file; it was run once on the code before the refactor (commit recorded in the
+file) and is never rewritten by the tests. Only the ``pipeline`` part (the shipped
+checkpoint) was recorded again, with ``--part pipeline``, when session 9 replaced the
+shipped weights (the sampling code unchanged; the other parts keep the pre-refactor
+recording). ``test_sampling_reference.py`` runs ``outputs()`` on the code of today and
+compares each array with the recorded one bit for bit.
 
 The models are small and randomly initialised from their configs with fixed seeds (the
 untrained zero-initialised layers get random weights, so every path does real work); the
@@ -14,6 +17,7 @@ sys.path).
 
 from __future__ import annotations
 
+import argparse
 import platform
 import subprocess
 import sys
@@ -222,15 +226,25 @@ def outputs(parts: tuple[str, ...] = tuple(PARTS)) -> Outputs:
 
 
 def main() -> None:
+    """Record every part, or with ``--part NAME`` (repeatable) only those parts, keeping the
+    others' recording (the pipeline part after the shipped checkpoint is replaced)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", action="append", choices=sorted(PARTS), default=None)
+    args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=HERE, check=True).stdout.strip()  # fmt: skip
-    data = outputs()
+    data: Outputs = {}
+    if args.part:
+        with np.load(RECORDED) as old:
+            data = {k: old[k] for k in old.files if k.split("/")[0] not in args.part}
+    data.update(outputs(tuple(args.part or PARTS)))
+    for part in args.part or PARTS:
+        data[f"_meta/commit/{part}"] = np.array(commit)
     data["_meta/fingerprint"] = np.array(fingerprint())
-    data["_meta/commit"] = np.array(commit)
     partial = RECORDED.with_suffix(".partial.npz")
     np.savez_compressed(partial, **data)
     partial.replace(RECORDED)
-    print(f"{RECORDED}: {len(data) - 2} arrays from {commit} ({fingerprint()})")
+    print(f"{RECORDED}: {len(data)} arrays, {args.part or 'all parts'} from {commit}")
 
 
 if __name__ == "__main__":
