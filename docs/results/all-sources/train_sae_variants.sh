@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Device call (session 9, issue 18): why the all-sources generators lose Bandai FID. On the CPU
-# (docs/results.md "The autoencoder sets the floor"), session 8's
+# (docs/results.md "All sources, shipped (session 9)"), session 8's
 # all-sources SAE alone reconstructs the Bandai test split at FID 0.033 under the Bandai
 # evaluator, the shipped SAE at 0.015: the generators (0.031 / 0.014) sit on their SAE's
 # floor. Two candidate SAEs, side by side, STEPS steps each on all sources:
@@ -9,6 +9,9 @@
 #   cont-all7:  session 8's all-sources SAE trained on (its all-sources Mean/Std).
 # Exported fp32 and sent back in 15 MB parts for the CPU checks (reconstruction FID on Bandai,
 # joint error per source) that pick the SAE the generators train on next.
+# .carry/default-sae is the Bandai-only default's autoencoder alone (9.6 MB instead of 36):
+#   git worktree add /tmp/old fa05635 (the checkpoint shipped until session 8 is its default), then
+#   python training/recipes/extract_models.py /tmp/old/engine/checkpoints/default .carry/default-sae --model autoencoder
 # Carried: .carry/{all-pack.npz,minilm-slim,default-sae} runs/all7/export-sae, without
 # engine/checkpoints/default in the tree (64 MiB carry limit).
 set -uo pipefail
