@@ -90,7 +90,11 @@ KNOWN = {
         "someone tumbles forward and stands up",
         "a person gets up from the floor",
     ],
-    "kick / punch": ["someone kicks out in front", "someone throws a punch", "a fighter kicks high"],
+    "kick / punch": [
+        "someone kicks out in front",
+        "someone throws a punch",
+        "a fighter kicks high",
+    ],
     "zombie / sneak": ["someone shambles like a zombie", "a person tiptoes forward quietly"],
 }
 UNRELATED = {  # climbing is left out: CMU's playground climbing gave one "climb" clip

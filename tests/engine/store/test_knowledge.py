@@ -63,7 +63,8 @@ def test_info_lists_what_the_shipped_checkpoint_knows(capsys):
                      "cartwheel", "zombie walk",
                      "bandai: 2461 clips of its train split (the whole data set: 3.86 h)",
                      "deepmimic: 46 clips", "cmu: 49 clips", "CC BY-NC 4.0", "MIT licence",
-                     "mocap.cs.cmu.edu", "Bandai Namco Research Inc.", "mlagen: guidance 4.0, steps 25",
+                     "mocap.cs.cmu.edu", "Bandai Namco Research Inc.",
+                     "mlagen: guidance 4.0, steps 25",
                      "molingo: guidance 5.5, steps 32, ar_steps 4", "M parameters",
                      "description of the training data"):  # fmt: skip
         assert expected in out, expected
