@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.motion.features import recover_from_ric  # noqa: E402
+from engine.motion.features import Normalizer, recover_from_ric  # noqa: E402
+from engine.pipeline import decode_latents  # noqa: E402
 from engine.store.checkpoint import load_checkpoint  # noqa: E402
 from training.data import MotionDataset, make_loader, set_epoch  # noqa: E402
 from training.data.humanml3d import read_split  # noqa: E402
@@ -34,41 +35,50 @@ class Reconstructor:
     """A checkpoint's autoencoder on denormalised features: encode, decode the mean."""
 
     def __init__(self, checkpoint: str) -> None:
-        ckpt = load_checkpoint(checkpoint)
-        self.model = ckpt.models["autoencoder"].float().eval()
-        self.mean = torch.as_tensor(ckpt.mean).float()
-        self.std = torch.as_tensor(ckpt.std).float()
-        self.down = self.model.downsample
+        self.ckpt = load_checkpoint(checkpoint)
+        self.model = self.ckpt.models["autoencoder"].float().eval()
+        self.normalizer = Normalizer(self.ckpt.mean, self.ckpt.std)
 
     @torch.no_grad()
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """(B, F, 263) -> (B, F', 263), F' the largest multiple of the downsampling <= F."""
-        frames = features.shape[1] // self.down * self.down
-        x = (torch.as_tensor(features[:, :frames]).float() - self.mean) / self.std
-        y = self.model.decode(self.model.encode(x).mean) * self.std + self.mean
-        return y.numpy()
+        frames = features.shape[1] // self.model.downsample * self.model.downsample
+        x = torch.as_tensor(self.normalizer.normalize(features[:, :frames])).float()
+        out, _ = decode_latents(self.ckpt, self.model.encode(x).mean)
+        return out.numpy()
 
 
-def reconstruction_fid(rec: Reconstructor, data: str, evaluator: str, split: str,
-                       replications: int) -> list[float]:  # fmt: skip
-    """FID of the reconstructions against the real clips, one value per replication."""
-    ev = load_evaluator(evaluator, device="cpu")
-    test = MotionDataset(data, split, normalizer=ev.normalizer, seed=0)
-    loader = make_loader(test, 32, shuffle=True, seed=0, drop_last=True)
-    found = []
-    for rep in range(replications):
-        set_epoch(loader, rep)
-        real, made = [], []
-        for batch in loader:
-            lengths = batch.lengths.tolist()
-            features = ev.normalizer.denormalize(batch.features.numpy().astype(np.float64))
-            out = rec(features)
-            kept = [min(n, out.shape[1]) for n in lengths]
-            real.append(ev.embed_motion(batch.features, lengths))
-            normalised = torch.as_tensor(ev.normalizer.normalize(out)).float()
-            made.append(ev.embed_motion(normalised, kept))
-        found.append(metrics.fid(np.concatenate(real), np.concatenate(made)))
-    return found
+class RealDraws:
+    """The evaluator and the test clips as ``evaluate`` draws them (32 per batch, shuffled
+    per replication), with the real embeddings computed once for every checkpoint."""
+
+    def __init__(self, data: str, evaluator: str, split: str, replications: int) -> None:
+        self.evaluator = ev = load_evaluator(evaluator, device="cpu")
+        test = MotionDataset(data, split, normalizer=ev.normalizer, seed=0)
+        loader = make_loader(test, 32, shuffle=True, seed=0, drop_last=True)
+        self.batches, self.real = [], []
+        for rep in range(replications):
+            set_epoch(loader, rep)
+            batches = list(loader)
+            self.batches.append(batches)
+            embedded = [
+                self.evaluator.embed_motion(b.features, b.lengths.tolist()) for b in batches
+            ]
+            self.real.append(np.concatenate(embedded))
+
+    def fid(self, rec: Reconstructor) -> list[float]:
+        """FID of the reconstructions against the real clips, one value per replication."""
+        ev, found = self.evaluator, []
+        for batches, real in zip(self.batches, self.real, strict=True):
+            made = []
+            for batch in batches:
+                features = ev.normalizer.denormalize(batch.features.numpy().astype(np.float64))
+                out = rec(features)
+                kept = [min(n, out.shape[1]) for n in batch.lengths.tolist()]
+                normalised = torch.as_tensor(ev.normalizer.normalize(out)).float()
+                made.append(ev.embed_motion(normalised, kept))
+            found.append(metrics.fid(real, np.concatenate(made)))
+        return found
 
 
 def _grounded(joints: np.ndarray) -> np.ndarray:
@@ -102,9 +112,10 @@ def main() -> int:
     args = parser.parse_args()
     print("| checkpoint | reconstruction FID | " + " | ".join(args.joints) + " |")
     print("|---|---|" + "---|" * len(args.joints))
+    draws = RealDraws(args.data, args.evaluator, args.split, args.replications)
     for checkpoint in args.checkpoints:
         rec = Reconstructor(checkpoint)
-        fid = reconstruction_fid(rec, args.data, args.evaluator, args.split, args.replications)
+        fid = draws.fid(rec)
         cells = [f"{np.mean(fid):.4f} ({', '.join(f'{v:.4f}' for v in fid)})"]
         for spec in args.joints:
             data, _, split = spec.partition(":")
